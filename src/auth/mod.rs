@@ -1,0 +1,2 @@
+//! Who may come in: certificate policy (pure).
+pub mod cert_policy;

@@ -1,0 +1,181 @@
+//! Command-line interface. Thin: every subcommand calls into the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use ssh_edge::config;
+use ssh_edge::connect::{self, ConnectOptions};
+use ssh_edge::edge::{Edge, Listeners};
+use ssh_edge::lab::Lab;
+use ssh_edge::metrics::Metrics;
+
+#[derive(Parser)]
+#[command(name = "ssh-edge", version, about = "Multi-tenant SSH edge proxy")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the edge.
+    Run {
+        /// TOML config file (SSH_EDGE_* variables override it).
+        #[arg(long, short, env = "SSH_EDGE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config and print every problem found.
+    CheckConfig {
+        #[arg(long, short, env = "SSH_EDGE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Start a throwaway loopback world (CAs, keys, a real sshd) and the edge in front of it,
+    /// then print ssh commands that land in a shell through it.
+    Demo {
+        /// Directory for the demo's keys and configs (default: a new temp dir, removed on exit).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Port for the TLS front (0 = any free port).
+        #[arg(long, default_value_t = 8443)]
+        tls_port: u16,
+        /// Port for the plain-SSH front (0 = any free port).
+        #[arg(long, default_value_t = 2222)]
+        ssh_port: u16,
+    },
+    /// ProxyCommand for the TLS front: `ProxyCommand ssh-edge connect --edge EDGE:443 %h`.
+    Connect {
+        /// The workload host (sent as TLS SNI).
+        host: String,
+        /// Edge address.
+        #[arg(long, env = "SSH_EDGE_ADDR", default_value = "127.0.0.1:443")]
+        edge: String,
+        /// PEM CA certificates to trust instead of the system store.
+        #[arg(long, env = "SSH_EDGE_CA_FILE")]
+        ca_file: Option<PathBuf>,
+    },
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,russh=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ssh-edge: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Connect { host, edge, ca_file } => {
+            // No tracing here: stderr belongs to the ssh client's terminal.
+            let opts = ConnectOptions { host, edge, ca_file };
+            let result = runtime.block_on(connect::run(&opts));
+            if let Err(e) = &result {
+                eprintln!("ssh-edge connect: {e}");
+            }
+            // Exit now: the blocking stdin reader would otherwise hold the runtime open.
+            std::process::exit(if result.is_ok() { 0 } else { 255 });
+        }
+        Command::CheckConfig { config } => check_config(config),
+        Command::Run { config } => {
+            init_tracing(&cli.log_format);
+            runtime.block_on(run(config))
+        }
+        Command::Demo { dir, tls_port, ssh_port } => {
+            init_tracing(&cli.log_format);
+            runtime.block_on(demo(dir, tls_port, ssh_port))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ssh-edge: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
+    config::load(path.as_deref())?;
+    println!("configuration OK");
+    Ok(())
+}
+
+async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = config::load(path.as_deref())?;
+    serve(config).await
+}
+
+async fn serve(config: config::EdgeConfig) -> anyhow::Result<()> {
+    let listeners = Listeners::bind(&config).await?;
+    if config.backend.host_keys.accept_any {
+        tracing::warn!("INSECURE: backend.accept_any_host_key = true; backend host keys are not verified");
+    }
+    let metrics = Arc::new(Metrics::new());
+    let edge = Edge::new(config, metrics).context("TLS configuration")?;
+    tracing::info!(tls = ?listeners.tls_addr(), ssh = ?listeners.ssh_addr(), "ssh-edge listening");
+    tokio::select! {
+        _ = edge.serve(listeners) => {}
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, stopping"),
+    }
+    Ok(())
+}
+
+async fn demo(dir: Option<PathBuf>, tls_port: u16, ssh_port: u16) -> anyhow::Result<()> {
+    let (dir, keep) = match dir {
+        Some(d) => (d, true),
+        None => (std::env::temp_dir().join(format!("ssh-edge-demo-{}", std::process::id())), false),
+    };
+    let mut lab = Lab::create(&dir, &["abc1234", "m1x2y3"])?;
+    lab.keep = keep;
+    let raw = lab.edge_config(&format!("127.0.0.1:{tls_port}"), &format!("127.0.0.1:{ssh_port}"))?;
+    let config_path = lab.write_config(&raw)?;
+    let config = config::validate(&raw)?;
+    let listeners = Listeners::bind(&config).await?;
+    let (tls, ssh) = (
+        listeners.tls_addr().map_or(0, |a| a.port()),
+        listeners.ssh_addr().map_or(0, |a| a.port()),
+    );
+    let key = lab.issue_user_certificate("user_key", "demo-user", &["abc1234", "m1x2y3"], Duration::from_secs(8 * 3600))?;
+    let exe = std::env::current_exe().context("locating the ssh-edge binary")?;
+    let ssh_config = lab.write_ssh_config(&key, &exe, tls, ssh)?;
+    let edge = Edge::new(config, Arc::new(Metrics::new())).context("TLS configuration")?;
+    println!(
+        "\nssh-edge demo is running (backend sshd on 127.0.0.1:{sshd}, files in {dir}).\n\
+         Config: {config}\n\n\
+         Land in a shell through the TLS front (SNI routing, ProxyCommand ssh-edge connect):\n\
+         \x20 ssh -F {cfg} training-job-abc1234-0.ssh.baseten.co\n\n\
+         The same with openssl as ProxyCommand:\n\
+         \x20 ssh -F {cfg} -o ProxyCommand='openssl s_client -quiet -verify_quiet -connect 127.0.0.1:{tls} -servername %h' training-job-abc1234-0.ssh.baseten.co\n\n\
+         Through the plain-SSH front (target in the user name):\n\
+         \x20 ssh -F {cfg} training-job-abc1234-0@127.0.0.1\n\n\
+         Press Ctrl-C to stop.\n",
+        sshd = lab.sshd_port,
+        dir = lab.dir.display(),
+        config = config_path.display(),
+        cfg = ssh_config.display(),
+    );
+    tokio::select! {
+        _ = edge.serve(listeners) => {}
+        _ = tokio::signal::ctrl_c() => println!("stopping demo"),
+    }
+    drop(lab);
+    Ok(())
+}

@@ -1,0 +1,357 @@
+//! Configuration: defaults → TOML file → `SSH_EDGE_*` environment, validated into typed settings.
+//!
+//! Validation collects every problem before failing, so `ssh-edge check-config` shows them all
+//! at once. Secrets (private keys) are loaded here and never printed.
+
+mod raw;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use russh::keys::ssh_key::{Certificate, Fingerprint, PrivateKey};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+pub use raw::*;
+
+use crate::auth::cert_policy::{CertPolicy, ForceCommandPolicy, parse_ca_entry};
+use crate::hostname::HostGrammar;
+use crate::route::{RouteRule, RouteTable};
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("invalid configuration ({} problem{}):\n  - {}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+/// TLS material for the TLS front.
+pub struct TlsSettings {
+    pub cert_chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    pub handshake_timeout: Duration,
+}
+
+/// SSH server settings shared by the terminating fronts.
+pub struct SshSettings {
+    pub host_keys: Vec<PrivateKey>,
+    pub host_certificates: Vec<Certificate>,
+    pub window_size: u32,
+    pub max_packet_size: u32,
+    pub keepalive_interval: Option<Duration>,
+    pub keepalive_max: usize,
+    pub login_grace: Duration,
+    pub max_auth_attempts: usize,
+}
+
+/// How the edge proves itself to backend sshd.
+pub enum BackendLogin {
+    /// Mint a short-lived user certificate per session, signed by this edge CA.
+    EdgeCa { ca: PrivateKey, validity: Duration },
+    /// One fixed key.
+    Key(PrivateKey),
+}
+
+/// How backend host keys are verified.
+#[derive(Debug, Clone, Default)]
+pub struct HostKeyPolicy {
+    pub known_hosts_file: Option<PathBuf>,
+    pub pinned: Vec<Fingerprint>,
+    pub accept_any: bool,
+}
+
+pub struct BackendSettings {
+    pub connect_timeout: Duration,
+    pub login: BackendLogin,
+    pub host_keys: HostKeyPolicy,
+}
+
+/// The validated, typed configuration the edge runs on.
+pub struct EdgeConfig {
+    pub tls_listen: Option<SocketAddr>,
+    pub ssh_listen: Option<SocketAddr>,
+    pub tls: Option<TlsSettings>,
+    pub ssh: SshSettings,
+    pub grammar: HostGrammar,
+    /// Certificate policy per remote name ("default" for host names without a remote label).
+    pub remotes: HashMap<String, Arc<CertPolicy>>,
+    pub backend: BackendSettings,
+    pub routes: RouteTable,
+}
+
+/// Reads defaults, then `file` (if any), then `SSH_EDGE_*` variables (`__` separates levels,
+/// e.g. `SSH_EDGE_LISTEN__SSH=0.0.0.0:2222`).
+pub fn load_raw(file: Option<&Path>) -> Result<RawConfig, ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
+    if let Some(file) = file {
+        if !file.exists() {
+            return Err(ConfigError::Invalid(vec![format!(
+                "config file {} does not exist",
+                file.display()
+            )]));
+        }
+        figment = figment.merge(Toml::file_exact(file));
+    }
+    figment = figment.merge(Env::prefixed("SSH_EDGE_").split("__"));
+    figment.extract().map_err(|e| ConfigError::Load(Box::new(e)))
+}
+
+/// `load_raw` followed by `validate`.
+pub fn load(file: Option<&Path>) -> Result<EdgeConfig, ConfigError> {
+    validate(&load_raw(file)?)
+}
+
+/// Turns the raw configuration into typed settings, listing every problem found.
+pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
+    let mut problems = Vec::new();
+
+    let tls_listen = parse_addr("listen.tls", raw.listen.tls.as_deref(), &mut problems);
+    let ssh_listen = parse_addr("listen.ssh", raw.listen.ssh.as_deref(), &mut problems);
+    if raw.listen.tls.is_none() && raw.listen.ssh.is_none() {
+        problems.push("listen: set at least one of listen.tls or listen.ssh".into());
+    }
+
+    let tls = match (&raw.tls.cert_file, &raw.tls.key_file) {
+        (Some(cert), Some(key)) => load_tls(cert, key, raw.tls.handshake_timeout_secs, &mut problems),
+        (None, None) => {
+            if tls_listen.is_some() {
+                problems.push("tls: listen.tls is set, so tls.cert_file and tls.key_file are required".into());
+            }
+            None
+        }
+        _ => {
+            problems.push("tls: set both tls.cert_file and tls.key_file, or neither".into());
+            None
+        }
+    };
+
+    let ssh = validate_ssh(&raw.ssh, &mut problems);
+
+    let remote_names: Vec<String> = raw.remotes.keys().filter(|n| *n != "default").cloned().collect();
+    let grammar = match HostGrammar::new(&raw.hosts.suffix, &raw.hosts.kinds, &remote_names) {
+        Ok(g) => Some(g),
+        Err(errors) => {
+            problems.extend(errors.iter().map(|e| format!("hosts: {e}")));
+            None
+        }
+    };
+
+    let force_command = match raw.auth.force_command.as_str() {
+        "enforce" => ForceCommandPolicy::Enforce,
+        "refuse" => ForceCommandPolicy::Refuse,
+        other => {
+            problems.push(format!("auth.force_command: \"{other}\" is not one of \"enforce\", \"refuse\""));
+            ForceCommandPolicy::Enforce
+        }
+    };
+    let mut remotes = HashMap::new();
+    if raw.remotes.is_empty() {
+        problems.push("remotes: configure at least [remotes.default] with trusted_user_cas".into());
+    }
+    for (name, remote) in &raw.remotes {
+        let mut fingerprints = Vec::new();
+        if remote.trusted_user_cas.is_empty() {
+            problems.push(format!("remotes.{name}.trusted_user_cas: empty, nobody could log in"));
+        }
+        for (i, entry) in remote.trusted_user_cas.iter().enumerate() {
+            match parse_ca_entry(entry) {
+                Ok(fp) => fingerprints.push(fp),
+                Err(e) => problems.push(format!("remotes.{name}.trusted_user_cas[{i}]: {e}")),
+            }
+        }
+        let policy = CertPolicy {
+            trusted_ca_fingerprints: fingerprints,
+            revoked_serials: remote.revoked_serials.iter().copied().collect(),
+            revoked_key_ids: remote.revoked_key_ids.iter().cloned().collect::<HashSet<_>>(),
+            max_clock_skew_secs: raw.auth.max_clock_skew_secs,
+            force_command,
+        };
+        remotes.insert(name.clone(), Arc::new(policy));
+    }
+
+    let backend = validate_backend(&raw.backend, &mut problems);
+
+    let mut rules = Vec::new();
+    if raw.routes.is_empty() {
+        problems.push("routes: no [[routes]] configured, no target could be reached".into());
+    }
+    for (i, r) in raw.routes.iter().enumerate() {
+        let at = format!("routes[{i}]");
+        if !raw.hosts.kinds.iter().any(|k| k.name == r.kind) {
+            problems.push(format!("{at}.kind: unknown kind \"{}\"; configured kinds: {}", r.kind,
+                raw.hosts.kinds.iter().map(|k| k.name.as_str()).collect::<Vec<_>>().join(", ")));
+        }
+        if let Some(remote) = &r.remote
+            && !raw.remotes.contains_key(remote)
+        {
+            problems.push(format!("{at}.remote: unknown remote \"{remote}\""));
+        }
+        for (field, value) in [("backend", &r.backend), ("login_user", &r.login_user), ("principal", &r.principal)] {
+            if value.is_empty() {
+                problems.push(format!("{at}.{field}: required"));
+            }
+        }
+        rules.push(RouteRule {
+            kind: r.kind.clone(),
+            remote: r.remote.clone(),
+            match_fields: r.match_fields.clone().into_iter().collect(),
+            backend: r.backend.clone(),
+            login_user: r.login_user.clone(),
+            principal: r.principal.clone(),
+            backend_principal: r.backend_principal.clone().unwrap_or_else(|| r.principal.clone()),
+        });
+    }
+
+    match (grammar, ssh, backend) {
+        (Some(grammar), Some(ssh), Some(backend)) if problems.is_empty() => Ok(EdgeConfig {
+            tls_listen,
+            ssh_listen,
+            tls,
+            ssh,
+            grammar,
+            remotes,
+            backend,
+            routes: RouteTable::new(rules),
+        }),
+        _ => Err(ConfigError::Invalid(problems)),
+    }
+}
+
+fn parse_addr(what: &str, value: Option<&str>, problems: &mut Vec<String>) -> Option<SocketAddr> {
+    let value = value?;
+    match value.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            problems.push(format!("{what}: \"{value}\" is not an address like 0.0.0.0:443 or [::]:22"));
+            None
+        }
+    }
+}
+
+fn load_tls(cert: &Path, key: &Path, timeout_secs: u64, problems: &mut Vec<String>) -> Option<TlsSettings> {
+    let chain = std::fs::read(cert)
+        .map_err(|e| format!("tls.cert_file {}: {e}", cert.display()))
+        .and_then(|pem| {
+            rustls_pemfile::certs(&mut pem.as_slice())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("tls.cert_file {}: not PEM certificates: {e}", cert.display()))
+        })
+        .and_then(|c| if c.is_empty() { Err(format!("tls.cert_file {}: no certificate found", cert.display())) } else { Ok(c) });
+    let key = std::fs::read(key)
+        .map_err(|e| format!("tls.key_file {}: {e}", key.display()))
+        .and_then(|pem| match rustls_pemfile::private_key(&mut pem.as_slice()) {
+            Ok(Some(k)) => Ok(k),
+            _ => Err(format!("tls.key_file {}: no PEM private key found", key.display())),
+        });
+    match (chain, key) {
+        (Ok(cert_chain), Ok(key)) => Some(TlsSettings {
+            cert_chain,
+            key,
+            handshake_timeout: Duration::from_secs(if timeout_secs == 0 { 10 } else { timeout_secs }),
+        }),
+        (chain, key) => {
+            problems.extend(chain.err());
+            problems.extend(key.err());
+            None
+        }
+    }
+}
+
+fn load_private_key(what: &str, path: &Path, problems: &mut Vec<String>) -> Option<PrivateKey> {
+    match russh::keys::load_secret_key(path, None) {
+        Ok(key) => Some(key),
+        Err(e) => {
+            problems.push(format!("{what} {}: not a readable unencrypted OpenSSH private key ({e})", path.display()));
+            None
+        }
+    }
+}
+
+fn validate_ssh(raw: &RawSsh, problems: &mut Vec<String>) -> Option<SshSettings> {
+    let mut host_keys = Vec::new();
+    if raw.host_key_files.is_empty() {
+        problems.push("ssh.host_key_files: at least one host key is required".into());
+    }
+    for path in &raw.host_key_files {
+        host_keys.extend(load_private_key("ssh.host_key_files", path, problems));
+    }
+    let mut host_certificates = Vec::new();
+    for path in &raw.host_certificate_files {
+        match russh::keys::load_openssh_certificate(path) {
+            Ok(c) => host_certificates.push(c),
+            Err(e) => problems.push(format!("ssh.host_certificate_files {}: {e}", path.display())),
+        }
+    }
+    if raw.window_size < 64 * 1024 {
+        problems.push(format!("ssh.window_size: {} is below the 65536-byte minimum", raw.window_size));
+    }
+    if !(4096..=256 * 1024).contains(&raw.max_packet_size) {
+        problems.push(format!("ssh.max_packet_size: {} is outside 4096..=262144", raw.max_packet_size));
+    }
+    if raw.login_grace_secs == 0 {
+        problems.push("ssh.login_grace_secs: must be at least 1".into());
+    }
+    Some(SshSettings {
+        host_keys,
+        host_certificates,
+        window_size: raw.window_size,
+        max_packet_size: raw.max_packet_size,
+        keepalive_interval: (raw.keepalive_interval_secs > 0).then(|| Duration::from_secs(raw.keepalive_interval_secs)),
+        keepalive_max: raw.keepalive_max.max(1),
+        login_grace: Duration::from_secs(raw.login_grace_secs),
+        max_auth_attempts: raw.max_auth_attempts.max(1),
+    })
+}
+
+fn validate_backend(raw: &RawBackend, problems: &mut Vec<String>) -> Option<BackendSettings> {
+    let login = match (&raw.edge_ca_key_file, &raw.identity_file) {
+        (Some(ca), None) => load_private_key("backend.edge_ca_key_file", ca, problems).map(|ca| BackendLogin::EdgeCa {
+            ca,
+            validity: Duration::from_secs(raw.cert_validity_secs.max(30)),
+        }),
+        (None, Some(id)) => load_private_key("backend.identity_file", id, problems).map(BackendLogin::Key),
+        (Some(_), Some(_)) => {
+            problems.push("backend: set one of edge_ca_key_file and identity_file, not both".into());
+            None
+        }
+        (None, None) => {
+            problems.push("backend: set edge_ca_key_file (recommended) or identity_file for logging in to backends".into());
+            None
+        }
+    };
+    let mut pinned = Vec::new();
+    for (i, entry) in raw.host_keys.iter().enumerate() {
+        match parse_ca_entry(entry) {
+            Ok(fp) => pinned.push(fp),
+            Err(e) => problems.push(format!("backend.host_keys[{i}]: {e}")),
+        }
+    }
+    if let Some(path) = &raw.known_hosts_file
+        && !path.is_file()
+    {
+        problems.push(format!("backend.known_hosts_file {}: not a readable file", path.display()));
+    }
+    if raw.known_hosts_file.is_none() && pinned.is_empty() && !raw.accept_any_host_key {
+        problems.push(
+            "backend: no way to verify backend host keys; set known_hosts_file or host_keys (or, insecurely, accept_any_host_key = true)".into(),
+        );
+    }
+    if raw.connect_timeout_secs == 0 {
+        problems.push("backend.connect_timeout_secs: must be at least 1".into());
+    }
+    Some(BackendSettings {
+        connect_timeout: Duration::from_secs(raw.connect_timeout_secs),
+        login: login?,
+        host_keys: HostKeyPolicy {
+            known_hosts_file: raw.known_hosts_file.clone(),
+            pinned,
+            accept_any: raw.accept_any_host_key,
+        },
+    })
+}

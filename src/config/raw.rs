@@ -1,0 +1,183 @@
+//! The configuration as written: TOML file plus `SSH_EDGE_*` environment overrides.
+//!
+//! Every field has a default so an empty file is a valid starting point; `validate` in the
+//! parent module turns this into the typed [`super::EdgeConfig`] and lists all problems at once.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hostname::KindSpec;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: RawListen,
+    pub tls: RawTls,
+    pub ssh: RawSsh,
+    pub hosts: RawHosts,
+    pub auth: RawAuth,
+    /// Tenants / control planes, by the name used as `<remote>` label. `default` is the remote
+    /// of host names without a remote label.
+    pub remotes: BTreeMap<String, RawRemote>,
+    pub backend: RawBackend,
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawListen {
+    /// Front A: TLS with SNI, SSH terminated. E.g. "0.0.0.0:443".
+    pub tls: Option<String>,
+    /// Front C: plain SSH, target in the user name. E.g. "0.0.0.0:22".
+    pub ssh: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Seconds a client may take for the TLS handshake.
+    pub handshake_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawSsh {
+    /// OpenSSH private keys the edge presents as its host keys.
+    pub host_key_files: Vec<PathBuf>,
+    /// Optional host certificates for those keys (`@cert-authority *.<suffix>` for users).
+    pub host_certificate_files: Vec<PathBuf>,
+    /// Channel window advertised to clients and backends, bytes.
+    pub window_size: u32,
+    /// Largest channel packet accepted, bytes.
+    pub max_packet_size: u32,
+    /// Keepalive interval on both hops, seconds (0 = off).
+    pub keepalive_interval_secs: u64,
+    /// Unanswered keepalives before the peer is declared dead.
+    pub keepalive_max: usize,
+    /// Seconds from TCP accept until authentication must be complete.
+    pub login_grace_secs: u64,
+    pub max_auth_attempts: usize,
+}
+
+impl Default for RawSsh {
+    fn default() -> Self {
+        Self {
+            host_key_files: Vec::new(),
+            host_certificate_files: Vec::new(),
+            window_size: 8 * 1024 * 1024,
+            max_packet_size: 32 * 1024,
+            keepalive_interval_secs: 30,
+            keepalive_max: 4,
+            login_grace_secs: 30,
+            max_auth_attempts: 6,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawHosts {
+    pub suffix: String,
+    pub kinds: Vec<KindSpec>,
+}
+
+impl Default for RawHosts {
+    fn default() -> Self {
+        Self {
+            suffix: "ssh.baseten.co".into(),
+            kinds: vec![
+                KindSpec {
+                    name: "training-job".into(),
+                    template: "training-job-{job_id:slug}-{node:num}".into(),
+                },
+                KindSpec {
+                    name: "model".into(),
+                    template: "model-{model_id}-{deployment_id}[-{replica_id}]".into(),
+                },
+            ],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawAuth {
+    pub max_clock_skew_secs: u64,
+    /// "enforce" runs the certificate's force-command instead of what the client asked;
+    /// "refuse" denies certificates that carry one.
+    pub force_command: String,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        Self {
+            max_clock_skew_secs: 60,
+            force_command: "enforce".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawRemote {
+    /// User CAs this remote trusts: OpenSSH public key lines or "SHA256:…" fingerprints.
+    pub trusted_user_cas: Vec<String>,
+    pub revoked_serials: Vec<u64>,
+    pub revoked_key_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawBackend {
+    pub connect_timeout_secs: u64,
+    /// Edge CA private key: the edge mints a short-lived user certificate per session with it.
+    pub edge_ca_key_file: Option<PathBuf>,
+    /// Validity of minted backend certificates, seconds.
+    pub cert_validity_secs: u64,
+    /// Alternative to the edge CA: one fixed key (OpenSSH private key file).
+    pub identity_file: Option<PathBuf>,
+    /// known_hosts file used to verify backend host keys (`[host]:port` entries).
+    pub known_hosts_file: Option<PathBuf>,
+    /// Pinned backend host public keys (OpenSSH lines or SHA256 fingerprints), any backend.
+    pub host_keys: Vec<String>,
+    /// Accept any backend host key. Insecure; logged loudly at start and per session.
+    pub accept_any_host_key: bool,
+}
+
+impl Default for RawBackend {
+    fn default() -> Self {
+        Self {
+            connect_timeout_secs: 10,
+            edge_ca_key_file: None,
+            cert_validity_secs: 300,
+            identity_file: None,
+            known_hosts_file: None,
+            host_keys: Vec::new(),
+            accept_any_host_key: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawRoute {
+    /// Workload kind this route serves.
+    pub kind: String,
+    /// Remote this route serves; absent = any remote.
+    pub remote: Option<String>,
+    /// Extra equality conditions on host-name fields, e.g. `{ job_id = "abc1234" }`.
+    #[serde(rename = "match")]
+    pub match_fields: BTreeMap<String, String>,
+    /// Backend address template, e.g. "{job_id}-{node}.training.svc.cluster.local:2222".
+    pub backend: String,
+    /// Login user on the backend sshd, e.g. "baseten".
+    pub login_user: String,
+    /// Principal the user's certificate must carry, e.g. "{job_id}".
+    pub principal: String,
+    /// Principal of the certificate the edge mints for the backend; defaults to `principal`.
+    pub backend_principal: Option<String>,
+}

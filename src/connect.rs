@@ -1,0 +1,126 @@
+//! `ssh-edge connect HOST`: the ProxyCommand for front A. Opens TLS to the edge with SNI set to
+//! the workload host and pipes stdin/stdout through it until either side ends.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, RootCertStore};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// What the user asked `ssh-edge connect` to do.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Workload host, sent as SNI.
+    pub host: String,
+    /// Edge address, `host:port`.
+    pub edge: String,
+    /// PEM file of CA certificates to trust instead of the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot read CA file {path}: {reason}")]
+    CaFile { path: PathBuf, reason: String },
+    #[error("no trusted CA certificates found (system store empty; pass --ca-file)")]
+    NoRoots,
+    #[error("\"{0}\" is not a valid TLS server name")]
+    BadName(String),
+    #[error("cannot connect to edge {edge}: {reason}")]
+    Connect { edge: String, reason: String },
+    #[error("TLS handshake with edge {edge} failed: {reason}")]
+    Tls { edge: String, reason: String },
+    #[error(transparent)]
+    Rustls(#[from] rustls::Error),
+}
+
+fn roots(ca_file: Option<&PathBuf>) -> Result<RootCertStore, ConnectError> {
+    let mut roots = RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let err = |reason: String| ConnectError::CaFile { path: path.clone(), reason };
+            let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                roots.add(cert.map_err(|e| err(e.to_string()))?).map_err(|e| err(e.to_string()))?;
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    if roots.is_empty() {
+        return Err(ConnectError::NoRoots);
+    }
+    Ok(roots)
+}
+
+/// Runs the proxy until the edge or stdin/stdout ends.
+pub async fn run(opts: &ConnectOptions) -> Result<(), ConnectError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots(opts.ca_file.as_ref())?)
+        .with_no_client_auth();
+    let name = ServerName::try_from(opts.host.trim_end_matches('.').to_string())
+        .map_err(|_| ConnectError::BadName(opts.host.clone()))?;
+    let tcp = TcpStream::connect(&opts.edge)
+        .await
+        .map_err(|e| ConnectError::Connect { edge: opts.edge.clone(), reason: e.to_string() })?;
+    let _ = tcp.set_nodelay(true);
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| ConnectError::Tls { edge: opts.edge.clone(), reason: e.to_string() })?;
+    pipe(tls, tokio::io::stdin(), tokio::io::stdout()).await;
+    Ok(())
+}
+
+/// Copies `input` → `remote` and `remote` → `output` with 64 KiB buffers. Ends when the remote
+/// side ends; when `input` ends first, half-closes towards the remote and keeps reading.
+pub async fn pipe<S, I, O>(remote: S, mut input: I, mut output: O)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    I: AsyncRead + Unpin,
+    O: AsyncWrite + Unpin,
+{
+    let (mut remote_rx, mut remote_tx) = tokio::io::split(remote);
+    let up = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match input.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if remote_tx.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = remote_tx.shutdown().await;
+    };
+    let down = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match remote_rx.read(&mut buf).await {
+                // An EOF without close_notify surfaces as an error: treat it as the end too.
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if output.write_all(&buf[..n]).await.is_err() || output.flush().await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    let mut up = std::pin::pin!(up);
+    let mut down = std::pin::pin!(down);
+    tokio::select! {
+        _ = &mut down => {}
+        _ = &mut up => { down.await; }
+    }
+}

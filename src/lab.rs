@@ -1,0 +1,318 @@
+//! A throwaway world on loopback: user CA, edge CA, host keys, TLS certificates and a real
+//! `sshd` configured like the production backends (`TrustedUserCAKeys`,
+//! `AuthorizedPrincipalsFile`). `ssh-edge demo` runs on it, and so do the integration tests
+//! and the throughput bench, so all three exercise the same set-up.
+
+use std::io::Write as _;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use russh::keys::ssh_key::certificate::{Builder, CertType};
+use russh::keys::ssh_key::{LineEnding, PrivateKey};
+
+use crate::config::{RawConfig, RawRemote, RawRoute};
+use crate::upstream::random_ed25519_key;
+
+/// Where sshd lives on Debian.
+pub const SSHD: &str = "/usr/sbin/sshd";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("{SSHD} not found: install openssh-server (apt-get install -y openssh-server)")]
+    NoSshd,
+    #[error("lab file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("cannot mint key or certificate: {0}")]
+    Key(String),
+    #[error("sshd did not start: {0}")]
+    Sshd(String),
+}
+
+fn file_err(path: &Path, e: impl std::fmt::Display) -> LabError {
+    LabError::File { path: path.to_path_buf(), reason: e.to_string() }
+}
+
+/// The throwaway world. Dropping it stops sshd and (unless `keep`) removes the directory.
+pub struct Lab {
+    pub dir: PathBuf,
+    pub keep: bool,
+    /// The backend login user (the current user, so no account has to be created).
+    pub login_user: String,
+    pub sshd_port: u16,
+    sshd: Option<Child>,
+    pub user_ca: PrivateKey,
+    /// A second tenant's CA, trusted only by remote `tenant-b`.
+    pub tenant_b_ca: PrivateKey,
+    pub edge_host_key: PrivateKey,
+}
+
+/// Writes an OpenSSH private key file with mode 0600 and its `.pub` beside it.
+pub fn write_key(path: &Path, key: &PrivateKey) -> Result<(), LabError> {
+    key.write_openssh_file(path, LineEnding::LF).map_err(|e| file_err(path, e))?;
+    set_mode(path, 0o600)?;
+    let public = key.public_key().to_openssh().map_err(|e| LabError::Key(e.to_string()))?;
+    let pub_path = path.with_extension("pub");
+    std::fs::write(&pub_path, public + "\n").map_err(|e| file_err(&pub_path, e))
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), LabError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| file_err(path, e))
+}
+
+fn write(path: &Path, contents: &str) -> Result<(), LabError> {
+    std::fs::write(path, contents).map_err(|e| file_err(path, e))
+}
+
+fn public_line(key: &PrivateKey) -> Result<String, LabError> {
+    key.public_key().to_openssh().map_err(|e| LabError::Key(e.to_string()))
+}
+
+/// A free loopback TCP port (bound then released; the caller binds it again at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// The name of the user this process runs as.
+pub fn current_user() -> String {
+    Command::new("id")
+        .arg("-un")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "root".into())
+}
+
+/// Waits until something accepts TCP connections on `port`.
+pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+impl Lab {
+    /// Creates keys and CAs in `dir` (created if missing, made world-readable because sshd
+    /// reads the principals and CA files as the login user) and starts sshd accepting the
+    /// given principals (job ids) for the current user.
+    pub fn create(dir: &Path, principals: &[&str]) -> Result<Lab, LabError> {
+        if !Path::new(SSHD).exists() {
+            return Err(LabError::NoSshd);
+        }
+        std::fs::create_dir_all(dir.join("principals")).map_err(|e| file_err(dir, e))?;
+        set_mode(dir, 0o755)?;
+        let login_user = current_user();
+
+        let user_ca = random_ed25519_key();
+        let tenant_b_ca = random_ed25519_key();
+        let edge_ca = random_ed25519_key();
+        let edge_host_key = random_ed25519_key();
+        let sshd_host_key = random_ed25519_key();
+        write_key(&dir.join("user_ca"), &user_ca)?;
+        write_key(&dir.join("tenant_b_ca"), &tenant_b_ca)?;
+        write_key(&dir.join("edge_ca"), &edge_ca)?;
+        write_key(&dir.join("edge_host_ed25519"), &edge_host_key)?;
+        write_key(&dir.join("sshd_host_ed25519"), &sshd_host_key)?;
+        write_tls(dir)?;
+
+        // The backend trusts the edge CA (as in production) and, for the direct baseline in
+        // benches and tests, the user CA too.
+        write(&dir.join("backend_trusted_cas"), &format!("{}\n{}\n", public_line(&edge_ca)?, public_line(&user_ca)?))?;
+        write(&dir.join("principals").join(&login_user), &(principals.join("\n") + "\n"))?;
+
+        let mut lab = Lab {
+            dir: dir.to_path_buf(),
+            keep: false,
+            login_user,
+            sshd_port: 0,
+            sshd: None,
+            user_ca,
+            tenant_b_ca,
+            edge_host_key,
+        };
+        lab.start_sshd(&sshd_host_key)?;
+        Ok(lab)
+    }
+
+    fn start_sshd(&mut self, host_key: &PrivateKey) -> Result<(), LabError> {
+        // Privilege separation directory, needed when sshd runs as root.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let d = self.dir.clone();
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let config = format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {d}/sshd.pid\n\
+                 AuthorizedKeysFile none\nTrustedUserCAKeys {d}/backend_trusted_cas\n\
+                 AuthorizedPrincipalsFile {d}/principals/%u\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n\
+                 UsePAM yes\nStrictModes no\nSubsystem sftp internal-sftp\nAcceptEnv LANG LC_* EDGE_TEST_*\n\
+                 PrintMotd no\nLogLevel VERBOSE\nMaxStartups 200\nMaxSessions 100\n",
+                hk = d.join("sshd_host_ed25519").display(),
+                d = d.display(),
+            );
+            let config_path = d.join("sshd_config");
+            write(&config_path, &config)?;
+            let log = std::fs::File::create(d.join("sshd.log")).map_err(|e| file_err(&d, e))?;
+            let child = Command::new(SSHD)
+                .arg("-D")
+                .arg("-e")
+                .arg("-f")
+                .arg(&config_path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .map_err(|e| LabError::Sshd(e.to_string()))?;
+            self.sshd = Some(child);
+            if wait_for_port(port, Duration::from_secs(5)) {
+                self.sshd_port = port;
+                let known = format!("[127.0.0.1]:{port} {}\n", public_line(host_key)?);
+                return write(&d.join("backend_known_hosts"), &known);
+            }
+            self.stop_sshd();
+            last = std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default();
+        }
+        Err(LabError::Sshd(last))
+    }
+
+    fn stop_sshd(&mut self) {
+        if let Some(mut child) = self.sshd.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// An edge configuration for this lab: both fronts on the given addresses, routes for
+    /// both default kinds to the lab's sshd, a `tenant-b` remote with its own CA.
+    pub fn edge_config(&self, tls_listen: &str, ssh_listen: &str) -> Result<RawConfig, LabError> {
+        let mut raw = RawConfig::default();
+        raw.listen.tls = Some(tls_listen.into());
+        raw.listen.ssh = Some(ssh_listen.into());
+        raw.tls.cert_file = Some(self.path("tls-cert.pem"));
+        raw.tls.key_file = Some(self.path("tls-key.pem"));
+        raw.ssh.host_key_files = vec![self.path("edge_host_ed25519")];
+        raw.remotes.insert("default".into(), RawRemote {
+            trusted_user_cas: vec![public_line(&self.user_ca)?],
+            ..RawRemote::default()
+        });
+        raw.remotes.insert("tenant-b".into(), RawRemote {
+            trusted_user_cas: vec![public_line(&self.tenant_b_ca)?],
+            ..RawRemote::default()
+        });
+        raw.backend.edge_ca_key_file = Some(self.path("edge_ca"));
+        raw.backend.known_hosts_file = Some(self.path("backend_known_hosts"));
+        raw.backend.connect_timeout_secs = 5;
+        let backend = format!("127.0.0.1:{}", self.sshd_port);
+        for (kind, principal) in [("training-job", "{job_id}"), ("model", "{model_id}")] {
+            raw.routes.push(RawRoute {
+                kind: kind.into(),
+                backend: backend.clone(),
+                login_user: self.login_user.clone(),
+                principal: principal.into(),
+                ..RawRoute::default()
+            });
+        }
+        Ok(raw)
+    }
+
+    /// Writes `config` as TOML into the lab directory and returns its path.
+    pub fn write_config(&self, config: &RawConfig) -> Result<PathBuf, LabError> {
+        let path = self.path("edge.toml");
+        let text = toml::to_string_pretty(config).map_err(|e| file_err(&path, e))?;
+        write(&path, &text)?;
+        Ok(path)
+    }
+
+    /// A user key and a certificate from the lab's user CA, like the signing service issues:
+    /// returns the private key path; the certificate is beside it as `<name>-cert.pub`.
+    pub fn issue_user_certificate(&self, name: &str, key_id: &str, principals: &[&str], validity: Duration) -> Result<PathBuf, LabError> {
+        let key = random_ed25519_key();
+        let key_path = self.path(name);
+        write_key(&key_path, &key)?;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let mint = || -> Result<String, russh::keys::ssh_key::Error> {
+            let mut b = Builder::new(rand::random::<[u8; 32]>().to_vec(), key.public_key().key_data().clone(), now - 60, now + validity.as_secs())?;
+            b.serial(rand::random::<u32>() as u64)?.cert_type(CertType::User)?.key_id(key_id)?;
+            for p in principals {
+                b.valid_principal(*p)?;
+            }
+            for ext in ["permit-pty", "permit-port-forwarding", "permit-agent-forwarding", "permit-X11-forwarding", "permit-user-rc"] {
+                b.extension(ext, "")?;
+            }
+            b.sign(&self.user_ca)?.to_openssh()
+        };
+        let cert = mint().map_err(|e| LabError::Key(e.to_string()))?;
+        write(&self.path(&format!("{name}-cert.pub")), &(cert + "\n"))?;
+        Ok(key_path)
+    }
+
+    /// An OpenSSH client config for this lab: front A through `ssh-edge connect`, front C by
+    /// address, the edge's host key pinned for both.
+    pub fn write_ssh_config(&self, key: &Path, edge_exe: &Path, tls_port: u16, ssh_port: u16) -> Result<PathBuf, LabError> {
+        let known = self.path("known_hosts");
+        let host_key = public_line(&self.edge_host_key)?;
+        write(&known, &format!("*.ssh.baseten.co,[127.0.0.1]:{ssh_port} {host_key}\n"))?;
+        let common = format!(
+            "  IdentityFile {key}\n  CertificateFile {key}-cert.pub\n  IdentitiesOnly yes\n  UserKnownHostsFile {known}\n\
+             \x20 StrictHostKeyChecking yes\n  GlobalKnownHostsFile /dev/null\n  LogLevel ERROR\n",
+            key = key.display(),
+            known = known.display()
+        );
+        let config = format!(
+            "Host *.ssh.baseten.co\n  ProxyCommand {exe} connect --edge 127.0.0.1:{tls_port} --ca-file {ca} %h\n{common}\n\
+             Host 127.0.0.1\n  Port {ssh_port}\n{common}",
+            exe = edge_exe.display(),
+            ca = self.path("tls-ca.pem").display(),
+        );
+        let path = self.path("ssh_config");
+        write(&path, &config)?;
+        Ok(path)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.stop_sshd();
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A dev CA and a server certificate for `*.ssh.baseten.co`, `localhost` and 127.0.0.1.
+fn write_tls(dir: &Path) -> Result<(), LabError> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+    let err = |e: rcgen::Error| LabError::Key(e.to_string());
+    let ca_key = KeyPair::generate().map_err(err)?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "ssh-edge dev CA");
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
+    let key = KeyPair::generate().map_err(err)?;
+    let mut params = CertificateParams::new(vec!["*.ssh.baseten.co".into(), "ssh.baseten.co".into(), "*.tenant-b.ssh.baseten.co".into(), "localhost".into()])
+        .map_err(err)?;
+    params.subject_alt_names.push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+    let cert = params.signed_by(&key, &ca_cert, &ca_key).map_err(err)?;
+    write(&dir.join("tls-ca.pem"), &ca_cert.pem())?;
+    write(&dir.join("tls-cert.pem"), &cert.pem())?;
+    let key_path = dir.join("tls-key.pem");
+    let mut f = std::fs::File::create(&key_path).map_err(|e| file_err(&key_path, e))?;
+    f.write_all(key.serialize_pem().as_bytes()).map_err(|e| file_err(&key_path, e))?;
+    set_mode(&key_path, 0o600)
+}

@@ -1,0 +1,31 @@
+//! ssh-edge: a multi-tenant SSH edge proxy.
+//!
+//! Users run `ssh training-job-abc1234-0.ssh.baseten.co` and land in one container out of
+//! thousands. The edge authenticates them by OpenSSH certificate, parses the workload host name,
+//! finds the backend sshd and bridges SSH channels to it.
+//!
+//! # Layout
+//! - [`config`]: figment (defaults → TOML → `SSH_EDGE_*`), validated into typed settings.
+//! - [`hostname`]: pure parser for `<workload>[.<remote>].<suffix>`; kinds are config data.
+//! - [`route`]: pure target → backend table.
+//! - [`auth`]: pure certificate policy (CA, principals, validity, critical options, revocation).
+//! - [`front`]: the public doors — `tls` (SNI, first-byte detection) and `ssh` (russh handler).
+//! - [`upstream`]: the edge as SSH client of backends: host-key checks, minted certificates.
+//! - [`bridge`]: channel ⇄ channel forwarding, the hot path.
+//! - [`edge`]: listeners and per-connection tasks.
+//! - [`metrics`]: Prometheus registry owned by a struct.
+//! - [`connect`]: `ssh-edge connect`, the TLS ProxyCommand.
+//! - [`lab`]: throwaway keys, CAs and a loopback sshd for `ssh-edge demo` and the tests.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod bridge;
+pub mod config;
+pub mod connect;
+pub mod edge;
+pub mod front;
+pub mod hostname;
+pub mod lab;
+pub mod metrics;
+pub mod route;
+pub mod upstream;

@@ -1,0 +1,8 @@
+//! The `ssh-edge` binary: parse arguments, load config, init tracing, run.
+#![forbid(unsafe_code)]
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

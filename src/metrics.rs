@@ -1,0 +1,104 @@
+//! Prometheus metrics, owned by one struct passed around as `Arc<Metrics>` (no globals).
+//! Label sets are bounded: fronts, directions and fixed reason codes, never users or jobs.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    /// Accepted TCP connections, by front ("tls", "ssh").
+    pub connections: IntCounterVec,
+    /// Connections refused before a session existed, by front and reason.
+    pub rejections: IntCounterVec,
+    /// Failed certificate checks, by reason (`CertRejection::reason`).
+    pub auth_failures: IntCounterVec,
+    /// Successful logins, by front.
+    pub logins: IntCounterVec,
+    pub sessions_active: IntGauge,
+    pub channels_active: IntGauge,
+    pub channels: IntCounterVec,
+    /// Backend connection failures, by reason.
+    pub backend_failures: IntCounterVec,
+    pub backend_connect_seconds: HistogramVec,
+    /// Bytes forwarded by the channel bridge: direction "up" (client → backend) / "down".
+    pub bridge_bytes: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
+            registry.register(Box::new(c.clone())).expect("unique metric name");
+            c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("static metric definition");
+            registry.register(Box::new(g.clone())).expect("unique metric name");
+            g
+        };
+        let connections = counter("ssh_edge_connections_total", "TCP connections accepted", &["front"]);
+        let rejections = counter(
+            "ssh_edge_connections_rejected_total",
+            "Connections refused before a session existed",
+            &["front", "reason"],
+        );
+        let auth_failures = counter("ssh_edge_auth_failures_total", "Refused user certificates", &["reason"]);
+        let logins = counter("ssh_edge_logins_total", "Successful logins", &["front"]);
+        let sessions_active = gauge("ssh_edge_sessions_active", "Client sessions currently open");
+        let channels_active = gauge("ssh_edge_channels_active", "Bridged channels currently open");
+        let channels = counter("ssh_edge_channels_total", "Channels opened, by outcome", &["outcome"]);
+        let backend_failures = counter(
+            "ssh_edge_backend_failures_total",
+            "Failures reaching or logging in to a backend",
+            &["reason"],
+        );
+        let backend_connect_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "ssh_edge_backend_connect_seconds",
+                "Time to connect and log in to a backend",
+            )
+            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["outcome"],
+        )
+        .expect("static metric definition");
+        registry
+            .register(Box::new(backend_connect_seconds.clone()))
+            .expect("unique metric name");
+        let bridge_bytes = counter("ssh_edge_bridge_bytes_total", "Channel bytes forwarded", &["direction"]);
+        Self {
+            registry,
+            connections,
+            rejections,
+            auth_failures,
+            logins,
+            sessions_active,
+            channels_active,
+            channels,
+            backend_failures,
+            backend_connect_seconds,
+            bridge_bytes,
+        }
+    }
+
+    /// The counter for one label value (cloned handle, cheap to keep on the hot path).
+    pub fn bytes(&self, direction: &str) -> IntCounter {
+        self.bridge_bytes.with_label_values(&[direction])
+    }
+
+    /// Text exposition format, for `/metrics` and tests.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for the text format.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,102 @@
+//! Backend host-key verification: pinned keys, a known_hosts file, or (loudly) anything.
+
+use std::sync::{Arc, Mutex};
+
+use russh::keys::PublicKeyOrCertificate;
+use russh::keys::ssh_key::HashAlg;
+
+use crate::config::HostKeyPolicy;
+
+/// Checks one backend's host key and remembers why it was refused, so the user's error
+/// message can say "host key rejected: …" instead of a generic handshake failure.
+pub struct BackendKeyCheck {
+    policy: HostKeyPolicy,
+    host: String,
+    port: u16,
+    verdict: Arc<Mutex<Option<String>>>,
+}
+
+impl BackendKeyCheck {
+    pub fn new(policy: HostKeyPolicy, addr: &str) -> Self {
+        let (host, port) = split_host_port(addr);
+        Self { policy, host, port, verdict: Arc::new(Mutex::new(None)) }
+    }
+
+    /// Shared slot holding the refusal reason, if any.
+    pub fn verdict(&self) -> Arc<Mutex<Option<String>>> {
+        self.verdict.clone()
+    }
+
+    pub fn check(&self, presented: &PublicKeyOrCertificate) -> bool {
+        let key = match presented {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key,
+            PublicKeyOrCertificate::Certificate(_) => {
+                return self.refuse("host certificates are not supported yet; pin the key or use known_hosts".into());
+            }
+        };
+        let fingerprint = key.fingerprint(HashAlg::Sha256);
+        if self.policy.pinned.contains(&fingerprint) {
+            return true;
+        }
+        if let Some(path) = &self.policy.known_hosts_file {
+            match russh::keys::check_known_hosts_path(&self.host, self.port, key, path) {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(russh::keys::Error::KeyChanged { line }) => {
+                    if self.policy.accept_any {
+                        tracing::warn!(backend = %self.host, port = self.port, %fingerprint, line,
+                            "INSECURE: backend host key differs from known_hosts, accepted because accept_any_host_key = true");
+                        return true;
+                    }
+                    return self.refuse(format!(
+                        "key {fingerprint} differs from the one recorded in {} line {line}",
+                        path.display()
+                    ));
+                }
+                Err(e) => {
+                    if !self.policy.accept_any {
+                        return self.refuse(format!("cannot read known_hosts {}: {e}", path.display()));
+                    }
+                }
+            }
+        }
+        if self.policy.accept_any {
+            tracing::warn!(backend = %self.host, port = self.port, %fingerprint,
+                "INSECURE: backend host key not verified (accept_any_host_key = true)");
+            return true;
+        }
+        self.refuse(format!("key {fingerprint} is not pinned and not in known_hosts for [{}]:{}", self.host, self.port))
+    }
+
+    fn refuse(&self, reason: String) -> bool {
+        if let Ok(mut slot) = self.verdict.lock() {
+            *slot = Some(reason);
+        }
+        false
+    }
+}
+
+/// "host:port" or "[v6]:port" → (host, port); port 22 when absent or unparsable.
+fn split_host_port(addr: &str) -> (String, u16) {
+    if let Some(rest) = addr.strip_prefix('[')
+        && let Some((host, port)) = rest.split_once("]:")
+    {
+        return (host.to_string(), port.parse().unwrap_or(22));
+    }
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => (host.to_string(), port.parse().unwrap_or(22)),
+        _ => (addr.to_string(), 22),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_host_port;
+
+    #[test]
+    fn splits_addresses() {
+        assert_eq!(split_host_port("10.0.0.1:2222"), ("10.0.0.1".into(), 2222));
+        assert_eq!(split_host_port("[::1]:2200"), ("::1".into(), 2200));
+        assert_eq!(split_host_port("job.svc"), ("job.svc".into(), 22));
+    }
+}

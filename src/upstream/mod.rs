@@ -1,0 +1,239 @@
+//! The edge as an SSH client of backend sshd: connect within the timeout, verify the backend's
+//! host key, log in with a per-session certificate minted from the edge CA (or a fixed key).
+
+mod host_key;
+mod mint;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use russh::client;
+use russh::keys::PrivateKeyWithHashAlg;
+use russh::{ChannelOpenFailure, Preferred, cipher};
+use tokio::net::TcpStream;
+
+pub use host_key::BackendKeyCheck;
+pub use mint::{MintRequest, mint_backend_certificate, random_ed25519_key};
+
+use crate::config::{BackendLogin, BackendSettings, SshSettings};
+use crate::metrics::Metrics;
+use crate::route::Route;
+
+/// Why a backend could not be used. Shown to the user (it names the target, never secrets).
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot resolve backend address {addr}: {reason}")]
+    Resolve { addr: String, reason: String },
+    #[error("cannot connect to backend {addr}: {reason}")]
+    Connect { addr: String, reason: String },
+    #[error("backend {addr} did not answer within {secs}s")]
+    Timeout { addr: String, secs: u64 },
+    #[error("backend {addr} host key rejected: {reason}")]
+    HostKey { addr: String, reason: String },
+    #[error("SSH handshake with backend {addr} failed: {reason}")]
+    Handshake { addr: String, reason: String },
+    #[error("backend {addr} refused the edge's login as user \"{user}\"")]
+    LoginRefused { addr: String, user: String },
+    #[error("cannot mint backend certificate: {0}")]
+    Mint(String),
+}
+
+impl UpstreamError {
+    /// Stable label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            UpstreamError::Resolve { .. } => "resolve",
+            UpstreamError::Connect { .. } => "connect",
+            UpstreamError::Timeout { .. } => "timeout",
+            UpstreamError::HostKey { .. } => "host_key",
+            UpstreamError::Handshake { .. } => "handshake",
+            UpstreamError::LoginRefused { .. } => "login_refused",
+            UpstreamError::Mint(_) => "mint",
+        }
+    }
+}
+
+/// Who is behind a backend login, written into the minted certificate's key id so that the
+/// backend's own logs name the user.
+#[derive(Debug, Clone)]
+pub struct LoginContext {
+    pub user_key_id: String,
+    pub user_serial: u64,
+    pub target_host: String,
+}
+
+/// A logged-in connection to one backend.
+pub struct Upstream {
+    pub handle: client::Handle<BackendHandler>,
+    pub addr: String,
+}
+
+/// Makes backend connections; one per edge, shared by all sessions.
+pub struct Connector {
+    settings: Arc<BackendSettings>,
+    client_config: Arc<client::Config>,
+    metrics: Arc<Metrics>,
+}
+
+/// Client-side algorithm preference: AES-GCM first (hardware accelerated), no chacha20.
+pub fn preferred_algorithms() -> Preferred {
+    Preferred {
+        cipher: std::borrow::Cow::Borrowed(&[cipher::AES_128_GCM, cipher::AES_256_GCM, cipher::AES_256_CTR, cipher::AES_128_CTR]),
+        compression: std::borrow::Cow::Borrowed(&[russh::compression::NONE]),
+        ..Preferred::default()
+    }
+}
+
+impl Connector {
+    pub fn new(settings: Arc<BackendSettings>, ssh: &SshSettings, metrics: Arc<Metrics>) -> Self {
+        let client_config = client::Config {
+            window_size: ssh.window_size,
+            maximum_packet_size: ssh.max_packet_size,
+            keepalive_interval: ssh.keepalive_interval,
+            keepalive_max: ssh.keepalive_max,
+            inactivity_timeout: None,
+            nodelay: true,
+            preferred: preferred_algorithms(),
+            ..client::Config::default()
+        };
+        Self { settings, client_config: Arc::new(client_config), metrics }
+    }
+
+    /// Connects and logs in, all within the configured connect timeout.
+    pub async fn connect(&self, route: &Route, who: &LoginContext) -> Result<Upstream, UpstreamError> {
+        let started = Instant::now();
+        let timeout = self.settings.connect_timeout;
+        let result = match tokio::time::timeout(timeout, self.connect_inner(route, who)).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::Timeout { addr: route.backend_addr.clone(), secs: timeout.as_secs() }),
+        };
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        self.metrics
+            .backend_connect_seconds
+            .with_label_values(&[outcome])
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            self.metrics.backend_failures.with_label_values(&[e.reason()]).inc();
+        }
+        result
+    }
+
+    async fn connect_inner(&self, route: &Route, who: &LoginContext) -> Result<Upstream, UpstreamError> {
+        let addr = route.backend_addr.clone();
+        let resolved: Vec<_> = tokio::net::lookup_host(&addr)
+            .await
+            .map_err(|e| UpstreamError::Resolve { addr: addr.clone(), reason: e.to_string() })?
+            .collect();
+        let mut last_err = None;
+        let mut stream = None;
+        for sock in resolved {
+            match TcpStream::connect(sock).await {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        let stream = stream.ok_or_else(|| UpstreamError::Connect {
+            addr: addr.clone(),
+            reason: last_err.map_or_else(|| "no addresses".to_string(), |e| e.to_string()),
+        })?;
+        let _ = stream.set_nodelay(true);
+
+        let check = BackendKeyCheck::new(self.settings.host_keys.clone(), &addr);
+        let verdict = check.verdict();
+        let handler = BackendHandler { key_check: check };
+        let mut handle = match client::connect_stream(self.client_config.clone(), stream, handler).await {
+            Ok(h) => h,
+            Err(e) => {
+                if let Some(reason) = verdict.lock().ok().and_then(|v| v.clone()) {
+                    return Err(UpstreamError::HostKey { addr, reason });
+                }
+                return Err(UpstreamError::Handshake { addr, reason: e.to_string() });
+            }
+        };
+
+        let user = route.login_user.clone();
+        let auth = match &self.settings.login {
+            BackendLogin::EdgeCa { ca, validity } => {
+                let key = random_ed25519_key();
+                let cert = mint_backend_certificate(ca, &MintRequest {
+                    subject: &key,
+                    principal: &route.backend_principal,
+                    key_id: &format!(
+                        "ssh-edge user_key_id={} serial={} target={}",
+                        who.user_key_id, who.user_serial, who.target_host
+                    ),
+                    validity: *validity,
+                })
+                .map_err(|e| UpstreamError::Mint(e.to_string()))?;
+                handle.authenticate_openssh_cert(user.clone(), Arc::new(key), cert).await
+            }
+            BackendLogin::Key(key) => {
+                handle
+                    .authenticate_publickey(user.clone(), PrivateKeyWithHashAlg::new(Arc::new(key.clone()), None))
+                    .await
+            }
+        };
+        match auth {
+            Ok(r) if r.success() => Ok(Upstream { handle, addr }),
+            Ok(_) => Err(UpstreamError::LoginRefused { addr, user }),
+            Err(e) => Err(UpstreamError::Handshake { addr, reason: e.to_string() }),
+        }
+    }
+}
+
+/// russh client handler for backend connections: verifies the host key and refuses every
+/// channel the backend tries to open (forwarding back to clients is a later feature).
+pub struct BackendHandler {
+    key_check: BackendKeyCheck,
+}
+
+impl client::Handler for BackendHandler {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(self.key_check.check(key))
+    }
+
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        _channel: russh::Channel<client::Msg>,
+        _connected_address: &str,
+        _connected_port: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_agent_forward(
+        &mut self,
+        _channel: russh::Channel<client::Msg>,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_session(
+        &mut self,
+        _channel: russh::Channel<client::Msg>,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        Ok(())
+    }
+}
+
+/// How long channel requests may wait for the backend's answer.
+pub const REQUEST_REPLY_TIMEOUT: Duration = Duration::from_secs(15);

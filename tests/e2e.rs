@@ -1,0 +1,17 @@
+//! End-to-end tests: real OpenSSH `ssh`/`scp`/`sftp`/`ssh-keygen` and a real `sshd` backend on
+//! loopback, with the edge in between. One binary, one module per area.
+
+#[path = "e2e/world.rs"]
+mod world;
+
+#[path = "e2e/session.rs"]
+mod session;
+
+#[path = "e2e/transfer.rs"]
+mod transfer;
+
+#[path = "e2e/certificates.rs"]
+mod certificates;
+
+#[path = "e2e/failures.rs"]
+mod failures;

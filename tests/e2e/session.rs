@@ -1,0 +1,118 @@
+//! Exec, exit codes, signals, stdout/stderr separation and interactive pty sessions, through
+//! every front.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::world::*;
+
+#[test]
+fn exec_keeps_stdout_and_stderr_apart_and_propagates_exit_codes_on_every_front() {
+    let w = World::start();
+    for via in ALL_FRONTS {
+        let out = w.ssh(via, HOST, &[], "echo out-line; echo err-line >&2; exit 0");
+        assert_eq!(out.status.code(), Some(0), "{via:?}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "out-line\n", "{via:?}");
+        assert!(stderr(&out).contains("err-line"), "{via:?}: stderr {:?}", stderr(&out));
+        assert!(!stdout(&out).contains("err-line"), "{via:?}");
+
+        let out = w.ssh(via, HOST, &[], "exit 7");
+        assert_eq!(out.status.code(), Some(7), "{via:?}: {}", stderr(&out));
+
+        // Killed by a signal: OpenSSH exits 255 and reports the signal on stderr.
+        let out = w.ssh(via, HOST, &[], "kill -TERM $$");
+        assert_eq!(out.status.code(), Some(255), "{via:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("killed by signal"), "{via:?}: {}", stderr(&out));
+    }
+    assert!(w.metric("ssh_edge_logins_total{front=\"tls\"}") >= 6);
+    assert!(w.metric("ssh_edge_logins_total{front=\"ssh\"}") >= 3);
+}
+
+#[test]
+fn the_backend_sees_the_route_login_user_and_the_minted_certificate() {
+    let w = World::start();
+    let out = w.ssh(Via::Connect, HOST, &[], "id -un");
+    assert_eq!(stdout(&out).trim(), w.lab.login_user);
+    // The backend's sshd logs the minted certificate's key id, which names the user's cert.
+    let log = std::fs::read_to_string(w.lab.path("sshd.log")).unwrap();
+    assert!(log.contains("user_key_id=alice@example"), "sshd log lacks the minted key id:\n{log}");
+}
+
+#[test]
+fn stdin_reaches_the_backend_and_eof_ends_the_command() {
+    let w = World::start();
+    for via in ALL_FRONTS {
+        let mut args = w.ssh_args(via, HOST);
+        args.push("sha256sum".into());
+        let mut child = Command::new("ssh").args(&args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        child.stdin.take().unwrap().write_all(&payload).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let expected = sha256_hex(&payload);
+        assert!(stdout(&out).starts_with(&expected), "{via:?}: {}", stdout(&out));
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// Reads from `r` until `needle` appears or the deadline passes.
+fn read_until(r: &mut impl Read, seen: &mut String, needle: &str, deadline: Instant) -> bool {
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        if seen.contains(needle) {
+            return true;
+        }
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => return seen.contains(needle),
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    seen.contains(needle)
+}
+
+#[test]
+fn interactive_pty_session_sees_window_size_changes() {
+    // `script` gives ssh a real terminal; a background job resizes that terminal when the test
+    // says so, the kernel sends SIGWINCH to ssh, and ssh sends window-change through the edge.
+    let w = World::start();
+    for via in [Via::Connect, Via::PlainSsh] {
+        let trigger = w.lab.path(&format!("resize-{via:?}"));
+        let mut args = w.ssh_args(via, HOST);
+        args.insert(0, "-tt".into());
+        let quoted = args.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(" ");
+        let shell = format!(
+            "stty cols 91 rows 33; (while [ ! -e {t} ]; do sleep 0.05; done; stty cols 120 rows 40) & exec ssh {quoted}",
+            t = trigger.display()
+        );
+        let mut child = Command::new("script")
+            .args(["-q", "-e", "-c", &shell, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("script(1) from util-linux");
+        let mut stdin = child.stdin.take().unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = String::new();
+        stdin.write_all(b"tty; echo SIZE-$(stty size)-END\n").unwrap();
+        assert!(read_until(&mut out, &mut seen, "SIZE-33 91-END", deadline), "{via:?}: initial size not seen: {seen:?}");
+        assert!(seen.contains("/dev/pts/"), "{via:?}: backend has no pty: {seen:?}");
+        std::fs::write(&trigger, b"").unwrap();
+        // Ask until the backend reports the new size (each answer is a fresh `stty size`).
+        let mut resized = false;
+        while !resized && Instant::now() < deadline {
+            stdin.write_all(b"echo NEW-$(stty size)-END\n").unwrap();
+            let short = Instant::now() + Duration::from_millis(500);
+            resized = read_until(&mut out, &mut seen, "NEW-40 120-END", short.min(deadline));
+        }
+        assert!(resized, "{via:?}: window change never reached the backend: {seen:?}");
+        stdin.write_all(b"exit 3\n").unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(3), "{via:?}: {seen}");
+    }
+}

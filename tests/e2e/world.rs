@@ -1,0 +1,168 @@
+//! A test world: the lab (real sshd, throwaway CAs and keys in a temp dir), the edge running
+//! in-process on random loopback ports, and helpers that drive the real OpenSSH tools.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ssh_edge::config::{self, RawConfig};
+use ssh_edge::edge::{Edge, Listeners};
+use ssh_edge::lab::Lab;
+use ssh_edge::metrics::Metrics;
+
+pub const JOB: &str = "abc1234";
+pub const HOST: &str = "training-job-abc1234-0.ssh.baseten.co";
+
+pub struct World {
+    pub lab: Lab,
+    pub tls_port: u16,
+    pub ssh_port: u16,
+    pub metrics: Arc<Metrics>,
+    /// ssh_config with the default user key (principal `abc1234`).
+    pub ssh_config: PathBuf,
+    pub user_key: PathBuf,
+    _runtime: tokio::runtime::Runtime,
+    _tmp: tempfile::TempDir,
+}
+
+/// How a test reaches the edge.
+#[derive(Debug, Clone, Copy)]
+pub enum Via {
+    /// Front A with `ssh-edge connect` as ProxyCommand.
+    Connect,
+    /// Front A with `openssl s_client` as ProxyCommand.
+    Openssl,
+    /// Front C: target in the user name.
+    PlainSsh,
+}
+
+pub const ALL_FRONTS: [Via; 3] = [Via::Connect, Via::Openssl, Via::PlainSsh];
+
+impl World {
+    pub fn start() -> World {
+        Self::start_with(|_| {})
+    }
+
+    /// Starts a world whose edge config the caller may adjust first.
+    pub fn start_with(adjust: impl FnOnce(&mut RawConfig)) -> World {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let lab = Lab::create(&tmp.path().join("lab"), &[JOB, "m1x2y3", "other99"]).expect("lab starts");
+        let mut raw = lab.edge_config("127.0.0.1:0", "127.0.0.1:0").expect("lab config");
+        adjust(&mut raw);
+        let config = config::validate(&raw).expect("valid config");
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let metrics = Arc::new(Metrics::new());
+        let (tls_port, ssh_port) = runtime.block_on(async {
+            let listeners = Listeners::bind(&config).await.expect("bind");
+            let ports = (listeners.tls_addr().unwrap().port(), listeners.ssh_addr().unwrap().port());
+            let edge = Edge::new(config, metrics.clone()).expect("edge");
+            tokio::spawn(edge.serve(listeners));
+            ports
+        });
+        let user_key = lab
+            .issue_user_certificate("user_key", "alice@example", &[JOB, "m1x2y3"], Duration::from_secs(600))
+            .expect("user cert");
+        let ssh_config = lab.write_ssh_config(&user_key, Path::new(env!("CARGO_BIN_EXE_ssh-edge")), tls_port, ssh_port).expect("ssh config");
+        World { lab, tls_port, ssh_port, metrics, ssh_config, user_key, _runtime: runtime, _tmp: tmp }
+    }
+
+    /// `ssh` arguments reaching `host` via `via` (host = workload host name).
+    pub fn ssh_args(&self, via: Via, host: &str) -> Vec<String> {
+        let mut args = vec!["-F".to_string(), self.ssh_config.display().to_string(), "-o".into(), "BatchMode=yes".into()];
+        match via {
+            Via::Connect => args.push(host.into()),
+            Via::Openssl => {
+                args.push("-o".into());
+                args.push(format!(
+                    "ProxyCommand=openssl s_client -quiet -verify_quiet -connect 127.0.0.1:{} -servername %h",
+                    self.tls_port
+                ));
+                args.push(host.into());
+            }
+            Via::PlainSsh => {
+                let workload = host.strip_suffix(".ssh.baseten.co").unwrap_or(host);
+                args.push(format!("{workload}@127.0.0.1"));
+            }
+        }
+        args
+    }
+
+    /// Runs `ssh … command` and returns its output.
+    pub fn ssh(&self, via: Via, host: &str, extra: &[&str], command: &str) -> Output {
+        let mut args = self.ssh_args(via, host);
+        let dest = args.pop().unwrap();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push(dest);
+        args.push(command.into());
+        run_with_timeout(Command::new("ssh").args(&args), Duration::from_secs(60))
+    }
+
+    /// Issues a user certificate with the real `ssh-keygen` from `ca` (a key file in the lab).
+    /// `extra` are additional ssh-keygen options (e.g. `-O source-address=…`, `-t` host).
+    pub fn keygen_cert(&self, name: &str, ca: &str, principals: Option<&str>, validity: &str, extra: &[&str]) -> PathBuf {
+        let key = self.lab.path(name);
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .expect("ssh-keygen runs");
+        assert!(status.success(), "ssh-keygen key generation failed");
+        let mut sign = Command::new("ssh-keygen");
+        sign.args(["-q", "-s"]).arg(self.lab.path(ca)).args(["-I", &format!("{name}-id"), "-V", validity]);
+        if let Some(p) = principals {
+            sign.args(["-n", p]);
+        }
+        sign.args(extra).arg(key.with_extension("pub"));
+        let out = sign.output().expect("ssh-keygen -s runs");
+        assert!(out.status.success(), "ssh-keygen -s failed: {}", String::from_utf8_lossy(&out.stderr));
+        // ssh-keygen writes name-cert.pub next to name.pub
+        key
+    }
+
+    /// ssh arguments that use `key` (and its certificate) instead of the default user key.
+    pub fn with_key(&self, key: &Path) -> Vec<String> {
+        vec![
+            "-o".into(),
+            format!("IdentityFile={}", key.display()),
+            "-o".into(),
+            format!("CertificateFile={}-cert.pub", key.display()),
+        ]
+    }
+
+    pub fn metric(&self, name_and_labels: &str) -> u64 {
+        metric_value(&self.metrics.render(), name_and_labels)
+    }
+}
+
+/// The value of one sample line (`name{labels}`) in Prometheus text output, 0 if absent.
+pub fn metric_value(text: &str, name_and_labels: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels).and_then(|rest| rest.trim().parse::<f64>().ok()))
+        .map_or(0, |v| v as u64)
+}
+
+/// Runs a command with a hard timeout so a hang fails the test instead of stalling CI.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let id = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(out) => out.expect("wait"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(id.to_string()).status();
+            panic!("command timed out after {timeout:?}: {cmd:?}");
+        }
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
