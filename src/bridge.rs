@@ -26,8 +26,18 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// A channel request to pass on to the backend.
 #[derive(Debug, Clone)]
 pub enum BackendRequest {
-    Pty { term: String, cols: u32, rows: u32, pix_width: u32, pix_height: u32, modes: Vec<(Pty, u32)> },
-    Env { name: String, value: String },
+    Pty {
+        term: String,
+        cols: u32,
+        rows: u32,
+        pix_width: u32,
+        pix_height: u32,
+        modes: Vec<(Pty, u32)>,
+    },
+    Env {
+        name: String,
+        value: String,
+    },
     Shell,
     Exec(Vec<u8>),
     Subsystem(String),
@@ -62,8 +72,16 @@ impl BridgeControl {
         }
         let b = &self.backend;
         let sent = match req {
-            BackendRequest::Pty { term, cols, rows, pix_width, pix_height, modes } => {
-                b.request_pty(true, &term, cols, rows, pix_width, pix_height, &modes).await
+            BackendRequest::Pty {
+                term,
+                cols,
+                rows,
+                pix_width,
+                pix_height,
+                modes,
+            } => {
+                b.request_pty(true, &term, cols, rows, pix_width, pix_height, &modes)
+                    .await
             }
             BackendRequest::Env { name, value } => b.set_env(true, name, value).await,
             BackendRequest::Shell => b.request_shell(true).await,
@@ -73,11 +91,17 @@ impl BridgeControl {
         if sent.is_err() {
             return false;
         }
-        matches!(tokio::time::timeout(REQUEST_REPLY_TIMEOUT, rx).await, Ok(Ok(true)))
+        matches!(
+            tokio::time::timeout(REQUEST_REPLY_TIMEOUT, rx).await,
+            Ok(Ok(true))
+        )
     }
 
     pub async fn window_change(&self, cols: u32, rows: u32, pix_width: u32, pix_height: u32) {
-        let _ = self.backend.window_change(cols, rows, pix_width, pix_height).await;
+        let _ = self
+            .backend
+            .window_change(cols, rows, pix_width, pix_height)
+            .await;
     }
 
     pub async fn signal(&self, sig: Sig) {
@@ -110,14 +134,19 @@ pub fn start(
     let client_id = client_channel.id();
     let (mut client_rx, client_tx) = client_channel.split();
     let (mut backend_rx, backend_tx) = backend_channel.split();
-    let control = Arc::new(BridgeControl { backend: Arc::new(backend_tx), pending: Mutex::new(VecDeque::new()) });
+    let control = Arc::new(BridgeControl {
+        backend: Arc::new(backend_tx),
+        pending: Mutex::new(VecDeque::new()),
+    });
 
     let up_control = control.clone();
     let up_bytes = metrics.up_bytes.clone();
     let up = async move {
         let backend = &up_control.backend;
         loop {
-            let Some(msg) = client_rx.wait().await else { break };
+            let Some(msg) = client_rx.wait().await else {
+                break;
+            };
             let result = match msg {
                 ChannelMsg::Data { data } => {
                     up_bytes.inc_by(data.len() as u64);
@@ -144,7 +173,9 @@ pub fn start(
     let down_bytes = metrics.down_bytes.clone();
     let down = async move {
         loop {
-            let Some(msg) = backend_rx.wait().await else { break };
+            let Some(msg) = backend_rx.wait().await else {
+                break;
+            };
             let result = match msg {
                 ChannelMsg::Data { data } => {
                     down_bytes.inc_by(data.len() as u64);
@@ -156,9 +187,20 @@ pub fn start(
                 }
                 ChannelMsg::Eof => client_tx.eof().await,
                 ChannelMsg::ExitStatus { exit_status } => client_tx.exit_status(exit_status).await,
-                ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, lang_tag } => {
+                ChannelMsg::ExitSignal {
+                    signal_name,
+                    core_dumped,
+                    error_message,
+                    lang_tag,
+                } => {
                     let _ = client_handle
-                        .exit_signal_request(client_id, signal_name, core_dumped, error_message, lang_tag)
+                        .exit_signal_request(
+                            client_id,
+                            signal_name,
+                            core_dumped,
+                            error_message,
+                            lang_tag,
+                        )
                         .await;
                     Ok(())
                 }
@@ -178,7 +220,12 @@ pub fn start(
             }
         }
         // Wake any request still waiting: the backend will not answer it now.
-        while down_control.pending.lock().map(|p| !p.is_empty()).unwrap_or(false) {
+        while down_control
+            .pending
+            .lock()
+            .map(|p| !p.is_empty())
+            .unwrap_or(false)
+        {
             down_control.answer(false);
         }
         let _ = client_tx.close().await;

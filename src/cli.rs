@@ -65,7 +65,9 @@ enum Command {
 fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,russh=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -83,9 +85,17 @@ pub fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Connect { host, edge, ca_file } => {
+        Command::Connect {
+            host,
+            edge,
+            ca_file,
+        } => {
             // No tracing here: stderr belongs to the ssh client's terminal.
-            let opts = ConnectOptions { host, edge, ca_file };
+            let opts = ConnectOptions {
+                host,
+                edge,
+                ca_file,
+            };
             let result = runtime.block_on(connect::run(&opts));
             if let Err(e) = &result {
                 eprintln!("ssh-edge connect: {e}");
@@ -98,7 +108,11 @@ pub fn main() -> ExitCode {
             init_tracing(&cli.log_format);
             runtime.block_on(run(config))
         }
-        Command::Demo { dir, tls_port, ssh_port } => {
+        Command::Demo {
+            dir,
+            tls_port,
+            ssh_port,
+        } => {
             init_tracing(&cli.log_format);
             runtime.block_on(demo(dir, tls_port, ssh_port))
         }
@@ -126,7 +140,9 @@ async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
 async fn serve(config: config::EdgeConfig) -> anyhow::Result<()> {
     let listeners = Listeners::bind(&config).await?;
     if config.backend.host_keys.accept_any {
-        tracing::warn!("INSECURE: backend.accept_any_host_key = true; backend host keys are not verified");
+        tracing::warn!(
+            "INSECURE: backend.accept_any_host_key = true; backend host keys are not verified"
+        );
     }
     let metrics = Arc::new(Metrics::new());
     let edge = Edge::new(config, metrics).context("TLS configuration")?;
@@ -141,11 +157,17 @@ async fn serve(config: config::EdgeConfig) -> anyhow::Result<()> {
 async fn demo(dir: Option<PathBuf>, tls_port: u16, ssh_port: u16) -> anyhow::Result<()> {
     let (dir, keep) = match dir {
         Some(d) => (d, true),
-        None => (std::env::temp_dir().join(format!("ssh-edge-demo-{}", std::process::id())), false),
+        None => (
+            std::env::temp_dir().join(format!("ssh-edge-demo-{}", std::process::id())),
+            false,
+        ),
     };
     let mut lab = Lab::create(&dir, &["abc1234", "m1x2y3"])?;
     lab.keep = keep;
-    let raw = lab.edge_config(&format!("127.0.0.1:{tls_port}"), &format!("127.0.0.1:{ssh_port}"))?;
+    let raw = lab.edge_config(
+        &format!("127.0.0.1:{tls_port}"),
+        &format!("127.0.0.1:{ssh_port}"),
+    )?;
     let config_path = lab.write_config(&raw)?;
     let config = config::validate(&raw)?;
     let listeners = Listeners::bind(&config).await?;
@@ -153,17 +175,32 @@ async fn demo(dir: Option<PathBuf>, tls_port: u16, ssh_port: u16) -> anyhow::Res
         listeners.tls_addr().map_or(0, |a| a.port()),
         listeners.ssh_addr().map_or(0, |a| a.port()),
     );
-    let key = lab.issue_user_certificate("user_key", "demo-user", &["abc1234", "m1x2y3"], Duration::from_secs(8 * 3600))?;
+    let key = lab.issue_user_certificate(
+        "user_key",
+        "demo-user",
+        &["abc1234", "m1x2y3"],
+        Duration::from_secs(8 * 3600),
+    )?;
     let exe = std::env::current_exe().context("locating the ssh-edge binary")?;
     let ssh_config = lab.write_ssh_config(&key, &exe, tls, ssh)?;
     let edge = Edge::new(config, Arc::new(Metrics::new())).context("TLS configuration")?;
+    // For scripts (benches/throughput.sh): the ports and paths of this demo, shell syntax.
+    let env = format!(
+        "TLS_PORT={tls}\nSSH_PORT={ssh}\nSSHD_PORT={}\nLOGIN_USER={}\nSSH_CONFIG={}\nUSER_KEY={}\nDEMO_DIR={}\n",
+        lab.sshd_port,
+        lab.login_user,
+        ssh_config.display(),
+        key.display(),
+        lab.dir.display()
+    );
+    std::fs::write(lab.path("demo.env"), env).context("writing demo.env")?;
     println!(
         "\nssh-edge demo is running (backend sshd on 127.0.0.1:{sshd}, files in {dir}).\n\
          Config: {config}\n\n\
          Land in a shell through the TLS front (SNI routing, ProxyCommand ssh-edge connect):\n\
          \x20 ssh -F {cfg} training-job-abc1234-0.ssh.baseten.co\n\n\
          The same with openssl as ProxyCommand:\n\
-         \x20 ssh -F {cfg} -o ProxyCommand='openssl s_client -quiet -verify_quiet -connect 127.0.0.1:{tls} -servername %h' training-job-abc1234-0.ssh.baseten.co\n\n\
+         \x20 ssh -F {cfg} -o ProxyCommand='openssl s_client -quiet -verify_quiet -connect 127.0.0.1:{tls} -servername %h 2>/dev/null' training-job-abc1234-0.ssh.baseten.co\n\n\
          Through the plain-SSH front (target in the user name):\n\
          \x20 ssh -F {cfg} training-job-abc1234-0@127.0.0.1\n\n\
          Press Ctrl-C to stop.\n",

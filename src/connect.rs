@@ -41,10 +41,15 @@ fn roots(ca_file: Option<&PathBuf>) -> Result<RootCertStore, ConnectError> {
     let mut roots = RootCertStore::empty();
     match ca_file {
         Some(path) => {
-            let err = |reason: String| ConnectError::CaFile { path: path.clone(), reason };
+            let err = |reason: String| ConnectError::CaFile {
+                path: path.clone(),
+                reason,
+            };
             let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
             for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                roots.add(cert.map_err(|e| err(e.to_string()))?).map_err(|e| err(e.to_string()))?;
+                roots
+                    .add(cert.map_err(|e| err(e.to_string()))?)
+                    .map_err(|e| err(e.to_string()))?;
             }
         }
         None => {
@@ -70,12 +75,18 @@ pub async fn run(opts: &ConnectOptions) -> Result<(), ConnectError> {
         .map_err(|_| ConnectError::BadName(opts.host.clone()))?;
     let tcp = TcpStream::connect(&opts.edge)
         .await
-        .map_err(|e| ConnectError::Connect { edge: opts.edge.clone(), reason: e.to_string() })?;
+        .map_err(|e| ConnectError::Connect {
+            edge: opts.edge.clone(),
+            reason: e.to_string(),
+        })?;
     let _ = tcp.set_nodelay(true);
     let tls = TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await
-        .map_err(|e| ConnectError::Tls { edge: opts.edge.clone(), reason: e.to_string() })?;
+        .map_err(|e| ConnectError::Tls {
+            edge: opts.edge.clone(),
+            reason: e.to_string(),
+        })?;
     pipe(tls, tokio::io::stdin(), tokio::io::stdout()).await;
     Ok(())
 }

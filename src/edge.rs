@@ -54,7 +54,10 @@ impl Listeners {
                 None => Ok(None),
             }
         };
-        Ok(Self { tls: bind(config.tls_listen).await?, ssh: bind(config.ssh_listen).await? })
+        Ok(Self {
+            tls: bind(config.tls_listen).await?,
+            ssh: bind(config.ssh_listen).await?,
+        })
     }
 
     pub fn tls_addr(&self) -> Option<SocketAddr> {
@@ -70,7 +73,9 @@ impl Edge {
     pub fn new(config: EdgeConfig, metrics: Arc<Metrics>) -> Result<Arc<Self>, rustls::Error> {
         let ssh = &config.ssh;
         let ssh_config = ServerConfig {
-            server_id: SshId::Standard(format!("SSH-2.0-ssh-edge_{}", env!("CARGO_PKG_VERSION")).into()),
+            server_id: SshId::Standard(
+                format!("SSH-2.0-ssh-edge_{}", env!("CARGO_PKG_VERSION")).into(),
+            ),
             methods: MethodSet::from(&[MethodKind::PublicKey][..]),
             auth_rejection_time: Duration::from_millis(300),
             auth_rejection_time_initial: Some(Duration::ZERO),
@@ -115,11 +120,15 @@ impl Edge {
         let mut tasks = Vec::new();
         if let Some(l) = listeners.ssh {
             let edge = self.clone();
-            tasks.push(tokio::spawn(async move { edge.accept_loop(l, Front::Ssh).await }));
+            tasks.push(tokio::spawn(async move {
+                edge.accept_loop(l, Front::Ssh).await
+            }));
         }
         if let Some(l) = listeners.tls {
             let edge = self.clone();
-            tasks.push(tokio::spawn(async move { edge.accept_loop(l, Front::Tls).await }));
+            tasks.push(tokio::spawn(async move {
+                edge.accept_loop(l, Front::Tls).await
+            }));
         }
         for t in tasks {
             let _ = t.await;
@@ -137,7 +146,10 @@ impl Edge {
                     continue;
                 }
             };
-            self.metrics.connections.with_label_values(&[front.as_str()]).inc();
+            self.metrics
+                .connections
+                .with_label_values(&[front.as_str()])
+                .inc();
             let _ = stream.set_nodelay(true);
             let edge = self.clone();
             tokio::spawn(async move {
@@ -150,37 +162,65 @@ impl Edge {
     }
 
     fn reject(&self, front: Front, reason: &str, peer: SocketAddr, detail: &str) {
-        self.metrics.rejections.with_label_values(&[front.as_str(), reason]).inc();
+        self.metrics
+            .rejections
+            .with_label_values(&[front.as_str(), reason])
+            .inc();
         info!(peer = %peer, front = front.as_str(), reason, detail, "connection rejected");
     }
 
     async fn handle_tls(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
-        let Some((acceptor, timeout)) = &self.tls else { return };
+        let Some((acceptor, timeout)) = &self.tls else {
+            return;
+        };
         let tls = match tokio::time::timeout(*timeout, acceptor.accept(stream)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return self.reject(Front::Tls, "tls_handshake", peer, &e.to_string()),
-            Err(_) => return self.reject(Front::Tls, "tls_timeout", peer, "no TLS handshake in time"),
+            Err(_) => {
+                return self.reject(Front::Tls, "tls_timeout", peer, "no TLS handshake in time");
+            }
         };
         let sni = tls.get_ref().1.server_name().map(str::to_owned);
-        let (first, stream) = match tokio::time::timeout(*timeout, tls::read_first_byte(tls)).await {
+        let (first, stream) = match tokio::time::timeout(*timeout, tls::read_first_byte(tls)).await
+        {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return self.reject(Front::Tls, "read_error", peer, &e.to_string()),
-            Err(_) => return self.reject(Front::Tls, "silent_client", peer, "nothing sent after the TLS handshake"),
+            Err(_) => {
+                return self.reject(
+                    Front::Tls,
+                    "silent_client",
+                    peer,
+                    "nothing sent after the TLS handshake",
+                );
+            }
         };
         match first {
             FirstByte::Ssh => {}
-            FirstByte::Eof => return self.reject(Front::Tls, "eof", peer, "closed after the TLS handshake"),
+            FirstByte::Eof => {
+                return self.reject(Front::Tls, "eof", peer, "closed after the TLS handshake");
+            }
             FirstByte::Other(b) => {
-                return self.reject(Front::Tls, "not_ssh", peer, &format!("first byte 0x{b:02x} is not an SSH identification"));
+                return self.reject(
+                    Front::Tls,
+                    "not_ssh",
+                    peer,
+                    &format!("first byte 0x{b:02x} is not an SSH identification"),
+                );
             }
         }
         let target = match sni {
             Some(name) => self.grammar.parse_host(&name).map_err(|e| {
-                self.metrics.rejections.with_label_values(&[Front::Tls.as_str(), e.reason()]).inc();
+                self.metrics
+                    .rejections
+                    .with_label_values(&[Front::Tls.as_str(), e.reason()])
+                    .inc();
                 e.to_string()
             }),
             None => {
-                self.metrics.rejections.with_label_values(&[Front::Tls.as_str(), "no_sni"]).inc();
+                self.metrics
+                    .rejections
+                    .with_label_values(&[Front::Tls.as_str(), "no_sni"])
+                    .inc();
                 Err(format!(
                     "TLS without SNI: set the server name to the workload host (e.g. ssh-edge connect %h, or openssl s_client -servername %h); expected {}",
                     self.grammar.expected()
@@ -190,8 +230,13 @@ impl Edge {
         self.run_ssh(stream, peer, Front::Tls, Some(target)).await;
     }
 
-    async fn run_ssh<S>(self: Arc<Self>, stream: S, peer: SocketAddr, front: Front, sni_target: Option<Result<Target, String>>)
-    where
+    async fn run_ssh<S>(
+        self: Arc<Self>,
+        stream: S,
+        peer: SocketAddr,
+        front: Front,
+        sni_target: Option<Result<Target, String>>,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let handler = EdgeSession::new(self.clone(), peer, front, sni_target);
@@ -201,7 +246,9 @@ impl Edge {
         let running = match tokio::time::timeout(self.login_grace, started).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return self.reject(front, "ssh_handshake", peer, &e.to_string()),
-            Err(_) => return self.reject(front, "ssh_timeout", peer, "no SSH identification in time"),
+            Err(_) => {
+                return self.reject(front, "ssh_timeout", peer, "no SSH identification in time");
+            }
         };
         let handle = running.handle();
         let grace = self.login_grace;
@@ -209,13 +256,19 @@ impl Edge {
             tokio::time::sleep(grace).await;
             if !authenticated.load(Ordering::Relaxed) {
                 let _ = handle
-                    .disconnect(Disconnect::ByApplication, "ssh-edge: login grace time exceeded".into(), "en".into())
+                    .disconnect(
+                        Disconnect::ByApplication,
+                        "ssh-edge: login grace time exceeded".into(),
+                        "en".into(),
+                    )
                     .await;
             }
         });
         match running.await {
             Ok(()) => debug!(peer = %peer, front = front.as_str(), "connection closed"),
-            Err(e) => debug!(peer = %peer, front = front.as_str(), error = %e, "connection ended with error"),
+            Err(e) => {
+                debug!(peer = %peer, front = front.as_str(), error = %e, "connection ended with error")
+            }
         }
         watchdog.abort();
     }

@@ -31,7 +31,10 @@ pub enum LabError {
 }
 
 fn file_err(path: &Path, e: impl std::fmt::Display) -> LabError {
-    LabError::File { path: path.to_path_buf(), reason: e.to_string() }
+    LabError::File {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
 }
 
 /// The throwaway world. Dropping it stops sshd and (unless `keep`) removes the directory.
@@ -50,16 +53,21 @@ pub struct Lab {
 
 /// Writes an OpenSSH private key file with mode 0600 and its `.pub` beside it.
 pub fn write_key(path: &Path, key: &PrivateKey) -> Result<(), LabError> {
-    key.write_openssh_file(path, LineEnding::LF).map_err(|e| file_err(path, e))?;
+    key.write_openssh_file(path, LineEnding::LF)
+        .map_err(|e| file_err(path, e))?;
     set_mode(path, 0o600)?;
-    let public = key.public_key().to_openssh().map_err(|e| LabError::Key(e.to_string()))?;
+    let public = key
+        .public_key()
+        .to_openssh()
+        .map_err(|e| LabError::Key(e.to_string()))?;
     let pub_path = path.with_extension("pub");
     std::fs::write(&pub_path, public + "\n").map_err(|e| file_err(&pub_path, e))
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), LabError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| file_err(path, e))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| file_err(path, e))
 }
 
 fn write(path: &Path, contents: &str) -> Result<(), LabError> {
@@ -67,7 +75,9 @@ fn write(path: &Path, contents: &str) -> Result<(), LabError> {
 }
 
 fn public_line(key: &PrivateKey) -> Result<String, LabError> {
-    key.public_key().to_openssh().map_err(|e| LabError::Key(e.to_string()))
+    key.public_key()
+        .to_openssh()
+        .map_err(|e| LabError::Key(e.to_string()))
 }
 
 /// A free loopback TCP port (bound then released; the caller binds it again at once).
@@ -128,8 +138,14 @@ impl Lab {
 
         // The backend trusts the edge CA (as in production) and, for the direct baseline in
         // benches and tests, the user CA too.
-        write(&dir.join("backend_trusted_cas"), &format!("{}\n{}\n", public_line(&edge_ca)?, public_line(&user_ca)?))?;
-        write(&dir.join("principals").join(&login_user), &(principals.join("\n") + "\n"))?;
+        write(
+            &dir.join("backend_trusted_cas"),
+            &format!("{}\n{}\n", public_line(&edge_ca)?, public_line(&user_ca)?),
+        )?;
+        write(
+            &dir.join("principals").join(&login_user),
+            &(principals.join("\n") + "\n"),
+        )?;
 
         let mut lab = Lab {
             dir: dir.to_path_buf(),
@@ -207,14 +223,20 @@ impl Lab {
         raw.tls.cert_file = Some(self.path("tls-cert.pem"));
         raw.tls.key_file = Some(self.path("tls-key.pem"));
         raw.ssh.host_key_files = vec![self.path("edge_host_ed25519")];
-        raw.remotes.insert("default".into(), RawRemote {
-            trusted_user_cas: vec![public_line(&self.user_ca)?],
-            ..RawRemote::default()
-        });
-        raw.remotes.insert("tenant-b".into(), RawRemote {
-            trusted_user_cas: vec![public_line(&self.tenant_b_ca)?],
-            ..RawRemote::default()
-        });
+        raw.remotes.insert(
+            "default".into(),
+            RawRemote {
+                trusted_user_cas: vec![public_line(&self.user_ca)?],
+                ..RawRemote::default()
+            },
+        );
+        raw.remotes.insert(
+            "tenant-b".into(),
+            RawRemote {
+                trusted_user_cas: vec![public_line(&self.tenant_b_ca)?],
+                ..RawRemote::default()
+            },
+        );
         raw.backend.edge_ca_key_file = Some(self.path("edge_ca"));
         raw.backend.known_hosts_file = Some(self.path("backend_known_hosts"));
         raw.backend.connect_timeout_secs = 5;
@@ -241,18 +263,40 @@ impl Lab {
 
     /// A user key and a certificate from the lab's user CA, like the signing service issues:
     /// returns the private key path; the certificate is beside it as `<name>-cert.pub`.
-    pub fn issue_user_certificate(&self, name: &str, key_id: &str, principals: &[&str], validity: Duration) -> Result<PathBuf, LabError> {
+    pub fn issue_user_certificate(
+        &self,
+        name: &str,
+        key_id: &str,
+        principals: &[&str],
+        validity: Duration,
+    ) -> Result<PathBuf, LabError> {
         let key = random_ed25519_key();
         let key_path = self.path(name);
         write_key(&key_path, &key)?;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let mint = || -> Result<String, russh::keys::ssh_key::Error> {
-            let mut b = Builder::new(rand::random::<[u8; 32]>().to_vec(), key.public_key().key_data().clone(), now - 60, now + validity.as_secs())?;
-            b.serial(rand::random::<u32>() as u64)?.cert_type(CertType::User)?.key_id(key_id)?;
+            let mut b = Builder::new(
+                rand::random::<[u8; 32]>().to_vec(),
+                key.public_key().key_data().clone(),
+                now - 60,
+                now + validity.as_secs(),
+            )?;
+            b.serial(rand::random::<u32>() as u64)?
+                .cert_type(CertType::User)?
+                .key_id(key_id)?;
             for p in principals {
                 b.valid_principal(*p)?;
             }
-            for ext in ["permit-pty", "permit-port-forwarding", "permit-agent-forwarding", "permit-X11-forwarding", "permit-user-rc"] {
+            for ext in [
+                "permit-pty",
+                "permit-port-forwarding",
+                "permit-agent-forwarding",
+                "permit-X11-forwarding",
+                "permit-user-rc",
+            ] {
                 b.extension(ext, "")?;
             }
             b.sign(&self.user_ca)?.to_openssh()
@@ -264,10 +308,19 @@ impl Lab {
 
     /// An OpenSSH client config for this lab: front A through `ssh-edge connect`, front C by
     /// address, the edge's host key pinned for both.
-    pub fn write_ssh_config(&self, key: &Path, edge_exe: &Path, tls_port: u16, ssh_port: u16) -> Result<PathBuf, LabError> {
+    pub fn write_ssh_config(
+        &self,
+        key: &Path,
+        edge_exe: &Path,
+        tls_port: u16,
+        ssh_port: u16,
+    ) -> Result<PathBuf, LabError> {
         let known = self.path("known_hosts");
         let host_key = public_line(&self.edge_host_key)?;
-        write(&known, &format!("*.ssh.baseten.co,[127.0.0.1]:{ssh_port} {host_key}\n"))?;
+        write(
+            &known,
+            &format!("*.ssh.baseten.co,[127.0.0.1]:{ssh_port} {host_key}\n"),
+        )?;
         let common = format!(
             "  IdentityFile {key}\n  CertificateFile {key}-cert.pub\n  IdentitiesOnly yes\n  UserKnownHostsFile {known}\n\
              \x20 StrictHostKeyChecking yes\n  GlobalKnownHostsFile /dev/null\n  LogLevel ERROR\n",
@@ -302,17 +355,27 @@ fn write_tls(dir: &Path) -> Result<(), LabError> {
     let ca_key = KeyPair::generate().map_err(err)?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "ssh-edge dev CA");
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "ssh-edge dev CA");
     let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
     let key = KeyPair::generate().map_err(err)?;
-    let mut params = CertificateParams::new(vec!["*.ssh.baseten.co".into(), "ssh.baseten.co".into(), "*.tenant-b.ssh.baseten.co".into(), "localhost".into()])
-        .map_err(err)?;
-    params.subject_alt_names.push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+    let mut params = CertificateParams::new(vec![
+        "*.ssh.baseten.co".into(),
+        "ssh.baseten.co".into(),
+        "*.tenant-b.ssh.baseten.co".into(),
+        "localhost".into(),
+    ])
+    .map_err(err)?;
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
     let cert = params.signed_by(&key, &ca_cert, &ca_key).map_err(err)?;
     write(&dir.join("tls-ca.pem"), &ca_cert.pem())?;
     write(&dir.join("tls-cert.pem"), &cert.pem())?;
     let key_path = dir.join("tls-key.pem");
     let mut f = std::fs::File::create(&key_path).map_err(|e| file_err(&key_path, e))?;
-    f.write_all(key.serialize_pem().as_bytes()).map_err(|e| file_err(&key_path, e))?;
+    f.write_all(key.serialize_pem().as_bytes())
+        .map_err(|e| file_err(&key_path, e))?;
     set_mode(&key_path, 0o600)
 }

@@ -30,26 +30,46 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
-            registry.register(Box::new(c.clone())).expect("unique metric name");
+            let c = IntCounterVec::new(Opts::new(name, help), labels)
+                .expect("static metric definition");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric name");
             c
         };
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("static metric definition");
-            registry.register(Box::new(g.clone())).expect("unique metric name");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric name");
             g
         };
-        let connections = counter("ssh_edge_connections_total", "TCP connections accepted", &["front"]);
+        let connections = counter(
+            "ssh_edge_connections_total",
+            "TCP connections accepted",
+            &["front"],
+        );
         let rejections = counter(
             "ssh_edge_connections_rejected_total",
             "Connections refused before a session existed",
             &["front", "reason"],
         );
-        let auth_failures = counter("ssh_edge_auth_failures_total", "Refused user certificates", &["reason"]);
+        let auth_failures = counter(
+            "ssh_edge_auth_failures_total",
+            "Refused user certificates",
+            &["reason"],
+        );
         let logins = counter("ssh_edge_logins_total", "Successful logins", &["front"]);
         let sessions_active = gauge("ssh_edge_sessions_active", "Client sessions currently open");
-        let channels_active = gauge("ssh_edge_channels_active", "Bridged channels currently open");
-        let channels = counter("ssh_edge_channels_total", "Channels opened, by outcome", &["outcome"]);
+        let channels_active = gauge(
+            "ssh_edge_channels_active",
+            "Bridged channels currently open",
+        );
+        let channels = counter(
+            "ssh_edge_channels_total",
+            "Channels opened, by outcome",
+            &["outcome"],
+        );
         let backend_failures = counter(
             "ssh_edge_backend_failures_total",
             "Failures reaching or logging in to a backend",
@@ -60,14 +80,20 @@ impl Metrics {
                 "ssh_edge_backend_connect_seconds",
                 "Time to connect and log in to a backend",
             )
-            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             &["outcome"],
         )
         .expect("static metric definition");
         registry
             .register(Box::new(backend_connect_seconds.clone()))
             .expect("unique metric name");
-        let bridge_bytes = counter("ssh_edge_bridge_bytes_total", "Channel bytes forwarded", &["direction"]);
+        let bridge_bytes = counter(
+            "ssh_edge_bridge_bytes_total",
+            "Channel bytes forwarded",
+            &["direction"],
+        );
         Self {
             registry,
             connections,

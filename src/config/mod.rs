@@ -98,8 +98,15 @@ pub fn load_raw(file: Option<&Path>) -> Result<RawConfig, ConfigError> {
         }
         figment = figment.merge(Toml::file_exact(file));
     }
-    figment = figment.merge(Env::prefixed("SSH_EDGE_").split("__"));
-    figment.extract().map_err(|e| ConfigError::Load(Box::new(e)))
+    // SSH_EDGE_CONFIG / _ADDR / _CA_FILE are CLI flags' variables, not config keys.
+    figment = figment.merge(
+        Env::prefixed("SSH_EDGE_")
+            .ignore(&["config", "addr", "ca_file"])
+            .split("__"),
+    );
+    figment
+        .extract()
+        .map_err(|e| ConfigError::Load(Box::new(e)))
 }
 
 /// `load_raw` followed by `validate`.
@@ -118,10 +125,14 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
     }
 
     let tls = match (&raw.tls.cert_file, &raw.tls.key_file) {
-        (Some(cert), Some(key)) => load_tls(cert, key, raw.tls.handshake_timeout_secs, &mut problems),
+        (Some(cert), Some(key)) => {
+            load_tls(cert, key, raw.tls.handshake_timeout_secs, &mut problems)
+        }
         (None, None) => {
             if tls_listen.is_some() {
-                problems.push("tls: listen.tls is set, so tls.cert_file and tls.key_file are required".into());
+                problems.push(
+                    "tls: listen.tls is set, so tls.cert_file and tls.key_file are required".into(),
+                );
             }
             None
         }
@@ -133,7 +144,12 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
 
     let ssh = validate_ssh(&raw.ssh, &mut problems);
 
-    let remote_names: Vec<String> = raw.remotes.keys().filter(|n| *n != "default").cloned().collect();
+    let remote_names: Vec<String> = raw
+        .remotes
+        .keys()
+        .filter(|n| *n != "default")
+        .cloned()
+        .collect();
     let grammar = match HostGrammar::new(&raw.hosts.suffix, &raw.hosts.kinds, &remote_names) {
         Ok(g) => Some(g),
         Err(errors) => {
@@ -146,7 +162,9 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
         "enforce" => ForceCommandPolicy::Enforce,
         "refuse" => ForceCommandPolicy::Refuse,
         other => {
-            problems.push(format!("auth.force_command: \"{other}\" is not one of \"enforce\", \"refuse\""));
+            problems.push(format!(
+                "auth.force_command: \"{other}\" is not one of \"enforce\", \"refuse\""
+            ));
             ForceCommandPolicy::Enforce
         }
     };
@@ -157,7 +175,9 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
     for (name, remote) in &raw.remotes {
         let mut fingerprints = Vec::new();
         if remote.trusted_user_cas.is_empty() {
-            problems.push(format!("remotes.{name}.trusted_user_cas: empty, nobody could log in"));
+            problems.push(format!(
+                "remotes.{name}.trusted_user_cas: empty, nobody could log in"
+            ));
         }
         for (i, entry) in remote.trusted_user_cas.iter().enumerate() {
             match parse_ca_entry(entry) {
@@ -168,7 +188,11 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
         let policy = CertPolicy {
             trusted_ca_fingerprints: fingerprints,
             revoked_serials: remote.revoked_serials.iter().copied().collect(),
-            revoked_key_ids: remote.revoked_key_ids.iter().cloned().collect::<HashSet<_>>(),
+            revoked_key_ids: remote
+                .revoked_key_ids
+                .iter()
+                .cloned()
+                .collect::<HashSet<_>>(),
             max_clock_skew_secs: raw.auth.max_clock_skew_secs,
             force_command,
         };
@@ -184,15 +208,27 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
     for (i, r) in raw.routes.iter().enumerate() {
         let at = format!("routes[{i}]");
         if !raw.hosts.kinds.iter().any(|k| k.name == r.kind) {
-            problems.push(format!("{at}.kind: unknown kind \"{}\"; configured kinds: {}", r.kind,
-                raw.hosts.kinds.iter().map(|k| k.name.as_str()).collect::<Vec<_>>().join(", ")));
+            problems.push(format!(
+                "{at}.kind: unknown kind \"{}\"; configured kinds: {}",
+                r.kind,
+                raw.hosts
+                    .kinds
+                    .iter()
+                    .map(|k| k.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         if let Some(remote) = &r.remote
             && !raw.remotes.contains_key(remote)
         {
             problems.push(format!("{at}.remote: unknown remote \"{remote}\""));
         }
-        for (field, value) in [("backend", &r.backend), ("login_user", &r.login_user), ("principal", &r.principal)] {
+        for (field, value) in [
+            ("backend", &r.backend),
+            ("login_user", &r.login_user),
+            ("principal", &r.principal),
+        ] {
             if value.is_empty() {
                 problems.push(format!("{at}.{field}: required"));
             }
@@ -204,7 +240,10 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
             backend: r.backend.clone(),
             login_user: r.login_user.clone(),
             principal: r.principal.clone(),
-            backend_principal: r.backend_principal.clone().unwrap_or_else(|| r.principal.clone()),
+            backend_principal: r
+                .backend_principal
+                .clone()
+                .unwrap_or_else(|| r.principal.clone()),
         });
     }
 
@@ -228,32 +267,62 @@ fn parse_addr(what: &str, value: Option<&str>, problems: &mut Vec<String>) -> Op
     match value.parse() {
         Ok(addr) => Some(addr),
         Err(_) => {
-            problems.push(format!("{what}: \"{value}\" is not an address like 0.0.0.0:443 or [::]:22"));
+            problems.push(format!(
+                "{what}: \"{value}\" is not an address like 0.0.0.0:443 or [::]:22"
+            ));
             None
         }
     }
 }
 
-fn load_tls(cert: &Path, key: &Path, timeout_secs: u64, problems: &mut Vec<String>) -> Option<TlsSettings> {
+fn load_tls(
+    cert: &Path,
+    key: &Path,
+    timeout_secs: u64,
+    problems: &mut Vec<String>,
+) -> Option<TlsSettings> {
     let chain = std::fs::read(cert)
         .map_err(|e| format!("tls.cert_file {}: {e}", cert.display()))
         .and_then(|pem| {
             rustls_pemfile::certs(&mut pem.as_slice())
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("tls.cert_file {}: not PEM certificates: {e}", cert.display()))
+                .map_err(|e| {
+                    format!(
+                        "tls.cert_file {}: not PEM certificates: {e}",
+                        cert.display()
+                    )
+                })
         })
-        .and_then(|c| if c.is_empty() { Err(format!("tls.cert_file {}: no certificate found", cert.display())) } else { Ok(c) });
+        .and_then(|c| {
+            if c.is_empty() {
+                Err(format!(
+                    "tls.cert_file {}: no certificate found",
+                    cert.display()
+                ))
+            } else {
+                Ok(c)
+            }
+        });
     let key = std::fs::read(key)
         .map_err(|e| format!("tls.key_file {}: {e}", key.display()))
-        .and_then(|pem| match rustls_pemfile::private_key(&mut pem.as_slice()) {
-            Ok(Some(k)) => Ok(k),
-            _ => Err(format!("tls.key_file {}: no PEM private key found", key.display())),
-        });
+        .and_then(
+            |pem| match rustls_pemfile::private_key(&mut pem.as_slice()) {
+                Ok(Some(k)) => Ok(k),
+                _ => Err(format!(
+                    "tls.key_file {}: no PEM private key found",
+                    key.display()
+                )),
+            },
+        );
     match (chain, key) {
         (Ok(cert_chain), Ok(key)) => Some(TlsSettings {
             cert_chain,
             key,
-            handshake_timeout: Duration::from_secs(if timeout_secs == 0 { 10 } else { timeout_secs }),
+            handshake_timeout: Duration::from_secs(if timeout_secs == 0 {
+                10
+            } else {
+                timeout_secs
+            }),
         }),
         (chain, key) => {
             problems.extend(chain.err());
@@ -267,7 +336,10 @@ fn load_private_key(what: &str, path: &Path, problems: &mut Vec<String>) -> Opti
     match russh::keys::load_secret_key(path, None) {
         Ok(key) => Some(key),
         Err(e) => {
-            problems.push(format!("{what} {}: not a readable unencrypted OpenSSH private key ({e})", path.display()));
+            problems.push(format!(
+                "{what} {}: not a readable unencrypted OpenSSH private key ({e})",
+                path.display()
+            ));
             None
         }
     }
@@ -285,14 +357,23 @@ fn validate_ssh(raw: &RawSsh, problems: &mut Vec<String>) -> Option<SshSettings>
     for path in &raw.host_certificate_files {
         match russh::keys::load_openssh_certificate(path) {
             Ok(c) => host_certificates.push(c),
-            Err(e) => problems.push(format!("ssh.host_certificate_files {}: {e}", path.display())),
+            Err(e) => problems.push(format!(
+                "ssh.host_certificate_files {}: {e}",
+                path.display()
+            )),
         }
     }
     if raw.window_size < 64 * 1024 {
-        problems.push(format!("ssh.window_size: {} is below the 65536-byte minimum", raw.window_size));
+        problems.push(format!(
+            "ssh.window_size: {} is below the 65536-byte minimum",
+            raw.window_size
+        ));
     }
     if !(4096..=256 * 1024).contains(&raw.max_packet_size) {
-        problems.push(format!("ssh.max_packet_size: {} is outside 4096..=262144", raw.max_packet_size));
+        problems.push(format!(
+            "ssh.max_packet_size: {} is outside 4096..=262144",
+            raw.max_packet_size
+        ));
     }
     if raw.login_grace_secs == 0 {
         problems.push("ssh.login_grace_secs: must be at least 1".into());
@@ -302,7 +383,8 @@ fn validate_ssh(raw: &RawSsh, problems: &mut Vec<String>) -> Option<SshSettings>
         host_certificates,
         window_size: raw.window_size,
         max_packet_size: raw.max_packet_size,
-        keepalive_interval: (raw.keepalive_interval_secs > 0).then(|| Duration::from_secs(raw.keepalive_interval_secs)),
+        keepalive_interval: (raw.keepalive_interval_secs > 0)
+            .then(|| Duration::from_secs(raw.keepalive_interval_secs)),
         keepalive_max: raw.keepalive_max.max(1),
         login_grace: Duration::from_secs(raw.login_grace_secs),
         max_auth_attempts: raw.max_auth_attempts.max(1),
@@ -311,13 +393,18 @@ fn validate_ssh(raw: &RawSsh, problems: &mut Vec<String>) -> Option<SshSettings>
 
 fn validate_backend(raw: &RawBackend, problems: &mut Vec<String>) -> Option<BackendSettings> {
     let login = match (&raw.edge_ca_key_file, &raw.identity_file) {
-        (Some(ca), None) => load_private_key("backend.edge_ca_key_file", ca, problems).map(|ca| BackendLogin::EdgeCa {
-            ca,
-            validity: Duration::from_secs(raw.cert_validity_secs.max(30)),
+        (Some(ca), None) => load_private_key("backend.edge_ca_key_file", ca, problems).map(|ca| {
+            BackendLogin::EdgeCa {
+                ca,
+                validity: Duration::from_secs(raw.cert_validity_secs.max(30)),
+            }
         }),
-        (None, Some(id)) => load_private_key("backend.identity_file", id, problems).map(BackendLogin::Key),
+        (None, Some(id)) => {
+            load_private_key("backend.identity_file", id, problems).map(BackendLogin::Key)
+        }
         (Some(_), Some(_)) => {
-            problems.push("backend: set one of edge_ca_key_file and identity_file, not both".into());
+            problems
+                .push("backend: set one of edge_ca_key_file and identity_file, not both".into());
             None
         }
         (None, None) => {
@@ -335,7 +422,10 @@ fn validate_backend(raw: &RawBackend, problems: &mut Vec<String>) -> Option<Back
     if let Some(path) = &raw.known_hosts_file
         && !path.is_file()
     {
-        problems.push(format!("backend.known_hosts_file {}: not a readable file", path.display()));
+        problems.push(format!(
+            "backend.known_hosts_file {}: not a readable file",
+            path.display()
+        ));
     }
     if raw.known_hosts_file.is_none() && pinned.is_empty() && !raw.accept_any_host_key {
         problems.push(

@@ -64,7 +64,12 @@ pub struct EdgeSession {
 }
 
 impl EdgeSession {
-    pub fn new(edge: Arc<Edge>, peer: SocketAddr, front: Front, sni_target: Option<Result<Target, String>>) -> Self {
+    pub fn new(
+        edge: Arc<Edge>,
+        peer: SocketAddr,
+        front: Front,
+        sni_target: Option<Result<Target, String>>,
+    ) -> Self {
         Self {
             edge,
             peer,
@@ -87,7 +92,11 @@ impl EdgeSession {
         match &self.sni_target {
             Some(t) => t.clone(),
             None => self.edge.grammar.parse_user_target(user).map_err(|e| {
-                self.edge.metrics.rejections.with_label_values(&[self.front.as_str(), e.reason()]).inc();
+                self.edge
+                    .metrics
+                    .rejections
+                    .with_label_values(&[self.front.as_str(), e.reason()])
+                    .inc();
                 e.to_string()
             }),
         }
@@ -102,11 +111,16 @@ impl EdgeSession {
     }
 
     fn publickey_only() -> Auth {
-        Auth::Reject { proceed_with_methods: Some(MethodSet::from(&[MethodKind::PublicKey][..])), partial_success: false }
+        Auth::Reject {
+            proceed_with_methods: Some(MethodSet::from(&[MethodKind::PublicKey][..])),
+            partial_success: false,
+        }
     }
 
     async fn forward(&self, channel: ChannelId, req: BackendRequest) -> bool {
-        let Some(control) = self.channels.get(&channel).cloned() else { return false };
+        let Some(control) = self.channels.get(&channel).cloned() else {
+            return false;
+        };
         let name = req.name();
         let ok = control.request(req).await;
         if !ok {
@@ -117,35 +131,69 @@ impl EdgeSession {
 
     /// The command a certificate's `force-command` imposes, if any.
     fn forced_command(&self) -> Option<String> {
-        self.login.as_ref().and_then(|l| l.identity.force_command.clone())
+        self.login
+            .as_ref()
+            .and_then(|l| l.identity.force_command.clone())
     }
 
     fn reply(session: &mut Session, channel: ChannelId, ok: bool) -> Result<(), russh::Error> {
-        if ok { session.channel_success(channel) } else { session.channel_failure(channel) }
+        if ok {
+            session.channel_success(channel)
+        } else {
+            session.channel_failure(channel)
+        }
     }
 
-    async fn check_and_connect(&mut self, target: Target, route: Route, cert: &Certificate) -> Auth {
+    async fn check_and_connect(
+        &mut self,
+        target: Target,
+        route: Route,
+        cert: &Certificate,
+    ) -> Auth {
         let edge = self.edge.clone();
         let Some(policy) = edge.remotes.get(target.remote_name()) else {
-            return self.refuse(format!("{}: remote \"{}\" has no certificate policy", target.host, target.remote_name()));
+            return self.refuse(format!(
+                "{}: remote \"{}\" has no certificate policy",
+                target.host,
+                target.remote_name()
+            ));
         };
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let check = CertCheck { cert, required_principal: &route.required_principal, peer_ip: self.peer.ip(), now_unix: now };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let check = CertCheck {
+            cert,
+            required_principal: &route.required_principal,
+            peer_ip: self.peer.ip(),
+            now_unix: now,
+        };
         let identity = match check_user_certificate(policy, &check) {
             Ok(identity) => identity,
             Err(rejection) => {
                 warn!(peer = %self.peer, front = self.front.as_str(), target = %target.host, key_id = cert.key_id(),
                     serial = cert.serial(), reason = rejection.reason(), detail = %rejection, "certificate refused");
-                edge.metrics.auth_failures.with_label_values(&[rejection.reason()]).inc();
+                edge.metrics
+                    .auth_failures
+                    .with_label_values(&[rejection.reason()])
+                    .inc();
                 return Auth::reject();
             }
         };
-        let who = LoginContext { user_key_id: identity.key_id.clone(), user_serial: identity.serial, target_host: target.host.clone() };
+        let who = LoginContext {
+            user_key_id: identity.key_id.clone(),
+            user_serial: identity.serial,
+            target_host: target.host.clone(),
+        };
         match edge.connector.connect(&route, &who).await {
             Ok(upstream) => {
                 info!(peer = %self.peer, front = self.front.as_str(), target = %target.host, key_id = %identity.key_id,
                     serial = identity.serial, backend = %upstream.addr, login_user = %route.login_user, "session authorized");
-                self.login = Some(Login { target, identity, upstream });
+                self.login = Some(Login {
+                    target,
+                    identity,
+                    upstream,
+                });
                 Auth::Accept
             }
             Err(e) => self.refuse(format!("{}: {e}", target.host)),
@@ -175,13 +223,25 @@ impl russh::server::Handler for EdgeSession {
         })
     }
 
-    async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
         warn!(peer = %self.peer, user, algorithm = %key.algorithm, "plain public key refused: a certificate is required");
-        self.edge.metrics.auth_failures.with_label_values(&["not_certificate"]).inc();
+        self.edge
+            .metrics
+            .auth_failures
+            .with_label_values(&["not_certificate"])
+            .inc();
         Ok(Auth::reject())
     }
 
-    async fn auth_openssh_certificate(&mut self, user: &str, cert: &Certificate) -> Result<Auth, Self::Error> {
+    async fn auth_openssh_certificate(
+        &mut self,
+        user: &str,
+        cert: &Certificate,
+    ) -> Result<Auth, Self::Error> {
         let target = match self.target(user) {
             Ok(t) => t,
             Err(message) => return Ok(self.refuse(message)),
@@ -189,7 +249,11 @@ impl russh::server::Handler for EdgeSession {
         let route = match self.edge.routes.resolve(&target) {
             Ok(r) => r,
             Err(e) => {
-                self.edge.metrics.rejections.with_label_values(&[self.front.as_str(), e.reason()]).inc();
+                self.edge
+                    .metrics
+                    .rejections
+                    .with_label_values(&[self.front.as_str(), e.reason()])
+                    .inc();
                 return Ok(self.refuse(e.to_string()));
             }
         };
@@ -199,10 +263,18 @@ impl russh::server::Handler for EdgeSession {
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
         self.authenticated.store(true, Ordering::Relaxed);
         if let Some(message) = &self.refusal {
-            session.disconnect(Disconnect::ByApplication, &format!("ssh-edge: {message}"), "en")?;
+            session.disconnect(
+                Disconnect::ByApplication,
+                &format!("ssh-edge: {message}"),
+                "en",
+            )?;
             return Ok(());
         }
-        self.edge.metrics.logins.with_label_values(&[self.front.as_str()]).inc();
+        self.edge
+            .metrics
+            .logins
+            .with_label_values(&[self.front.as_str()])
+            .inc();
         self.edge.metrics.sessions_active.inc();
         self.counted = true;
         Ok(())
@@ -215,34 +287,65 @@ impl russh::server::Handler for EdgeSession {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let Some(login) = &self.login else {
-            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
             return Ok(());
         };
-        let opened = tokio::time::timeout(REQUEST_REPLY_TIMEOUT, login.upstream.handle.channel_open_session()).await;
+        let opened = tokio::time::timeout(
+            REQUEST_REPLY_TIMEOUT,
+            login.upstream.handle.channel_open_session(),
+        )
+        .await;
         let metrics = &self.edge.metrics;
         match opened {
             Ok(Ok(backend)) => {
                 reply.accept().await;
                 let id = channel.id();
-                let control = bridge::start(channel, backend, session.handle(), self.edge.bridge_metrics.clone());
+                let control = bridge::start(
+                    channel,
+                    backend,
+                    session.handle(),
+                    self.edge.bridge_metrics.clone(),
+                );
                 self.channels.insert(id, control);
                 metrics.channels.with_label_values(&["opened"]).inc();
             }
             Ok(Err(e)) => {
-                metrics.channels.with_label_values(&["backend_refused"]).inc();
-                let reason = format!("backend {} for {} refused a session channel: {e}", login.upstream.addr, login.target.host);
-                reply.reject(ChannelOpenFailure::Other { code: 2, reason }).await;
+                metrics
+                    .channels
+                    .with_label_values(&["backend_refused"])
+                    .inc();
+                let reason = format!(
+                    "backend {} for {} refused a session channel: {e}",
+                    login.upstream.addr, login.target.host
+                );
+                reply
+                    .reject(ChannelOpenFailure::Other { code: 2, reason })
+                    .await;
             }
             Err(_) => {
-                metrics.channels.with_label_values(&["backend_timeout"]).inc();
-                let reason = format!("backend {} for {} did not open a session channel in time", login.upstream.addr, login.target.host);
-                reply.reject(ChannelOpenFailure::Other { code: 2, reason }).await;
+                metrics
+                    .channels
+                    .with_label_values(&["backend_timeout"])
+                    .inc();
+                let reason = format!(
+                    "backend {} for {} did not open a session channel in time",
+                    login.upstream.addr, login.target.host
+                );
+                reply
+                    .reject(ChannelOpenFailure::Other { code: 2, reason })
+                    .await;
             }
         }
         Ok(())
     }
 
-    async fn channel_close(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
         self.channels.remove(&channel);
         Ok(())
     }
@@ -259,7 +362,10 @@ impl russh::server::Handler for EdgeSession {
         modes: &[(Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let permitted = self.login.as_ref().is_some_and(|l| l.identity.permits("permit-pty"));
+        let permitted = self
+            .login
+            .as_ref()
+            .is_some_and(|l| l.identity.permits("permit-pty"));
         if !permitted {
             info!(peer = %self.peer, "pty refused: certificate lacks permit-pty");
         }
@@ -275,27 +381,60 @@ impl russh::server::Handler for EdgeSession {
         Self::reply(session, channel, ok)
     }
 
-    async fn env_request(&mut self, channel: ChannelId, name: &str, value: &str, session: &mut Session) -> Result<(), Self::Error> {
-        let ok = self.forward(channel, BackendRequest::Env { name: name.to_string(), value: value.to_string() }).await;
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let ok = self
+            .forward(
+                channel,
+                BackendRequest::Env {
+                    name: name.to_string(),
+                    value: value.to_string(),
+                },
+            )
+            .await;
         Self::reply(session, channel, ok)
     }
 
-    async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
-        let req = self.forced_command().map_or(BackendRequest::Shell, |c| BackendRequest::Exec(c.into_bytes()));
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let req = self.forced_command().map_or(BackendRequest::Shell, |c| {
+            BackendRequest::Exec(c.into_bytes())
+        });
         let ok = self.forward(channel, req).await;
         Self::reply(session, channel, ok)
     }
 
-    async fn exec_request(&mut self, channel: ChannelId, data: &[u8], session: &mut Session) -> Result<(), Self::Error> {
-        let command = self.forced_command().map_or_else(|| data.to_vec(), String::into_bytes);
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let command = self
+            .forced_command()
+            .map_or_else(|| data.to_vec(), String::into_bytes);
         let ok = self.forward(channel, BackendRequest::Exec(command)).await;
         Self::reply(session, channel, ok)
     }
 
-    async fn subsystem_request(&mut self, channel: ChannelId, name: &str, session: &mut Session) -> Result<(), Self::Error> {
-        let req = self
-            .forced_command()
-            .map_or_else(|| BackendRequest::Subsystem(name.to_string()), |c| BackendRequest::Exec(c.into_bytes()));
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let req = self.forced_command().map_or_else(
+            || BackendRequest::Subsystem(name.to_string()),
+            |c| BackendRequest::Exec(c.into_bytes()),
+        );
         let ok = self.forward(channel, req).await;
         Self::reply(session, channel, ok)
     }
@@ -310,12 +449,19 @@ impl russh::server::Handler for EdgeSession {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         if let Some(control) = self.channels.get(&channel) {
-            control.window_change(col_width, row_height, pix_width, pix_height).await;
+            control
+                .window_change(col_width, row_height, pix_width, pix_height)
+                .await;
         }
         Ok(())
     }
 
-    async fn signal(&mut self, channel: ChannelId, signal: Sig, _session: &mut Session) -> Result<(), Self::Error> {
+    async fn signal(
+        &mut self,
+        channel: ChannelId,
+        signal: Sig,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
         if let Some(control) = self.channels.get(&channel) {
             control.signal(signal).await;
         }

@@ -33,7 +33,9 @@ pub enum FirstByte {
 }
 
 /// Reads the first byte of the decrypted stream; the returned stream replays it.
-pub async fn read_first_byte<S: AsyncRead + Unpin>(mut stream: S) -> io::Result<(FirstByte, Rewind<S>)> {
+pub async fn read_first_byte<S: AsyncRead + Unpin>(
+    mut stream: S,
+) -> io::Result<(FirstByte, Rewind<S>)> {
     let mut byte = [0u8; 1];
     let n = stream.read(&mut byte).await?;
     let kind = match (n, byte[0]) {
@@ -41,7 +43,13 @@ pub async fn read_first_byte<S: AsyncRead + Unpin>(mut stream: S) -> io::Result<
         (_, b'S') => FirstByte::Ssh,
         (_, other) => FirstByte::Other(other),
     };
-    Ok((kind, Rewind { prefix: if n == 1 { Some(byte[0]) } else { None }, inner: stream }))
+    Ok((
+        kind,
+        Rewind {
+            prefix: if n == 1 { Some(byte[0]) } else { None },
+            inner: stream,
+        },
+    ))
 }
 
 /// A stream that yields one already-read byte before reading from the inner stream.
@@ -51,7 +59,11 @@ pub struct Rewind<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         if let Some(b) = self.prefix
             && buf.remaining() > 0
         {
@@ -64,7 +76,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

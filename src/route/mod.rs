@@ -33,7 +33,11 @@ pub struct Route {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
     #[error("no route for {host} (kind {kind}, remote {remote})")]
-    NoRoute { host: String, kind: String, remote: String },
+    NoRoute {
+        host: String,
+        kind: String,
+        remote: String,
+    },
     #[error("route for {host} is misconfigured: {source}")]
     Template {
         host: String,
@@ -69,8 +73,12 @@ impl RouteTable {
             .iter()
             .find(|r| {
                 r.kind == target.kind
-                    && r.remote.as_deref().is_none_or(|remote| remote == target.remote_name())
-                    && r.match_fields.iter().all(|(k, v)| target.field(k) == Some(v.as_str()))
+                    && r.remote
+                        .as_deref()
+                        .is_none_or(|remote| remote == target.remote_name())
+                    && r.match_fields
+                        .iter()
+                        .all(|(k, v)| target.field(k) == Some(v.as_str()))
             })
             .ok_or_else(|| RouteError::NoRoute {
                 host: target.host.clone(),
@@ -78,10 +86,12 @@ impl RouteTable {
                 remote: target.remote_name().to_string(),
             })?;
         let expand = |template: &str| {
-            target.expand(template).map_err(|source| RouteError::Template {
-                host: target.host.clone(),
-                source,
-            })
+            target
+                .expand(template)
+                .map_err(|source| RouteError::Template {
+                    host: target.host.clone(),
+                    source,
+                })
         };
         Ok(Route {
             backend_addr: expand(&rule.backend)?,

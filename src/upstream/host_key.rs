@@ -19,7 +19,12 @@ pub struct BackendKeyCheck {
 impl BackendKeyCheck {
     pub fn new(policy: HostKeyPolicy, addr: &str) -> Self {
         let (host, port) = split_host_port(addr);
-        Self { policy, host, port, verdict: Arc::new(Mutex::new(None)) }
+        Self {
+            policy,
+            host,
+            port,
+            verdict: Arc::new(Mutex::new(None)),
+        }
     }
 
     /// Shared slot holding the refusal reason, if any.
@@ -31,7 +36,10 @@ impl BackendKeyCheck {
         let key = match presented {
             PublicKeyOrCertificate::PublicKey { key, .. } => key,
             PublicKeyOrCertificate::Certificate(_) => {
-                return self.refuse("host certificates are not supported yet; pin the key or use known_hosts".into());
+                return self.refuse(
+                    "host certificates are not supported yet; pin the key or use known_hosts"
+                        .into(),
+                );
             }
         };
         let fingerprint = key.fingerprint(HashAlg::Sha256);
@@ -55,7 +63,8 @@ impl BackendKeyCheck {
                 }
                 Err(e) => {
                     if !self.policy.accept_any {
-                        return self.refuse(format!("cannot read known_hosts {}: {e}", path.display()));
+                        return self
+                            .refuse(format!("cannot read known_hosts {}: {e}", path.display()));
                     }
                 }
             }
@@ -65,7 +74,10 @@ impl BackendKeyCheck {
                 "INSECURE: backend host key not verified (accept_any_host_key = true)");
             return true;
         }
-        self.refuse(format!("key {fingerprint} is not pinned and not in known_hosts for [{}]:{}", self.host, self.port))
+        self.refuse(format!(
+            "key {fingerprint} is not pinned and not in known_hosts for [{}]:{}",
+            self.host, self.port
+        ))
     }
 
     fn refuse(&self, reason: String) -> bool {

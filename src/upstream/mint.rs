@@ -22,8 +22,14 @@ pub fn random_ed25519_key() -> PrivateKey {
 
 /// Signs a user certificate for `req.subject` with the edge CA. Valid from one minute ago
 /// (backend clock skew) until `validity` from now.
-pub fn mint_backend_certificate(ca: &PrivateKey, req: &MintRequest<'_>) -> Result<Certificate, ssh_key::Error> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+pub fn mint_backend_certificate(
+    ca: &PrivateKey,
+    req: &MintRequest<'_>,
+) -> Result<Certificate, ssh_key::Error> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let mut builder = Builder::new(
         rand::random::<[u8; 32]>().to_vec(),
         req.subject.public_key().key_data().clone(),
@@ -34,7 +40,12 @@ pub fn mint_backend_certificate(ca: &PrivateKey, req: &MintRequest<'_>) -> Resul
     builder.cert_type(CertType::User)?;
     builder.key_id(req.key_id)?;
     builder.valid_principal(req.principal)?;
-    for ext in ["permit-pty", "permit-port-forwarding", "permit-agent-forwarding", "permit-X11-forwarding"] {
+    for ext in [
+        "permit-pty",
+        "permit-port-forwarding",
+        "permit-agent-forwarding",
+        "permit-X11-forwarding",
+    ] {
         builder.extension(ext, "")?;
     }
     builder.sign(ca)
@@ -48,12 +59,15 @@ mod tests {
     fn minted_certificate_is_valid_and_names_the_user() {
         let ca = random_ed25519_key();
         let subject = random_ed25519_key();
-        let cert = mint_backend_certificate(&ca, &MintRequest {
-            subject: &subject,
-            principal: "abc1234",
-            key_id: "ssh-edge user_key_id=alice serial=7",
-            validity: Duration::from_secs(300),
-        })
+        let cert = mint_backend_certificate(
+            &ca,
+            &MintRequest {
+                subject: &subject,
+                principal: "abc1234",
+                key_id: "ssh-edge user_key_id=alice serial=7",
+                validity: Duration::from_secs(300),
+            },
+        )
         .unwrap();
         cert.verify_signature().unwrap();
         assert_eq!(cert.valid_principals(), ["abc1234".to_string()]);

@@ -78,7 +78,12 @@ pub struct Connector {
 /// Client-side algorithm preference: AES-GCM first (hardware accelerated), no chacha20.
 pub fn preferred_algorithms() -> Preferred {
     Preferred {
-        cipher: std::borrow::Cow::Borrowed(&[cipher::AES_128_GCM, cipher::AES_256_GCM, cipher::AES_256_CTR, cipher::AES_128_CTR]),
+        cipher: std::borrow::Cow::Borrowed(&[
+            cipher::AES_128_GCM,
+            cipher::AES_256_GCM,
+            cipher::AES_256_CTR,
+            cipher::AES_128_CTR,
+        ]),
         compression: std::borrow::Cow::Borrowed(&[russh::compression::NONE]),
         ..Preferred::default()
     }
@@ -96,16 +101,27 @@ impl Connector {
             preferred: preferred_algorithms(),
             ..client::Config::default()
         };
-        Self { settings, client_config: Arc::new(client_config), metrics }
+        Self {
+            settings,
+            client_config: Arc::new(client_config),
+            metrics,
+        }
     }
 
     /// Connects and logs in, all within the configured connect timeout.
-    pub async fn connect(&self, route: &Route, who: &LoginContext) -> Result<Upstream, UpstreamError> {
+    pub async fn connect(
+        &self,
+        route: &Route,
+        who: &LoginContext,
+    ) -> Result<Upstream, UpstreamError> {
         let started = Instant::now();
         let timeout = self.settings.connect_timeout;
         let result = match tokio::time::timeout(timeout, self.connect_inner(route, who)).await {
             Ok(r) => r,
-            Err(_) => Err(UpstreamError::Timeout { addr: route.backend_addr.clone(), secs: timeout.as_secs() }),
+            Err(_) => Err(UpstreamError::Timeout {
+                addr: route.backend_addr.clone(),
+                secs: timeout.as_secs(),
+            }),
         };
         let outcome = if result.is_ok() { "ok" } else { "error" };
         self.metrics
@@ -113,16 +129,26 @@ impl Connector {
             .with_label_values(&[outcome])
             .observe(started.elapsed().as_secs_f64());
         if let Err(e) = &result {
-            self.metrics.backend_failures.with_label_values(&[e.reason()]).inc();
+            self.metrics
+                .backend_failures
+                .with_label_values(&[e.reason()])
+                .inc();
         }
         result
     }
 
-    async fn connect_inner(&self, route: &Route, who: &LoginContext) -> Result<Upstream, UpstreamError> {
+    async fn connect_inner(
+        &self,
+        route: &Route,
+        who: &LoginContext,
+    ) -> Result<Upstream, UpstreamError> {
         let addr = route.backend_addr.clone();
         let resolved: Vec<_> = tokio::net::lookup_host(&addr)
             .await
-            .map_err(|e| UpstreamError::Resolve { addr: addr.clone(), reason: e.to_string() })?
+            .map_err(|e| UpstreamError::Resolve {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?
             .collect();
         let mut last_err = None;
         let mut stream = None;
@@ -144,42 +170,57 @@ impl Connector {
         let check = BackendKeyCheck::new(self.settings.host_keys.clone(), &addr);
         let verdict = check.verdict();
         let handler = BackendHandler { key_check: check };
-        let mut handle = match client::connect_stream(self.client_config.clone(), stream, handler).await {
-            Ok(h) => h,
-            Err(e) => {
-                if let Some(reason) = verdict.lock().ok().and_then(|v| v.clone()) {
-                    return Err(UpstreamError::HostKey { addr, reason });
+        let mut handle =
+            match client::connect_stream(self.client_config.clone(), stream, handler).await {
+                Ok(h) => h,
+                Err(e) => {
+                    if let Some(reason) = verdict.lock().ok().and_then(|v| v.clone()) {
+                        return Err(UpstreamError::HostKey { addr, reason });
+                    }
+                    return Err(UpstreamError::Handshake {
+                        addr,
+                        reason: e.to_string(),
+                    });
                 }
-                return Err(UpstreamError::Handshake { addr, reason: e.to_string() });
-            }
-        };
+            };
 
         let user = route.login_user.clone();
         let auth = match &self.settings.login {
             BackendLogin::EdgeCa { ca, validity } => {
                 let key = random_ed25519_key();
-                let cert = mint_backend_certificate(ca, &MintRequest {
-                    subject: &key,
-                    principal: &route.backend_principal,
-                    key_id: &format!(
-                        "ssh-edge user_key_id={} serial={} target={}",
-                        who.user_key_id, who.user_serial, who.target_host
-                    ),
-                    validity: *validity,
-                })
+                let cert = mint_backend_certificate(
+                    ca,
+                    &MintRequest {
+                        subject: &key,
+                        principal: &route.backend_principal,
+                        key_id: &format!(
+                            "ssh-edge user_key_id={} serial={} target={}",
+                            who.user_key_id, who.user_serial, who.target_host
+                        ),
+                        validity: *validity,
+                    },
+                )
                 .map_err(|e| UpstreamError::Mint(e.to_string()))?;
-                handle.authenticate_openssh_cert(user.clone(), Arc::new(key), cert).await
+                handle
+                    .authenticate_openssh_cert(user.clone(), Arc::new(key), cert)
+                    .await
             }
             BackendLogin::Key(key) => {
                 handle
-                    .authenticate_publickey(user.clone(), PrivateKeyWithHashAlg::new(Arc::new(key.clone()), None))
+                    .authenticate_publickey(
+                        user.clone(),
+                        PrivateKeyWithHashAlg::new(Arc::new(key.clone()), None),
+                    )
                     .await
             }
         };
         match auth {
             Ok(r) if r.success() => Ok(Upstream { handle, addr }),
             Ok(_) => Err(UpstreamError::LoginRefused { addr, user }),
-            Err(e) => Err(UpstreamError::Handshake { addr, reason: e.to_string() }),
+            Err(e) => Err(UpstreamError::Handshake {
+                addr,
+                reason: e.to_string(),
+            }),
         }
     }
 }
@@ -210,7 +251,9 @@ impl client::Handler for BackendHandler {
         reply: client::ChannelOpenHandle,
         _session: &mut client::Session,
     ) -> Result<(), Self::Error> {
-        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
         Ok(())
     }
 
@@ -220,7 +263,9 @@ impl client::Handler for BackendHandler {
         reply: client::ChannelOpenHandle,
         _session: &mut client::Session,
     ) -> Result<(), Self::Error> {
-        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
         Ok(())
     }
 
@@ -230,7 +275,9 @@ impl client::Handler for BackendHandler {
         reply: client::ChannelOpenHandle,
         _session: &mut client::Session,
     ) -> Result<(), Self::Error> {
-        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
         Ok(())
     }
 }

@@ -44,15 +44,25 @@ fn scp_up_and_down_50_mib_on_every_front() {
         let remote_file = w.lab.path(&format!("remote-{via:?}.bin"));
         let (args, dest) = remote_target(&w, via);
         let out = run_with_timeout(
-            Command::new("scp").args(&args).arg(&src).arg(format!("{dest}:{}", remote_file.display())),
+            Command::new("scp")
+                .args(&args)
+                .arg(&src)
+                .arg(format!("{dest}:{}", remote_file.display())),
             Duration::from_secs(300),
         );
         assert!(out.status.success(), "{via:?} scp up: {}", stderr(&out));
-        assert_eq!(sha256_file(&remote_file), want, "{via:?}: uploaded file differs");
+        assert_eq!(
+            sha256_file(&remote_file),
+            want,
+            "{via:?}: uploaded file differs"
+        );
 
         let back = w.lab.path(&format!("back-{via:?}.bin"));
         let out = run_with_timeout(
-            Command::new("scp").args(&args).arg(format!("{dest}:{}", remote_file.display())).arg(&back),
+            Command::new("scp")
+                .args(&args)
+                .arg(format!("{dest}:{}", remote_file.display()))
+                .arg(&back),
             Duration::from_secs(300),
         );
         assert!(out.status.success(), "{via:?} scp down: {}", stderr(&out));
@@ -76,12 +86,21 @@ fn sftp_put_and_get_on_every_front() {
         let batch = w.lab.path("sftp-batch");
         std::fs::write(
             &batch,
-            format!("put {} {r}\nls -l {r}\nget {r} {}\n", src.display(), back.display(), r = remote_file.display()),
+            format!(
+                "put {} {r}\nls -l {r}\nget {r} {}\n",
+                src.display(),
+                back.display(),
+                r = remote_file.display()
+            ),
         )
         .unwrap();
         let (args, dest) = remote_target(&w, via);
         let out = run_with_timeout(
-            Command::new("sftp").args(&args).arg("-b").arg(&batch).arg(&dest),
+            Command::new("sftp")
+                .args(&args)
+                .arg("-b")
+                .arg(&batch)
+                .arg(&dest),
             Duration::from_secs(120),
         );
         assert!(out.status.success(), "{via:?} sftp: {}", stderr(&out));

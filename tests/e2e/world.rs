@@ -47,35 +47,94 @@ impl World {
     /// Starts a world whose edge config the caller may adjust first.
     pub fn start_with(adjust: impl FnOnce(&mut RawConfig)) -> World {
         let tmp = tempfile::tempdir().expect("temp dir");
-        let lab = Lab::create(&tmp.path().join("lab"), &[JOB, "m1x2y3", "other99"]).expect("lab starts");
-        let mut raw = lab.edge_config("127.0.0.1:0", "127.0.0.1:0").expect("lab config");
+        let lab =
+            Lab::create(&tmp.path().join("lab"), &[JOB, "m1x2y3", "other99"]).expect("lab starts");
+        let mut raw = lab
+            .edge_config("127.0.0.1:0", "127.0.0.1:0")
+            .expect("lab config");
         adjust(&mut raw);
         let config = config::validate(&raw).expect("valid config");
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
         let metrics = Arc::new(Metrics::new());
         let (tls_port, ssh_port) = runtime.block_on(async {
             let listeners = Listeners::bind(&config).await.expect("bind");
-            let ports = (listeners.tls_addr().unwrap().port(), listeners.ssh_addr().unwrap().port());
+            let ports = (
+                listeners.tls_addr().unwrap().port(),
+                listeners.ssh_addr().unwrap().port(),
+            );
             let edge = Edge::new(config, metrics.clone()).expect("edge");
             tokio::spawn(edge.serve(listeners));
             ports
         });
         let user_key = lab
-            .issue_user_certificate("user_key", "alice@example", &[JOB, "m1x2y3"], Duration::from_secs(600))
+            .issue_user_certificate(
+                "user_key",
+                "alice@example",
+                &[JOB, "m1x2y3"],
+                Duration::from_secs(600),
+            )
             .expect("user cert");
-        let ssh_config = lab.write_ssh_config(&user_key, Path::new(env!("CARGO_BIN_EXE_ssh-edge")), tls_port, ssh_port).expect("ssh config");
-        World { lab, tls_port, ssh_port, metrics, ssh_config, user_key, _runtime: runtime, _tmp: tmp }
+        let ssh_config = lab
+            .write_ssh_config(
+                &user_key,
+                Path::new(env!("CARGO_BIN_EXE_ssh-edge")),
+                tls_port,
+                ssh_port,
+            )
+            .expect("ssh config");
+        // Identities are cumulative in ssh_config: keep them out of the file so each test
+        // offers exactly the key it names (see `ssh_args_with_key`).
+        let text = std::fs::read_to_string(&ssh_config).unwrap();
+        let text: String = text
+            .lines()
+            .filter(|l| {
+                !l.trim_start().starts_with("IdentityFile")
+                    && !l.trim_start().starts_with("CertificateFile")
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&ssh_config, text).unwrap();
+        World {
+            lab,
+            tls_port,
+            ssh_port,
+            metrics,
+            ssh_config,
+            user_key,
+            _runtime: runtime,
+            _tmp: tmp,
+        }
     }
 
     /// `ssh` arguments reaching `host` via `via` (host = workload host name).
     pub fn ssh_args(&self, via: Via, host: &str) -> Vec<String> {
-        let mut args = vec!["-F".to_string(), self.ssh_config.display().to_string(), "-o".into(), "BatchMode=yes".into()];
+        self.ssh_args_with_key(&self.user_key, via, host)
+    }
+
+    /// Like `ssh_args`, offering only `key` and its `-cert.pub`.
+    pub fn ssh_args_with_key(&self, key: &Path, via: Via, host: &str) -> Vec<String> {
+        let mut args = vec![
+            "-F".to_string(),
+            self.ssh_config.display().to_string(),
+            "-o".into(),
+            "BatchMode=yes".into(),
+        ];
+        args.extend([
+            "-i".to_string(),
+            key.display().to_string(),
+            "-o".into(),
+            format!("CertificateFile={}-cert.pub", key.display()),
+        ]);
         match via {
             Via::Connect => args.push(host.into()),
             Via::Openssl => {
                 args.push("-o".into());
                 args.push(format!(
-                    "ProxyCommand=openssl s_client -quiet -verify_quiet -connect 127.0.0.1:{} -servername %h",
+                    "ProxyCommand=openssl s_client -quiet -verify_quiet -connect 127.0.0.1:{} -servername %h 2>/dev/null",
                     self.tls_port
                 ));
                 args.push(host.into());
@@ -90,7 +149,19 @@ impl World {
 
     /// Runs `ssh … command` and returns its output.
     pub fn ssh(&self, via: Via, host: &str, extra: &[&str], command: &str) -> Output {
-        let mut args = self.ssh_args(via, host);
+        self.ssh_as(&self.user_key, via, host, extra, command)
+    }
+
+    /// Runs `ssh … command` offering only `key`.
+    pub fn ssh_as(
+        &self,
+        key: &Path,
+        via: Via,
+        host: &str,
+        extra: &[&str],
+        command: &str,
+    ) -> Output {
+        let mut args = self.ssh_args_with_key(key, via, host);
         let dest = args.pop().unwrap();
         args.extend(extra.iter().map(|s| s.to_string()));
         args.push(dest);
@@ -100,7 +171,14 @@ impl World {
 
     /// Issues a user certificate with the real `ssh-keygen` from `ca` (a key file in the lab).
     /// `extra` are additional ssh-keygen options (e.g. `-O source-address=…`, `-t` host).
-    pub fn keygen_cert(&self, name: &str, ca: &str, principals: Option<&str>, validity: &str, extra: &[&str]) -> PathBuf {
+    pub fn keygen_cert(
+        &self,
+        name: &str,
+        ca: &str,
+        principals: Option<&str>,
+        validity: &str,
+        extra: &[&str],
+    ) -> PathBuf {
         let key = self.lab.path(name);
         let status = Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-f"])
@@ -109,25 +187,24 @@ impl World {
             .expect("ssh-keygen runs");
         assert!(status.success(), "ssh-keygen key generation failed");
         let mut sign = Command::new("ssh-keygen");
-        sign.args(["-q", "-s"]).arg(self.lab.path(ca)).args(["-I", &format!("{name}-id"), "-V", validity]);
+        sign.args(["-q", "-s"]).arg(self.lab.path(ca)).args([
+            "-I",
+            &format!("{name}-id"),
+            "-V",
+            validity,
+        ]);
         if let Some(p) = principals {
             sign.args(["-n", p]);
         }
         sign.args(extra).arg(key.with_extension("pub"));
         let out = sign.output().expect("ssh-keygen -s runs");
-        assert!(out.status.success(), "ssh-keygen -s failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "ssh-keygen -s failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // ssh-keygen writes name-cert.pub next to name.pub
         key
-    }
-
-    /// ssh arguments that use `key` (and its certificate) instead of the default user key.
-    pub fn with_key(&self, key: &Path) -> Vec<String> {
-        vec![
-            "-o".into(),
-            format!("IdentityFile={}", key.display()),
-            "-o".into(),
-            format!("CertificateFile={}-cert.pub", key.display()),
-        ]
     }
 
     pub fn metric(&self, name_and_labels: &str) -> u64 {
@@ -138,13 +215,21 @@ impl World {
 /// The value of one sample line (`name{labels}`) in Prometheus text output, 0 if absent.
 pub fn metric_value(text: &str, name_and_labels: &str) -> u64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(name_and_labels).and_then(|rest| rest.trim().parse::<f64>().ok()))
+        .find_map(|l| {
+            l.strip_prefix(name_and_labels)
+                .and_then(|rest| rest.trim().parse::<f64>().ok())
+        })
         .map_or(0, |v| v as u64)
 }
 
 /// Runs a command with a hard timeout so a hang fails the test instead of stalling CI.
 pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
-    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
     let id = child.id();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

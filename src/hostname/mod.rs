@@ -11,11 +11,19 @@
 //! linear-ish in the label length whatever the template. Input comes from the network (SNI,
 //! SSH user name): error messages quote it truncated and escaped.
 
+mod error;
+mod template;
+#[cfg(test)]
+mod tests;
+
+pub use error::{ExpandError, GrammarError, HostError};
+
+use error::{show, show_char};
 use serde::{Deserialize, Serialize};
+use template::Kind;
 
 const MAX_NAME: usize = 253;
 const MAX_LABEL: usize = 63;
-const MAX_SHOWN: usize = 100;
 /// What [`Target::remote_name`] says for host names without a remote label.
 pub const DEFAULT_REMOTE: &str = "default";
 /// Placeholders [`Target::expand`] provides besides the template's fields.
@@ -27,121 +35,6 @@ pub const BUILTIN_PLACEHOLDERS: [&str; 4] = ["kind", "remote", "host", "workload
 pub struct KindSpec {
     pub name: String,
     pub template: String,
-}
-
-/// A configuration problem found by [`HostGrammar::new`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GrammarError {
-    #[error("bad suffix {suffix:?}: {reason}")]
-    BadSuffix { suffix: String, reason: String },
-    #[error("no workload kinds configured")]
-    NoKinds,
-    #[error("bad kind name {name:?}: use a-z, 0-9, '-' and '_'")]
-    BadKindName { name: String },
-    #[error("kind {name:?} is defined more than once")]
-    DuplicateKind { name: String },
-    #[error("kind {kind:?}: bad template {template:?}: {reason}")]
-    BadTemplate {
-        kind: String,
-        template: String,
-        reason: String,
-    },
-    #[error("bad remote name {name:?}: {reason}")]
-    BadRemote { name: String, reason: String },
-}
-
-/// Why a host name (or SSH user target) was refused. `input` is the offending text, truncated
-/// and escaped for display; `form`/`expected`/`pattern` say what would have been accepted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HostError {
-    #[error("invalid host \"{input}\": empty name; expected {form}")]
-    Empty { input: String, form: String },
-    #[error("invalid host \"{input}\": {len} bytes, over the 253-byte limit for a host name")]
-    TooLong { input: String, len: usize },
-    #[error("invalid host \"{input}\": label \"{label}\" is {len} bytes, over the 63-byte limit")]
-    LabelTooLong {
-        input: String,
-        label: String,
-        len: usize,
-    },
-    #[error(
-        "invalid host \"{input}\": empty label (leading, trailing or doubled dot); expected {form}"
-    )]
-    EmptyLabel { input: String, form: String },
-    #[error("invalid host \"{input}\": bad character {} in label \"{label}\"; labels use a-z, 0-9 and '-'", show_char(*.ch))]
-    BadCharacter {
-        input: String,
-        label: String,
-        ch: char,
-    },
-    #[error("invalid host \"{input}\": label \"{label}\" starts or ends with '-'")]
-    HyphenAtEdge { input: String, label: String },
-    #[error("invalid host \"{input}\": expected a name ending in .{suffix}")]
-    WrongSuffix { input: String, suffix: String },
-    #[error("invalid host \"{input}\": no workload label; expected {form}")]
-    MissingWorkload { input: String, form: String },
-    #[error("invalid host \"{input}\": too many labels; expected {form}")]
-    /// `labels` counts the labels before the suffix.
-    TooManyLabels {
-        input: String,
-        labels: usize,
-        form: String,
-    },
-    #[error("invalid host \"{input}\": unknown workload kind; expected {expected}")]
-    UnknownKind {
-        input: String,
-        workload: String,
-        expected: String,
-    },
-    #[error("invalid host \"{input}\": expected {pattern}")]
-    Malformed {
-        input: String,
-        kind: String,
-        pattern: String,
-    },
-    #[error("invalid host \"{input}\": unknown remote \"{remote}\"; known remotes: {}", known_list(.known))]
-    UnknownRemote {
-        input: String,
-        remote: String,
-        known: Vec<String>,
-    },
-}
-
-impl HostError {
-    /// Short stable label per variant (bounded cardinality, for metrics).
-    pub fn reason(&self) -> &'static str {
-        match self {
-            HostError::Empty { .. } => "empty",
-            HostError::TooLong { .. } => "too_long",
-            HostError::LabelTooLong { .. } => "label_too_long",
-            HostError::EmptyLabel { .. } => "empty_label",
-            HostError::BadCharacter { .. } => "bad_character",
-            HostError::HyphenAtEdge { .. } => "hyphen_at_edge",
-            HostError::WrongSuffix { .. } => "wrong_suffix",
-            HostError::MissingWorkload { .. } => "missing_workload",
-            HostError::TooManyLabels { .. } => "too_many_labels",
-            HostError::UnknownKind { .. } => "unknown_kind",
-            HostError::Malformed { .. } => "malformed",
-            HostError::UnknownRemote { .. } => "unknown_remote",
-        }
-    }
-}
-
-/// A placeholder template (route backend, principal, ...) that [`Target::expand`] refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ExpandError {
-    #[error(
-        "template {template:?}: no value for {{{name}}} (unknown, or an optional field absent here); available: {available}"
-    )]
-    UnknownPlaceholder {
-        template: String,
-        name: String,
-        available: String,
-    },
-    #[error("template {template:?}: unclosed '{{'")]
-    Unclosed { template: String },
-    #[error("template {template:?}: '}}' without '{{'")]
-    StrayClose { template: String },
 }
 
 /// A parsed workload host name.
@@ -244,235 +137,6 @@ fn pieces(template: &str) -> Result<Vec<(&str, Option<&str>)>, ExpandError> {
     Ok(out)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Class {
-    Id,
-    Num,
-    Slug,
-}
-
-impl Class {
-    /// Lengths of the prefixes of `s` this class accepts, longest first.
-    fn lengths(self, s: &[u8]) -> Vec<usize> {
-        let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-        let mut out: Vec<usize> = match self {
-            Class::Id => (1..=s.iter().take_while(|b| alnum(b)).count()).collect(),
-            Class::Num => (1..=s.iter().take_while(|b| b.is_ascii_digit()).count()).collect(),
-            Class::Slug => {
-                let (mut out, mut after_dash) = (Vec::new(), true);
-                for (i, b) in s.iter().enumerate() {
-                    if alnum(b) {
-                        out.push(i + 1);
-                        after_dash = false;
-                    } else if *b == b'-' && !after_dash {
-                        after_dash = true;
-                    } else {
-                        break;
-                    }
-                }
-                out
-            }
-        };
-        out.reverse();
-        out
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Tok {
-    Lit(String),
-    Field(String, Class),
-}
-
-#[derive(Debug, Clone)]
-struct Kind {
-    name: String,
-    prefix: String,
-    /// Human form, e.g. `model-<model_id>-<deployment_id>[-<replica_id>]`.
-    pattern: String,
-    fields: Vec<String>,
-    /// Token sequences to try in order: with the optional group, then without.
-    alts: Vec<Vec<Tok>>,
-}
-
-/// The inside of `{name}` or `{name:class}`.
-fn parse_field(body: &str) -> Result<(&str, Class), String> {
-    let (name, class) = body.split_once(':').unwrap_or((body, "id"));
-    let class = match class {
-        "id" => Class::Id,
-        "num" => Class::Num,
-        "slug" => Class::Slug,
-        other => {
-            return Err(format!(
-                "unknown field type {other:?} for {name:?}; use id, num or slug"
-            ));
-        }
-    };
-    let mut chars = name.chars();
-    let head_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
-    if !head_ok || !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-        return Err(format!("bad field name {name:?}; use [a-z_][a-z0-9_]*"));
-    }
-    if BUILTIN_PLACEHOLDERS.contains(&name) {
-        return Err(format!("field name {name:?} is reserved"));
-    }
-    Ok((name, class))
-}
-
-impl Kind {
-    fn compile(spec: &KindSpec) -> Result<Kind, String> {
-        let t = spec.template.as_str();
-        let (mut items, mut fields, mut pattern) = (
-            Vec::<(Tok, bool)>::new(),
-            Vec::<String>::new(),
-            String::new(),
-        );
-        let (mut in_group, mut groups, mut group_len) = (false, 0, 0);
-        let mut chars = t.char_indices();
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '{' => {
-                    let mut body = String::new();
-                    loop {
-                        match chars.next() {
-                            Some((_, '}')) => break,
-                            Some((_, c)) => body.push(c),
-                            None => return Err(format!("unclosed '{{' at byte {i}")),
-                        }
-                    }
-                    let (name, class) = parse_field(&body)?;
-                    if fields.iter().any(|f| f == name) {
-                        return Err(format!("field {name:?} appears twice"));
-                    }
-                    fields.push(name.to_string());
-                    pattern.push_str(&format!("<{name}>"));
-                    items.push((Tok::Field(name.to_string(), class), in_group));
-                    group_len += 1;
-                    continue;
-                }
-                '}' => return Err(format!("'}}' without '{{' at byte {i}")),
-                '[' if in_group => return Err(format!("nested '[' at byte {i}")),
-                '[' if groups > 0 => return Err("only one optional group [...] is allowed".into()),
-                '[' => (in_group, groups, group_len) = (true, 1, 0),
-                ']' if !in_group => return Err(format!("']' without '[' at byte {i}")),
-                ']' if group_len == 0 => return Err("empty optional group []".into()),
-                ']' => in_group = false,
-                c if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' => {
-                    items.push((Tok::Lit(c.to_string()), in_group));
-                    group_len += 1;
-                }
-                c => {
-                    return Err(format!(
-                        "character {c:?} is not allowed; literals use a-z, 0-9 and '-', fields {{name}}, {{name:num}} or {{name:slug}}"
-                    ));
-                }
-            }
-            pattern.push(c);
-        }
-        if in_group {
-            return Err("unclosed '['".into());
-        }
-        let prefix: String = items
-            .iter()
-            .map_while(|(tok, grouped)| match tok {
-                Tok::Lit(s) if !grouped => Some(s.as_str()),
-                _ => None,
-            })
-            .collect();
-        if prefix.is_empty() {
-            return Err("must start with a literal prefix such as \"model-\"".into());
-        }
-        if prefix.starts_with('-') || t.ends_with('-') {
-            return Err("must not start or end with '-'".into());
-        }
-        let flatten = |with_group: bool| {
-            let mut out: Vec<Tok> = Vec::new();
-            for (tok, _) in items.iter().filter(|(_, grouped)| with_group || !grouped) {
-                match (out.last_mut(), tok) {
-                    (Some(Tok::Lit(a)), Tok::Lit(b)) => a.push_str(b),
-                    _ => out.push(tok.clone()),
-                }
-            }
-            out
-        };
-        let alts = if groups > 0 {
-            vec![flatten(true), flatten(false)]
-        } else {
-            vec![flatten(true)]
-        };
-        Ok(Kind {
-            name: spec.name.clone(),
-            prefix,
-            pattern,
-            fields,
-            alts,
-        })
-    }
-
-    /// Field values if `label` matches; first full match wins.
-    fn matches(&self, label: &str) -> Option<Vec<(String, String)>> {
-        self.alts.iter().find_map(|toks| {
-            let bytes = label.as_bytes();
-            let mut m = Matcher {
-                toks,
-                label: bytes,
-                failed: vec![false; (toks.len() + 1) * (bytes.len() + 1)],
-                caps: Vec::new(),
-            };
-            m.run(0, 0).then(|| {
-                m.caps
-                    .iter()
-                    .map(|&(name, a, b)| {
-                        (
-                            name.to_string(),
-                            label.get(a..b).unwrap_or_default().to_string(),
-                        )
-                    })
-                    .collect()
-            })
-        })
-    }
-}
-
-struct Matcher<'a> {
-    toks: &'a [Tok],
-    label: &'a [u8],
-    /// (token, position) states already known not to lead to a full match.
-    failed: Vec<bool>,
-    caps: Vec<(&'a str, usize, usize)>,
-}
-
-impl<'a> Matcher<'a> {
-    fn run(&mut self, ti: usize, pos: usize) -> bool {
-        let toks = self.toks;
-        let Some(tok) = toks.get(ti) else {
-            return pos == self.label.len();
-        };
-        let key = ti * (self.label.len() + 1) + pos;
-        if self.failed.get(key).copied().unwrap_or(true) {
-            return false;
-        }
-        let rest = self.label.get(pos..).unwrap_or_default();
-        let ok = match tok {
-            Tok::Lit(lit) => rest.starts_with(lit.as_bytes()) && self.run(ti + 1, pos + lit.len()),
-            Tok::Field(name, class) => class.lengths(rest).into_iter().any(|n| {
-                self.caps.push((name, pos, pos + n));
-                let ok = self.run(ti + 1, pos + n);
-                if !ok {
-                    self.caps.pop();
-                }
-                ok
-            }),
-        };
-        if !ok && let Some(slot) = self.failed.get_mut(key) {
-            *slot = true;
-        }
-        ok
-    }
-}
-
 /// A DNS syntax problem, before it is tied to an input.
 enum Dns {
     Empty,
@@ -536,35 +200,6 @@ impl Dns {
             Dns::BadChar(label, ch) => HostError::BadCharacter { input, label, ch },
             Dns::Hyphen(label) => HostError::HyphenAtEdge { input, label },
         }
-    }
-}
-
-/// Network text for messages: at most [`MAX_SHOWN`] chars, non-printables escaped.
-fn show(s: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i == MAX_SHOWN {
-            out.push_str("...");
-            break;
-        }
-        if c == '\'' {
-            out.push(c)
-        } else {
-            out.extend(c.escape_default())
-        }
-    }
-    out
-}
-
-fn show_char(c: char) -> String {
-    format!("'{}'", c.escape_default())
-}
-
-fn known_list(known: &[String]) -> String {
-    if known.is_empty() {
-        "none configured".into()
-    } else {
-        known.join(", ")
     }
 }
 
@@ -812,7 +447,3 @@ fn normalize(raw: &str, form: &str) -> Result<(String, String), HostError> {
         Err(p) => Err(p.into_host_error(input, form)),
     }
 }
-
-#[cfg(test)]
-#[path = "hostname_tests.rs"]
-mod tests;

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Throughput through the edge versus direct OpenSSH to the same sshd, in one run.
+#
+#   bash benches/throughput.sh [MiB]      (default 1024 MiB each way per path)
+#
+# Builds the release binary, starts `ssh-edge demo` (a real loopback sshd behind the edge),
+# then pushes MiB up (`dd | ssh 'cat >/dev/null'`) and down (`ssh 'dd' | cat >/dev/null`)
+# directly to sshd, through front A (TLS+SNI, `ssh-edge connect` as ProxyCommand) and through
+# front C (plain SSH), all with aes128-gcm. Prints MiB/s and the ratio to direct, plus the
+# edge's CPU seconds per GiB forwarded. Loopback only; stops by itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MIB=${1:-1024}
+CIPHER=${CIPHER:-aes128-gcm@openssh.com}
+
+cargo build --release --quiet --bin ssh-edge
+EXE=$PWD/target/release/ssh-edge
+DIR=$(mktemp -d /tmp/ssh-edge-bench.XXXXXX)
+chmod 755 "$DIR"
+"$EXE" demo --dir "$DIR/lab" --tls-port 0 --ssh-port 0 >"$DIR/demo.out" 2>"$DIR/demo.err" &
+DEMO=$!
+trap 'kill $DEMO 2>/dev/null; wait $DEMO 2>/dev/null; rm -rf "$DIR"' EXIT
+for _ in $(seq 100); do [ -f "$DIR/lab/demo.env" ] && break; sleep 0.1; done
+# shellcheck disable=SC1091
+. "$DIR/lab/demo.env"
+
+HOST=training-job-abc1234-0.ssh.baseten.co
+COMMON=(-F "$SSH_CONFIG" -o BatchMode=yes -c "$CIPHER" -o Compression=no)
+direct=(ssh "${COMMON[@]}" -p "$SSHD_PORT" -o UserKnownHostsFile="$DEMO_DIR/backend_known_hosts" "$LOGIN_USER@127.0.0.1")
+front_a=(ssh "${COMMON[@]}" "$HOST")
+front_c=(ssh "${COMMON[@]}" "training-job-abc1234-0@127.0.0.1")
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$DEMO/stat"; }
+now() { date +%s.%N; }
+
+# Warm up each path once (and fail early if one does not work).
+for p in direct front_a front_c; do
+  declare -n cmd=$p
+  out=$("${cmd[@]}" 'echo ok') || { echo "path $p does not work"; cat "$DIR/demo.err"; exit 1; }
+  [ "$out" = ok ] || { echo "path $p: unexpected output $out"; exit 1; }
+done
+
+declare -A rate
+measure() { # name direction
+  local name=$1 dir=$2 t0 t1 c0 c1
+  declare -n cmd=$name
+  c0=$(cpu_ticks); t0=$(now)
+  if [ "$dir" = up ]; then
+    dd if=/dev/zero bs=1M count="$MIB" status=none | "${cmd[@]}" 'cat > /dev/null'
+  else
+    "${cmd[@]}" "dd if=/dev/zero bs=1M count=$MIB status=none" | cat > /dev/null
+  fi
+  t1=$(now); c1=$(cpu_ticks)
+  rate[$name.$dir]=$(awk -v m="$MIB" -v a="$t0" -v b="$t1" 'BEGIN { print m / (b - a) }')
+  local cpu_per_gib
+  cpu_per_gib=$(awk -v c="$((c1 - c0))" -v hz="$(getconf CLK_TCK)" -v m="$MIB" 'BEGIN { print c / hz / (m / 1024) }')
+  printf '%-8s %-5s %8.1f MiB/s   edge CPU %5.2f s/GiB\n' "$name" "$dir" "${rate[$name.$dir]}" "$cpu_per_gib"
+}
+
+echo "== $MIB MiB each way, cipher $CIPHER, $(nproc) cores =="
+for dir in up down; do
+  for p in direct front_a front_c; do measure "$p" "$dir"; done
+done
+echo "== ratio to direct (target >= 0.90) =="
+for dir in up down; do
+  for p in front_a front_c; do
+    printf '%-8s %-5s %.3f\n' "$p" "$dir" "$(awk -v a="${rate[$p.$dir]}" -v b="${rate[direct.$dir]}" 'BEGIN { print a / b }')"
+  done
+done
