@@ -146,7 +146,7 @@ async fn serve(config: config::EdgeConfig) -> anyhow::Result<()> {
     }
     let metrics = Arc::new(Metrics::new());
     let edge = Edge::new(config, metrics).context("TLS configuration")?;
-    tracing::info!(tls = ?listeners.tls_addr(), ssh = ?listeners.ssh_addr(), "ssh-edge listening");
+    tracing::info!(tls = ?listeners.tls_addr(), ssh = ?listeners.ssh_addr(), admin = ?listeners.admin_addr(), "ssh-edge listening");
     tokio::select! {
         _ = edge.serve(listeners) => {}
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, stopping"),
@@ -171,9 +171,10 @@ async fn demo(dir: Option<PathBuf>, tls_port: u16, ssh_port: u16) -> anyhow::Res
     let config_path = lab.write_config(&raw)?;
     let config = config::validate(&raw)?;
     let listeners = Listeners::bind(&config).await?;
-    let (tls, ssh) = (
+    let (tls, ssh, admin) = (
         listeners.tls_addr().map_or(0, |a| a.port()),
         listeners.ssh_addr().map_or(0, |a| a.port()),
+        listeners.admin_addr().map_or(0, |a| a.port()),
     );
     let key = lab.issue_user_certificate(
         "user_key",
@@ -186,7 +187,7 @@ async fn demo(dir: Option<PathBuf>, tls_port: u16, ssh_port: u16) -> anyhow::Res
     let edge = Edge::new(config, Arc::new(Metrics::new())).context("TLS configuration")?;
     // For scripts (benches/throughput.sh): the ports and paths of this demo, shell syntax.
     let env = format!(
-        "TLS_PORT={tls}\nSSH_PORT={ssh}\nSSHD_PORT={}\nLOGIN_USER={}\nSSH_CONFIG={}\nUSER_KEY={}\nDEMO_DIR={}\n",
+        "TLS_PORT={tls}\nSSH_PORT={ssh}\nADMIN_PORT={admin}\nSSHD_PORT={}\nLOGIN_USER={}\nSSH_CONFIG={}\nUSER_KEY={}\nDEMO_DIR={}\n",
         lab.sshd_port,
         lab.login_user,
         ssh_config.display(),
@@ -203,6 +204,7 @@ async fn demo(dir: Option<PathBuf>, tls_port: u16, ssh_port: u16) -> anyhow::Res
          \x20 ssh -F {cfg} -o ProxyCommand='openssl s_client -quiet -verify_quiet -connect 127.0.0.1:{tls} -servername %h 2>/dev/null' training-job-abc1234-0.ssh.baseten.co\n\n\
          Through the plain-SSH front (target in the user name):\n\
          \x20 ssh -F {cfg} training-job-abc1234-0@127.0.0.1\n\n\
+         Metrics: curl http://127.0.0.1:{admin}/metrics\n\n\
          Press Ctrl-C to stop.\n",
         sshd = lab.sshd_port,
         dir = lab.dir.display(),

@@ -42,6 +42,7 @@ pub struct Edge {
 pub struct Listeners {
     pub tls: Option<TcpListener>,
     pub ssh: Option<TcpListener>,
+    pub admin: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -57,6 +58,7 @@ impl Listeners {
         Ok(Self {
             tls: bind(config.tls_listen).await?,
             ssh: bind(config.ssh_listen).await?,
+            admin: bind(config.admin_listen).await?,
         })
     }
 
@@ -66,6 +68,10 @@ impl Listeners {
 
     pub fn ssh_addr(&self) -> Option<SocketAddr> {
         self.ssh.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 }
 
@@ -129,6 +135,9 @@ impl Edge {
             tasks.push(tokio::spawn(async move {
                 edge.accept_loop(l, Front::Tls).await
             }));
+        }
+        if let Some(l) = listeners.admin {
+            tasks.push(tokio::spawn(crate::admin::serve(l, self.metrics.clone())));
         }
         for t in tasks {
             let _ = t.await;

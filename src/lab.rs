@@ -220,6 +220,7 @@ impl Lab {
         let mut raw = RawConfig::default();
         raw.listen.tls = Some(tls_listen.into());
         raw.listen.ssh = Some(ssh_listen.into());
+        raw.listen.admin = Some("127.0.0.1:0".into());
         raw.tls.cert_file = Some(self.path("tls-cert.pem"));
         raw.tls.key_file = Some(self.path("tls-key.pem"));
         raw.ssh.host_key_files = vec![self.path("edge_host_ed25519")];

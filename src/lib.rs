@@ -13,11 +13,12 @@
 //! - [`upstream`]: the edge as SSH client of backends: host-key checks, minted certificates.
 //! - [`bridge`]: channel ⇄ channel forwarding, the hot path.
 //! - [`edge`]: listeners and per-connection tasks.
-//! - [`metrics`]: Prometheus registry owned by a struct.
+//! - [`metrics`]: Prometheus registry owned by a struct; [`admin`] serves it over HTTP.
 //! - [`connect`]: `ssh-edge connect`, the TLS ProxyCommand.
 //! - [`lab`]: throwaway keys, CAs and a loopback sshd for `ssh-edge demo` and the tests.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod auth;
 pub mod bridge;
 pub mod config;

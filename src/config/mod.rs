@@ -76,6 +76,7 @@ pub struct BackendSettings {
 pub struct EdgeConfig {
     pub tls_listen: Option<SocketAddr>,
     pub ssh_listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
     pub tls: Option<TlsSettings>,
     pub ssh: SshSettings,
     pub grammar: HostGrammar,
@@ -120,6 +121,7 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
 
     let tls_listen = parse_addr("listen.tls", raw.listen.tls.as_deref(), &mut problems);
     let ssh_listen = parse_addr("listen.ssh", raw.listen.ssh.as_deref(), &mut problems);
+    let admin_listen = parse_addr("listen.admin", raw.listen.admin.as_deref(), &mut problems);
     if raw.listen.tls.is_none() && raw.listen.ssh.is_none() {
         problems.push("listen: set at least one of listen.tls or listen.ssh".into());
     }
@@ -251,6 +253,7 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
         (Some(grammar), Some(ssh), Some(backend)) if problems.is_empty() => Ok(EdgeConfig {
             tls_listen,
             ssh_listen,
+            admin_listen,
             tls,
             ssh,
             grammar,

@@ -32,6 +32,8 @@ pub struct RawListen {
     pub tls: Option<String>,
     /// Front C: plain SSH, target in the user name. E.g. "0.0.0.0:22".
     pub ssh: Option<String>,
+    /// Admin HTTP endpoint: /metrics, /healthz, /readyz. E.g. "127.0.0.1:9100".
+    pub admin: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

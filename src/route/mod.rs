@@ -101,3 +101,120 @@ impl RouteTable {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hostname::{HostGrammar, KindSpec};
+
+    fn grammar() -> HostGrammar {
+        let kinds = [
+            KindSpec {
+                name: "training-job".into(),
+                template: "training-job-{job_id:slug}-{node:num}".into(),
+            },
+            KindSpec {
+                name: "model".into(),
+                template: "model-{model_id}-{deployment_id}[-{replica_id}]".into(),
+            },
+        ];
+        HostGrammar::new("ssh.baseten.co", &kinds, &["tenant-b".to_string()]).unwrap()
+    }
+
+    fn rule(kind: &str, remote: Option<&str>, fields: &[(&str, &str)], backend: &str) -> RouteRule {
+        RouteRule {
+            kind: kind.into(),
+            remote: remote.map(str::to_string),
+            match_fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            backend: backend.into(),
+            login_user: "baseten".into(),
+            principal: "{job_id}".into(),
+            backend_principal: "{job_id}".into(),
+        }
+    }
+
+    #[test]
+    fn first_matching_rule_wins_and_templates_expand() {
+        let table = RouteTable::new(vec![
+            rule(
+                "training-job",
+                None,
+                &[("job_id", "pinned")],
+                "10.0.0.9:2222",
+            ),
+            rule(
+                "training-job",
+                Some("tenant-b"),
+                &[],
+                "{job_id}-{node}.b.svc:2222",
+            ),
+            rule(
+                "training-job",
+                Some("default"),
+                &[],
+                "{job_id}-{node}.training.svc.cluster.local:2222",
+            ),
+        ]);
+        let g = grammar();
+        let r = table
+            .resolve(
+                &g.parse_host("training-job-pinned-3.ssh.baseten.co")
+                    .unwrap(),
+            )
+            .unwrap();
+        assert_eq!(r.backend_addr, "10.0.0.9:2222");
+        let r = table
+            .resolve(
+                &g.parse_host("training-job-abc1234-0.ssh.baseten.co")
+                    .unwrap(),
+            )
+            .unwrap();
+        assert_eq!(r.backend_addr, "abc1234-0.training.svc.cluster.local:2222");
+        assert_eq!(r.required_principal, "abc1234");
+        assert_eq!(r.login_user, "baseten");
+        let r = table
+            .resolve(
+                &g.parse_host("training-job-abc1234-1.tenant-b.ssh.baseten.co")
+                    .unwrap(),
+            )
+            .unwrap();
+        assert_eq!(r.backend_addr, "abc1234-1.b.svc:2222");
+    }
+
+    #[test]
+    fn no_route_and_bad_template_are_errors_naming_the_host() {
+        let table = RouteTable::new(vec![rule(
+            "training-job",
+            Some("default"),
+            &[],
+            "{job_id}:22",
+        )]);
+        let g = grammar();
+        let err = table
+            .resolve(&g.parse_host("model-m1-d1.ssh.baseten.co").unwrap())
+            .unwrap_err();
+        assert_eq!(err.reason(), "no_route");
+        assert!(
+            err.to_string().contains("model-m1-d1.ssh.baseten.co"),
+            "{err}"
+        );
+        // tenant-b is not served by a default-only route
+        let err = table
+            .resolve(
+                &g.parse_host("training-job-a-0.tenant-b.ssh.baseten.co")
+                    .unwrap(),
+            )
+            .unwrap_err();
+        assert_eq!(err.reason(), "no_route");
+
+        let table = RouteTable::new(vec![rule("model", None, &[], "{replica_id}.svc:22")]);
+        let err = table
+            .resolve(&g.parse_host("model-m1-d1.ssh.baseten.co").unwrap())
+            .unwrap_err();
+        assert_eq!(err.reason(), "route_template");
+        assert!(err.to_string().contains("replica_id"), "{err}");
+    }
+}

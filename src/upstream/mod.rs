@@ -75,15 +75,13 @@ pub struct Connector {
     metrics: Arc<Metrics>,
 }
 
-/// Client-side algorithm preference: AES-GCM first (hardware accelerated), no chacha20.
+/// Algorithms for both hops: AES-GCM only (hardware accelerated, AEAD, no separate MAC), and
+/// no compression. Offering only GCM matters on the server side: SSH picks the first cipher in
+/// the *client's* list that the server supports, and OpenSSH clients list chacha20 and the CTR
+/// modes before GCM. Every OpenSSH since 6.2 (2013) speaks AES-GCM.
 pub fn preferred_algorithms() -> Preferred {
     Preferred {
-        cipher: std::borrow::Cow::Borrowed(&[
-            cipher::AES_128_GCM,
-            cipher::AES_256_GCM,
-            cipher::AES_256_CTR,
-            cipher::AES_128_CTR,
-        ]),
+        cipher: std::borrow::Cow::Borrowed(&[cipher::AES_128_GCM, cipher::AES_256_GCM]),
         compression: std::borrow::Cow::Borrowed(&[russh::compression::NONE]),
         ..Preferred::default()
     }

@@ -259,3 +259,39 @@ fn garbage_and_silence_on_the_ports_are_dropped_and_counted() {
     let out = w.ssh(Via::Connect, HOST, &[], "echo served");
     assert_eq!(stdout(&out).trim(), "served", "{}", stderr(&out));
 }
+
+#[test]
+fn a_silent_backend_times_out_with_a_message_naming_the_target() {
+    // Accepts TCP (the kernel completes the handshake) but never speaks SSH.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let w = World::start_with(|raw| {
+        raw.backend.connect_timeout_secs = 1;
+        let login_user = raw.routes[0].login_user.clone();
+        raw.routes.insert(
+            0,
+            RawRoute {
+                kind: "model".into(),
+                match_fields: [("model_id".to_string(), "silent".to_string())].into(),
+                backend: format!("127.0.0.1:{port}"),
+                login_user,
+                principal: "{model_id}".into(),
+                ..RawRoute::default()
+            },
+        );
+    });
+    let key = w.keygen_cert("silentkey", "user_ca", Some("silent"), "+10m", &[]);
+    let out = w.ssh_as(
+        &key,
+        Via::PlainSsh,
+        "model-silent-d1.ssh.baseten.co",
+        &[],
+        "echo inside",
+    );
+    let text = stderr(&out);
+    assert_eq!(out.status.code(), Some(255), "{text}");
+    assert!(text.contains("model-silent-d1.ssh.baseten.co"), "{text}");
+    assert!(text.contains("did not answer within 1s"), "{text}");
+    assert!(w.metric("ssh_edge_backend_failures_total{reason=\"timeout\"}") >= 1);
+    drop(silent);
+}

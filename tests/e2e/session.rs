@@ -179,3 +179,27 @@ fn interactive_pty_session_sees_window_size_changes() {
         assert_eq!(status.code(), Some(3), "{via:?}: {}", out.text());
     }
 }
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
+#[test]
+fn admin_endpoint_serves_metrics_and_health() {
+    let w = World::start();
+    let out = w.ssh(Via::PlainSsh, HOST, &[], "echo hi");
+    assert_eq!(stdout(&out).trim(), "hi");
+    let metrics = http_get(w.admin_port, "/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains("ssh_edge_logins_total{front=\"ssh\"} 1"),
+        "{metrics}"
+    );
+    assert!(http_get(w.admin_port, "/healthz").ends_with("ok\n"));
+    assert!(http_get(w.admin_port, "/nope").starts_with("HTTP/1.1 404"));
+}

@@ -18,6 +18,7 @@ pub struct World {
     pub lab: Lab,
     pub tls_port: u16,
     pub ssh_port: u16,
+    pub admin_port: u16,
     pub metrics: Arc<Metrics>,
     /// ssh_config with the default user key (principal `abc1234`).
     pub ssh_config: PathBuf,
@@ -60,11 +61,12 @@ impl World {
             .build()
             .expect("runtime");
         let metrics = Arc::new(Metrics::new());
-        let (tls_port, ssh_port) = runtime.block_on(async {
+        let (tls_port, ssh_port, admin_port) = runtime.block_on(async {
             let listeners = Listeners::bind(&config).await.expect("bind");
             let ports = (
                 listeners.tls_addr().unwrap().port(),
                 listeners.ssh_addr().unwrap().port(),
+                listeners.admin_addr().unwrap().port(),
             );
             let edge = Edge::new(config, metrics.clone()).expect("edge");
             tokio::spawn(edge.serve(listeners));
@@ -102,6 +104,7 @@ impl World {
             lab,
             tls_port,
             ssh_port,
+            admin_port,
             metrics,
             ssh_config,
             user_key,
