@@ -59,6 +59,9 @@ enum Command {
         /// PEM CA certificates to trust instead of the system store.
         #[arg(long, env = "SSH_EDGE_CA_FILE")]
         ca_file: Option<PathBuf>,
+        /// Front B: send the token in this file as the preamble (passthrough to the backend sshd).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
 }
 
@@ -89,12 +92,27 @@ pub fn main() -> ExitCode {
             host,
             edge,
             ca_file,
+            token_file,
         } => {
             // No tracing here: stderr belongs to the ssh client's terminal.
+            let token = match token_file
+                .map(|p| std::fs::read(&p).map_err(|e| (p, e)))
+                .transpose()
+            {
+                Ok(t) => t.map(|t| t.trim_ascii().to_vec()),
+                Err((p, e)) => {
+                    eprintln!(
+                        "ssh-edge connect: cannot read token file {}: {e}",
+                        p.display()
+                    );
+                    std::process::exit(255);
+                }
+            };
             let opts = ConnectOptions {
                 host,
                 edge,
                 ca_file,
+                token,
             };
             let result = runtime.block_on(connect::run(&opts));
             if let Err(e) = &result {
@@ -185,14 +203,23 @@ async fn demo(dir: Option<PathBuf>, tls_port: u16, ssh_port: u16) -> anyhow::Res
     let exe = std::env::current_exe().context("locating the ssh-edge binary")?;
     let ssh_config = lab.write_ssh_config(&key, &exe, tls, ssh)?;
     let edge = Edge::new(config, Arc::new(Metrics::new())).context("TLS configuration")?;
+    // Front B: a token like the signing service issues, for `ssh-edge connect --token-file`.
+    let token = lab.mint_token(
+        "default",
+        "training-job-abc1234-0.ssh.baseten.co",
+        Duration::from_secs(8 * 3600),
+    )?;
+    let token_file = lab.path("token");
+    std::fs::write(&token_file, &token).context("writing the demo token")?;
     // For scripts (benches/throughput.sh): the ports and paths of this demo, shell syntax.
     let env = format!(
-        "TLS_PORT={tls}\nSSH_PORT={ssh}\nADMIN_PORT={admin}\nSSHD_PORT={}\nLOGIN_USER={}\nSSH_CONFIG={}\nUSER_KEY={}\nDEMO_DIR={}\n",
+        "TLS_PORT={tls}\nSSH_PORT={ssh}\nADMIN_PORT={admin}\nSSHD_PORT={}\nLOGIN_USER={}\nSSH_CONFIG={}\nUSER_KEY={}\nDEMO_DIR={}\nTOKEN_FILE={}\n",
         lab.sshd_port,
         lab.login_user,
         ssh_config.display(),
         key.display(),
-        lab.dir.display()
+        lab.dir.display(),
+        token_file.display()
     );
     std::fs::write(lab.path("demo.env"), env).context("writing demo.env")?;
     println!(
@@ -204,12 +231,17 @@ async fn demo(dir: Option<PathBuf>, tls_port: u16, ssh_port: u16) -> anyhow::Res
          \x20 ssh -F {cfg} -o ProxyCommand='openssl s_client -quiet -verify_quiet -connect 127.0.0.1:{tls} -servername %h 2>/dev/null' training-job-abc1234-0.ssh.baseten.co\n\n\
          Through the plain-SSH front (target in the user name):\n\
          \x20 ssh -F {cfg} training-job-abc1234-0@127.0.0.1\n\n\
+         Through the token front (passthrough: the backend sshd itself checks your certificate):\n\
+         \x20 ssh -F {cfg} -o ProxyCommand='{exe} connect --edge localhost:{tls} --ca-file {dir}/tls-ca.pem --token-file {token} %h' -o HostKeyAlias=[127.0.0.1]:{sshd} -o UserKnownHostsFile={dir}/backend_known_hosts -l {user} training-job-abc1234-0.ssh.baseten.co\n\n\
          Metrics: curl http://127.0.0.1:{admin}/metrics\n\n\
          Press Ctrl-C to stop.\n",
         sshd = lab.sshd_port,
         dir = lab.dir.display(),
         config = config_path.display(),
         cfg = ssh_config.display(),
+        exe = exe.display(),
+        token = token_file.display(),
+        user = lab.login_user,
     );
     tokio::select! {
         _ = edge.serve(listeners) => {}

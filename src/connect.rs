@@ -19,6 +19,9 @@ pub struct ConnectOptions {
     pub edge: String,
     /// PEM file of CA certificates to trust instead of the system's.
     pub ca_file: Option<PathBuf>,
+    /// Front B: send this token as the preamble. SNI is then the edge's own name (the host part
+    /// of `edge`), as the installed helpers do, and the target comes from the token.
+    pub token: Option<Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +30,12 @@ pub enum ConnectError {
     CaFile { path: PathBuf, reason: String },
     #[error("no trusted CA certificates found (system store empty; pass --ca-file)")]
     NoRoots,
+    #[error(
+        "the edge rejected the token (status 0x{0:02x}): is it expired, or for another workload? Run `ssh-edge sign` again"
+    )]
+    Rejected(u8),
+    #[error("the edge closed the connection before answering the token")]
+    NoAnswer,
     #[error("\"{0}\" is not a valid TLS server name")]
     BadName(String),
     #[error("cannot connect to edge {edge}: {reason}")]
@@ -71,8 +80,17 @@ pub async fn run(opts: &ConnectOptions) -> Result<(), ConnectError> {
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots(opts.ca_file.as_ref())?)
         .with_no_client_auth();
-    let name = ServerName::try_from(opts.host.trim_end_matches('.').to_string())
-        .map_err(|_| ConnectError::BadName(opts.host.clone()))?;
+    let sni = match &opts.token {
+        // Token mode: SNI is the edge's own name (the target travels in the token).
+        Some(_) => opts
+            .edge
+            .rsplit_once(':')
+            .map_or(opts.edge.as_str(), |(h, _)| h)
+            .trim_matches(['[', ']']),
+        None => opts.host.trim_end_matches('.'),
+    };
+    let name = ServerName::try_from(sni.to_string())
+        .map_err(|_| ConnectError::BadName(sni.to_string()))?;
     let tcp = TcpStream::connect(&opts.edge)
         .await
         .map_err(|e| ConnectError::Connect {
@@ -87,6 +105,23 @@ pub async fn run(opts: &ConnectOptions) -> Result<(), ConnectError> {
             edge: opts.edge.clone(),
             reason: e.to_string(),
         })?;
+    let mut tls = tls;
+    if let Some(token) = &opts.token {
+        let mut preamble = (token.len() as u32).to_be_bytes().to_vec();
+        preamble.extend_from_slice(token);
+        let io = |e: std::io::Error| ConnectError::Connect {
+            edge: opts.edge.clone(),
+            reason: e.to_string(),
+        };
+        tls.write_all(&preamble).await.map_err(io)?;
+        tls.flush().await.map_err(io)?;
+        let mut status = [0u8; 1];
+        match tls.read(&mut status).await {
+            Ok(1) if status[0] == 0 => {}
+            Ok(1) => return Err(ConnectError::Rejected(status[0])),
+            _ => return Err(ConnectError::NoAnswer),
+        }
+    }
     pipe(tls, tokio::io::stdin(), tokio::io::stdout()).await;
     Ok(())
 }

@@ -33,6 +33,8 @@ pub struct Edge {
     pub connector: Connector,
     pub metrics: Arc<Metrics>,
     pub bridge_metrics: BridgeMetrics,
+    pub(crate) tokens: HashMap<String, Arc<crate::auth::token::TokenPolicy>>,
+    pub(crate) preamble_timeout: Duration,
     ssh_config: Arc<ServerConfig>,
     login_grace: Duration,
     tls: Option<(TlsAcceptor, Duration)>,
@@ -115,6 +117,8 @@ impl Edge {
             connector,
             metrics,
             bridge_metrics,
+            tokens: config.tokens,
+            preamble_timeout: config.preamble_timeout,
             ssh_config: Arc::new(ssh_config),
             login_grace: config.ssh.login_grace,
             tls,
@@ -208,14 +212,8 @@ impl Edge {
             FirstByte::Eof => {
                 return self.reject(Front::Tls, "eof", peer, "closed after the TLS handshake");
             }
-            FirstByte::Other(b) => {
-                return self.reject(
-                    Front::Tls,
-                    "not_ssh",
-                    peer,
-                    &format!("first byte 0x{b:02x} is not an SSH identification"),
-                );
-            }
+            // Anything but `S` is the length prefix of a token preamble (front B).
+            FirstByte::Other(_) => return self.serve_token(stream, peer).await,
         }
         let target = match sni {
             Some(name) => self.grammar.parse_host(&name).map_err(|e| {

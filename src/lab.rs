@@ -12,8 +12,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use russh::keys::ssh_key::certificate::{Builder, CertType};
 use russh::keys::ssh_key::{LineEnding, PrivateKey};
 
-use crate::config::{RawConfig, RawRemote, RawRoute};
+use crate::config::{RawConfig, RawRemote, RawRoute, RawTokenKey};
 use crate::upstream::random_ed25519_key;
+
+/// Token key ids of the lab's two remotes (front B).
+pub const TOKEN_KIDS: [(&str, &str); 2] =
+    [("default", "lab-default-1"), ("tenant-b", "lab-tenant-b-1")];
 
 /// Where sshd lives on Debian.
 pub const SSHD: &str = "/usr/sbin/sshd";
@@ -135,6 +139,9 @@ impl Lab {
         write_key(&dir.join("edge_host_ed25519"), &edge_host_key)?;
         write_key(&dir.join("sshd_host_ed25519"), &sshd_host_key)?;
         write_tls(dir)?;
+        for (remote, _) in TOKEN_KIDS {
+            write_token_key(dir, remote)?;
+        }
 
         // The backend trusts the edge CA (as in production) and, for the direct baseline in
         // benches and tests, the user CA too.
@@ -224,20 +231,26 @@ impl Lab {
         raw.tls.cert_file = Some(self.path("tls-cert.pem"));
         raw.tls.key_file = Some(self.path("tls-key.pem"));
         raw.ssh.host_key_files = vec![self.path("edge_host_ed25519")];
-        raw.remotes.insert(
-            "default".into(),
-            RawRemote {
-                trusted_user_cas: vec![public_line(&self.user_ca)?],
-                ..RawRemote::default()
-            },
-        );
-        raw.remotes.insert(
-            "tenant-b".into(),
-            RawRemote {
-                trusted_user_cas: vec![public_line(&self.tenant_b_ca)?],
-                ..RawRemote::default()
-            },
-        );
+        for (remote, ca) in [("default", &self.user_ca), ("tenant-b", &self.tenant_b_ca)] {
+            let kid = TOKEN_KIDS
+                .iter()
+                .find(|(r, _)| *r == remote)
+                .map_or("", |(_, k)| *k);
+            let pem_path = self.path(&format!("token_{remote}.pem"));
+            let public_key =
+                std::fs::read_to_string(&pem_path).map_err(|e| file_err(&pem_path, e))?;
+            raw.remotes.insert(
+                remote.into(),
+                RawRemote {
+                    trusted_user_cas: vec![public_line(ca)?],
+                    token_keys: vec![RawTokenKey {
+                        kid: kid.into(),
+                        public_key,
+                    }],
+                    ..RawRemote::default()
+                },
+            );
+        }
         raw.backend.edge_ca_key_file = Some(self.path("edge_ca"));
         raw.backend.known_hosts_file = Some(self.path("backend_known_hosts"));
         raw.backend.connect_timeout_secs = 5;
@@ -340,6 +353,35 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// A front-B token for `host`, signed with `remote`'s lab key, valid `lifetime` from now.
+    pub fn mint_token(
+        &self,
+        remote: &str,
+        host: &str,
+        lifetime: Duration,
+    ) -> Result<String, LabError> {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+        let kid = TOKEN_KIDS
+            .iter()
+            .find(|(r, _)| *r == remote)
+            .map_or("", |(_, k)| *k);
+        let path = self.path(&format!("token_{remote}.p8"));
+        let der = std::fs::read(&path).map_err(|e| file_err(&path, e))?;
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+            .map_err(|e| LabError::Key(e.to_string()))?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let claims = serde_json::json!({
+            "iss": "ssh-edge", "aud": "ssh-edge", "sub": "lab-user", "jti": format!("lab-{}", rand::random::<u32>()),
+            "host": host, "iat": now, "exp": now + lifetime.as_secs(),
+        });
+        crate::auth::token::sign_token(&key, kid, &claims).map_err(|e| LabError::Key(e.to_string()))
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         self.stop_sshd();
@@ -379,4 +421,32 @@ fn write_tls(dir: &Path) -> Result<(), LabError> {
     f.write_all(key.serialize_pem().as_bytes())
         .map_err(|e| file_err(&key_path, e))?;
     set_mode(&key_path, 0o600)
+}
+
+/// An ES256 token-signing key for one remote: `token_<remote>.p8` (PKCS#8, private) and
+/// `token_<remote>.pem` (SubjectPublicKeyInfo PEM, for the edge config).
+fn write_token_key(dir: &Path, remote: &str) -> Result<(), LabError> {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    use base64::Engine;
+    let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+        .map_err(|e| LabError::Key(e.to_string()))?;
+    let der = key.to_pkcs8v1().map_err(|e| LabError::Key(e.to_string()))?;
+    let p8 = dir.join(format!("token_{remote}.p8"));
+    std::fs::write(&p8, der.as_ref()).map_err(|e| file_err(&p8, e))?;
+    set_mode(&p8, 0o600)?;
+    // SubjectPublicKeyInfo for id-ecPublicKey / prime256v1 is this fixed prefix + the point.
+    let mut spki = hex::decode("3059301306072a8648ce3d020106082a8648ce3d030107034200")
+        .map_err(|e| LabError::Key(e.to_string()))?;
+    spki.extend_from_slice(key.public_key().as_ref());
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&spki);
+    let body: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .filter_map(|c| std::str::from_utf8(c).ok())
+        .collect();
+    let pem = format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        body.join("\n")
+    );
+    write(&dir.join(format!("token_{remote}.pem")), &pem)
 }

@@ -8,10 +8,13 @@
 //! - [`config`]: figment (defaults → TOML → `SSH_EDGE_*`), validated into typed settings.
 //! - [`hostname`]: pure parser for `<workload>[.<remote>].<suffix>`; kinds are config data.
 //! - [`route`]: pure target → backend table.
-//! - [`auth`]: pure certificate policy (CA, principals, validity, critical options, revocation).
-//! - [`front`]: the public doors — `tls` (SNI, first-byte detection) and `ssh` (russh handler).
+//! - [`auth`]: pure certificate policy (CA, principals, validity, critical options, revocation)
+//!   and ES256 token verification.
+//! - [`front`]: the public doors — `tls` (SNI, first-byte detection), `ssh` (russh handler),
+//!   `token` (front B preamble and passthrough).
 //! - [`upstream`]: the edge as SSH client of backends: host-key checks, minted certificates.
-//! - [`bridge`]: channel ⇄ channel forwarding, the hot path.
+//! - [`bridge`]: channel ⇄ channel forwarding, the hot path (terminate mode).
+//! - [`splice`]: byte-stream forwarding, the hot path (passthrough mode, front B).
 //! - [`edge`]: listeners and per-connection tasks.
 //! - [`metrics`]: Prometheus registry owned by a struct; [`admin`] serves it over HTTP.
 //! - [`connect`]: `ssh-edge connect`, the TLS ProxyCommand.
@@ -29,4 +32,5 @@ pub mod hostname;
 pub mod lab;
 pub mod metrics;
 pub mod route;
+pub mod splice;
 pub mod upstream;

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub backend_connect_seconds: HistogramVec,
     /// Bytes forwarded by the channel bridge: direction "up" (client → backend) / "down".
     pub bridge_bytes: IntCounterVec,
+    /// Bytes forwarded by passthrough (front B), counted when a session ends.
+    pub splice_bytes: IntCounterVec,
 }
 
 impl Metrics {
@@ -94,6 +96,11 @@ impl Metrics {
             "Channel bytes forwarded",
             &["direction"],
         );
+        let splice_bytes = counter(
+            "ssh_edge_splice_bytes_total",
+            "Passthrough bytes forwarded",
+            &["direction"],
+        );
         Self {
             registry,
             connections,
@@ -106,6 +113,7 @@ impl Metrics {
             backend_failures,
             backend_connect_seconds,
             bridge_bytes,
+            splice_bytes,
         }
     }
 

@@ -15,3 +15,6 @@ mod certificates;
 
 #[path = "e2e/failures.rs"]
 mod failures;
+
+#[path = "e2e/token.rs"]
+mod token;

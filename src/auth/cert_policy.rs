@@ -433,3 +433,6 @@ fn principal_list(principals: &[String]) -> String {
 #[cfg(test)]
 #[path = "cert_policy_tests.rs"]
 mod tests;
+#[cfg(test)]
+#[path = "cert_policy_tests_options.rs"]
+mod tests_options;

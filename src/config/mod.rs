@@ -19,6 +19,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 pub use raw::*;
 
 use crate::auth::cert_policy::{CertPolicy, ForceCommandPolicy, parse_ca_entry};
+use crate::auth::token::{TokenKey, TokenPolicy};
 use crate::hostname::HostGrammar;
 use crate::route::{RouteRule, RouteTable};
 
@@ -84,6 +85,9 @@ pub struct EdgeConfig {
     pub remotes: HashMap<String, Arc<CertPolicy>>,
     pub backend: BackendSettings,
     pub routes: RouteTable,
+    /// Token policy per remote, for front B (remotes without token keys are absent).
+    pub tokens: HashMap<String, Arc<TokenPolicy>>,
+    pub preamble_timeout: Duration,
 }
 
 /// Reads defaults, then `file` (if any), then `SSH_EDGE_*` variables (`__` separates levels,
@@ -202,6 +206,7 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
     }
 
     let backend = validate_backend(&raw.backend, &mut problems);
+    let tokens = validate_tokens(raw, &mut problems);
 
     let mut rules = Vec::new();
     if raw.routes.is_empty() {
@@ -260,6 +265,8 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
             remotes,
             backend,
             routes: RouteTable::new(rules),
+            tokens,
+            preamble_timeout: Duration::from_secs(raw.token.preamble_timeout_secs.max(1)),
         }),
         _ => Err(ConfigError::Invalid(problems)),
     }
@@ -447,4 +454,38 @@ fn validate_backend(raw: &RawBackend, problems: &mut Vec<String>) -> Option<Back
             accept_any: raw.accept_any_host_key,
         },
     })
+}
+
+fn validate_tokens(
+    raw: &RawConfig,
+    problems: &mut Vec<String>,
+) -> HashMap<String, Arc<TokenPolicy>> {
+    let mut seen_kids = HashSet::new();
+    let mut tokens = HashMap::new();
+    for (name, remote) in &raw.remotes {
+        let mut keys = Vec::new();
+        for (i, key) in remote.token_keys.iter().enumerate() {
+            if !seen_kids.insert(key.kid.clone()) {
+                problems.push(format!(
+                    "remotes.{name}.token_keys[{i}].kid: \"{}\" is used twice; kids must be unique",
+                    key.kid
+                ));
+            }
+            match TokenKey::from_pem(&key.kid, &key.public_key) {
+                Ok(k) => keys.push(k),
+                Err(e) => problems.push(format!("remotes.{name}.token_keys[{i}]: {e}")),
+            }
+        }
+        if !keys.is_empty() {
+            let policy = TokenPolicy {
+                keys,
+                issuer: raw.token.issuer.clone(),
+                audience: raw.token.audience.clone(),
+                max_clock_skew_secs: raw.auth.max_clock_skew_secs,
+                max_lifetime_secs: raw.token.max_lifetime_secs,
+            };
+            tokens.insert(name.clone(), Arc::new(policy));
+        }
+    }
+    tokens
 }

@@ -23,6 +23,42 @@ pub struct RawConfig {
     pub remotes: BTreeMap<String, RawRemote>,
     pub backend: RawBackend,
     pub routes: Vec<RawRoute>,
+    pub token: RawToken,
+}
+
+/// Front B: the token preamble spoken by the installed client helpers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawToken {
+    /// Required `iss` claim.
+    pub issuer: String,
+    /// Required entry of the `aud` claim.
+    pub audience: String,
+    /// Longest accepted token lifetime (`exp - iat`), seconds.
+    pub max_lifetime_secs: u64,
+    /// Seconds a client may take to send the whole preamble after the TLS handshake.
+    pub preamble_timeout_secs: u64,
+}
+
+impl Default for RawToken {
+    fn default() -> Self {
+        Self {
+            issuer: "ssh-edge".into(),
+            audience: "ssh-edge".into(),
+            max_lifetime_secs: 24 * 3600,
+            preamble_timeout_secs: 10,
+        }
+    }
+}
+
+/// One token-signing public key of a remote; several allow rotation.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawTokenKey {
+    /// The JWT header `kid` that selects this key; unique across all remotes.
+    pub kid: String,
+    /// PEM `-----BEGIN PUBLIC KEY-----` (P-256), inline.
+    pub public_key: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -130,6 +166,8 @@ pub struct RawRemote {
     pub trusted_user_cas: Vec<String>,
     pub revoked_serials: Vec<u64>,
     pub revoked_key_ids: Vec<String>,
+    /// ES256 public keys whose tokens open this remote's workloads on front B.
+    pub token_keys: Vec<RawTokenKey>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

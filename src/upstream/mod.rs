@@ -106,6 +106,10 @@ impl Connector {
         }
     }
 
+    pub fn connect_timeout(&self) -> std::time::Duration {
+        self.settings.connect_timeout
+    }
+
     /// Connects and logs in, all within the configured connect timeout.
     pub async fn connect(
         &self,
