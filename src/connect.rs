@@ -99,7 +99,7 @@ pub async fn run(opts: &ConnectOptions) -> Result<(), ConnectError> {
         })?;
     let _ = tcp.set_nodelay(true);
     let tls = TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
+        .connect(name, crate::front::tls::buffered(tcp))
         .await
         .map_err(|e| ConnectError::Tls {
             edge: opts.edge.clone(),

@@ -186,7 +186,8 @@ impl Edge {
         let Some((acceptor, timeout)) = &self.tls else {
             return;
         };
-        let tls = match tokio::time::timeout(*timeout, acceptor.accept(stream)).await {
+        let tls = match tokio::time::timeout(*timeout, acceptor.accept(tls::buffered(stream))).await
+        {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return self.reject(Front::Tls, "tls_handshake", peer, &e.to_string()),
             Err(_) => {

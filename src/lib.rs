@@ -19,6 +19,7 @@
 //! - [`metrics`]: Prometheus registry owned by a struct; [`admin`] serves it over HTTP.
 //! - [`connect`]: `ssh-edge connect`, the TLS ProxyCommand.
 //! - [`lab`]: throwaway keys, CAs and a loopback sshd for `ssh-edge demo` and the tests.
+//! - [`text`]: untrusted text escaped to printable ASCII and capped for log lines and errors.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -33,4 +34,5 @@ pub mod lab;
 pub mod metrics;
 pub mod route;
 pub mod splice;
+pub mod text;
 pub mod upstream;

@@ -112,3 +112,31 @@ fn environment_overrides_the_file_and_names_the_file() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK"));
 }
+
+#[test]
+fn the_example_config_has_no_problems_but_its_missing_key_files() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
+    let out = ssh_edge()
+        .args(["check-config", "--config"])
+        .arg(&example)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    let problems: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- "))
+        .collect();
+    assert!(
+        !problems.is_empty(),
+        "expected missing-file problems: {text}"
+    );
+    for p in problems {
+        assert!(
+            p.contains("/etc/ssh-edge/")
+                && (p.contains("No such file")
+                    || p.contains("not a readable")
+                    || p.contains("not found")),
+            "unexpected problem in config/example.toml: {p}"
+        );
+    }
+}

@@ -10,8 +10,8 @@
 //! [`CertRejection::reason`] is a bounded metrics label.
 //!
 //! Certificate-controlled strings (key id, principals, option values) are
-//! escaped and truncated before they reach a log line, so a hostile
-//! certificate cannot forge log records or flood the log.
+//! escaped and truncated (see [`crate::text`]) before they reach a log line,
+//! so a hostile certificate cannot forge log records or flood the log.
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -22,12 +22,14 @@ use russh::keys::ssh_key::{
     Certificate, Fingerprint, HashAlg, PublicKey, certificate::CertType, public::KeyData,
 };
 
+use crate::text::{quote_untrusted, quote_untrusted_list};
+
 /// Name of the OpenSSH critical option restricting client source addresses.
 pub const SOURCE_ADDRESS: &str = "source-address";
 /// Name of the OpenSSH critical option forcing a command.
 pub const FORCE_COMMAND: &str = "force-command";
 
-/// Longest certificate-controlled string (in chars) copied into a log line.
+/// Longest certificate-controlled text (in escaped output characters) copied into a log line.
 const MAX_LOGGED_CHARS: usize = 128;
 /// Most principals listed in a log line.
 const MAX_LOGGED_PRINCIPALS: usize = 16;
@@ -405,29 +407,13 @@ pub fn parse_ca_entry(entry: &str) -> Result<Fingerprint, CaEntryError> {
         })
 }
 
-/// Debug-escaped, length-capped rendering of an untrusted string for a log line.
+/// Quoted, escaped, capped rendering of a certificate-controlled string for a log line.
 fn quoted(s: &str) -> String {
-    match s.char_indices().nth(MAX_LOGGED_CHARS) {
-        None => format!("{s:?}"),
-        Some((cut, _)) => format!("{:?}…", s.get(..cut).unwrap_or_default()),
-    }
+    quote_untrusted(s, MAX_LOGGED_CHARS)
 }
 
 fn principal_list(principals: &[String]) -> String {
-    let mut out = String::from("[");
-    for (i, p) in principals.iter().take(MAX_LOGGED_PRINCIPALS).enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        out.push_str(&quoted(p));
-    }
-    if let Some(more) = principals.len().checked_sub(MAX_LOGGED_PRINCIPALS)
-        && more > 0
-    {
-        let _ = write!(out, ", … ({more} more)");
-    }
-    out.push(']');
-    out
+    quote_untrusted_list(principals, MAX_LOGGED_PRINCIPALS, MAX_LOGGED_CHARS)
 }
 
 #[cfg(test)]

@@ -451,7 +451,7 @@ fn log_lines_escape_and_cap_untrusted_strings() {
         principals: many,
         required: JOB.into(),
     };
-    assert!(err.to_string().contains("… (84 more)]"), "{err}");
+    assert!(err.to_string().contains("... (84 more)]"), "{err}");
 }
 
 #[test]

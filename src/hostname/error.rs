@@ -1,6 +1,9 @@
 //! Error types of the host-name grammar, and the quoting/escaping of network text in their
 //! messages.
 
+use crate::text::{escape_untrusted, quote_untrusted_char};
+
+/// Longest network text (in escaped output characters) shown in a message.
 const MAX_SHOWN: usize = 100;
 
 /// A configuration problem found by [`HostGrammar::new`](super::HostGrammar::new).
@@ -119,25 +122,15 @@ pub enum ExpandError {
     StrayClose { template: String },
 }
 
-/// Network text for messages: at most [`MAX_SHOWN`] chars, non-printables escaped.
+/// Network text for messages (which put it in double quotes): escaped to printable ASCII, at
+/// most [`MAX_SHOWN`] escaped characters, then `...` if cut.
 pub(super) fn show(s: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i == MAX_SHOWN {
-            out.push_str("...");
-            break;
-        }
-        if c == '\'' {
-            out.push(c)
-        } else {
-            out.extend(c.escape_default())
-        }
-    }
-    out
+    escape_untrusted(s, MAX_SHOWN)
 }
 
+/// One network character for messages, escaped, in single quotes.
 pub(super) fn show_char(c: char) -> String {
-    format!("'{}'", c.escape_default())
+    quote_untrusted_char(c)
 }
 
 fn known_list(known: &[String]) -> String {
