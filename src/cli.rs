@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use ssh_edge::config;
 use ssh_edge::connect::{self, ConnectOptions};
 use ssh_edge::edge::{Edge, Listeners};
+use ssh_edge::helper;
 use ssh_edge::lab::Lab;
 use ssh_edge::metrics::Metrics;
 
@@ -62,6 +63,49 @@ enum Command {
         /// Front B: send the token in this file as the preamble (passthrough to the backend sshd).
         #[arg(long)]
         token_file: Option<PathBuf>,
+    },
+    /// Set up this machine for `ssh <workload host>`: a key pair under ~/.ssh/ssh-edge/ and one
+    /// managed, idempotent block in ~/.ssh/config (sign before connecting, then front B).
+    Setup {
+        /// Signing API base URL, e.g. https://api.example.
+        #[arg(long)]
+        api: String,
+        /// API key for the signing API (stored in ~/.ssh/ssh-edge/settings.toml, mode 0600).
+        #[arg(long, env = "SSH_EDGE_API_KEY", hide_env_values = true)]
+        api_key: String,
+        /// Edge address for front B, host:port.
+        #[arg(long)]
+        edge: String,
+        /// PEM CA certificates to trust (API and edge) instead of the system store.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        #[arg(long, default_value = "ssh.baseten.co")]
+        suffix: String,
+        /// The ~/.ssh directory to write to.
+        #[arg(long)]
+        ssh_dir: Option<PathBuf>,
+        /// Login user on training-job hosts.
+        #[arg(long, default_value = "baseten")]
+        training_user: String,
+        /// Login user on model hosts.
+        #[arg(long, default_value = "app")]
+        model_user: String,
+    },
+    /// Fetch a fresh certificate and token for HOST from the signing API (the ~/.ssh/config
+    /// block runs this; cached ones valid for 5 more minutes are kept).
+    Sign {
+        host: String,
+        #[arg(long)]
+        ssh_dir: Option<PathBuf>,
+        /// Ask the API even if the cached certificate is fresh.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the signing API the installed helpers call (certificates and front B tokens).
+    Issuer {
+        /// Issuer TOML config file (see config/issuer.example.toml).
+        #[arg(long, short)]
+        config: PathBuf,
     },
 }
 
@@ -122,9 +166,70 @@ pub fn main() -> ExitCode {
             std::process::exit(if result.is_ok() { 0 } else { 255 });
         }
         Command::CheckConfig { config } => check_config(config),
+        Command::Setup {
+            api,
+            api_key,
+            edge,
+            ca_file,
+            suffix,
+            ssh_dir,
+            training_user,
+            model_user,
+        } => (|| -> anyhow::Result<()> {
+            let ssh_dir = helper::ssh_dir(ssh_dir)?;
+            let ca_file = ca_file
+                .map(|c| {
+                    std::fs::canonicalize(&c).with_context(|| format!("CA file {}", c.display()))
+                })
+                .transpose()?;
+            let settings = helper::Settings {
+                api,
+                api_key,
+                edge,
+                ca_file,
+                suffix,
+            };
+            let exe = std::env::current_exe().context("locating the ssh-edge binary")?;
+            let opts = helper::SetupOptions {
+                ssh_dir,
+                settings,
+                exe,
+                training_user,
+                model_user,
+            };
+            let config = helper::setup(&opts)?;
+            println!(
+                "ssh-edge: set up; {} now sends *.{} hosts through the edge",
+                config.display(),
+                opts.settings.suffix
+            );
+            Ok(())
+        })(),
+        Command::Sign {
+            host,
+            ssh_dir,
+            force,
+        } => (|| -> anyhow::Result<()> {
+            let ssh_dir = helper::ssh_dir(ssh_dir)?;
+            let result = runtime.block_on(helper::sign(&helper::SignOptions {
+                ssh_dir,
+                host,
+                force,
+            }));
+            match result {
+                Ok(_) => Ok(()),
+                Err(e) => Err(anyhow::anyhow!("sign: {e}")),
+            }
+        })(),
         Command::Run { config } => {
             init_tracing(&cli.log_format);
             runtime.block_on(run(config))
+        }
+        Command::Issuer { config } => {
+            init_tracing(&cli.log_format);
+            runtime
+                .block_on(ssh_edge::issuer::run(config))
+                .map_err(anyhow::Error::from)
         }
         Command::Demo {
             dir,

@@ -18,6 +18,7 @@
 //! - [`edge`]: listeners and per-connection tasks.
 //! - [`metrics`]: Prometheus registry owned by a struct; [`admin`] serves it over HTTP.
 //! - [`connect`]: `ssh-edge connect`, the TLS ProxyCommand.
+//! - [`helper`]: `ssh-edge setup` / `sign`, our own client helper for the signing API.
 //! - [`lab`]: throwaway keys, CAs and a loopback sshd for `ssh-edge demo` and the tests.
 //! - [`text`]: untrusted text escaped to printable ASCII and capped for log lines and errors.
 #![forbid(unsafe_code)]
@@ -29,7 +30,9 @@ pub mod config;
 pub mod connect;
 pub mod edge;
 pub mod front;
+pub mod helper;
 pub mod hostname;
+pub mod issuer;
 pub mod lab;
 pub mod metrics;
 pub mod route;

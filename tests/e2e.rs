@@ -18,3 +18,9 @@ mod failures;
 
 #[path = "e2e/token.rs"]
 mod token;
+
+#[path = "e2e/issuer.rs"]
+mod issuer;
+
+#[path = "e2e/helper_setup.rs"]
+mod helper_setup;

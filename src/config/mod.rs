@@ -106,7 +106,7 @@ pub fn load_raw(file: Option<&Path>) -> Result<RawConfig, ConfigError> {
     // SSH_EDGE_CONFIG / _ADDR / _CA_FILE are CLI flags' variables, not config keys.
     figment = figment.merge(
         Env::prefixed("SSH_EDGE_")
-            .ignore(&["config", "addr", "ca_file"])
+            .ignore(&["config", "addr", "ca_file", "api_key"])
             .split("__"),
     );
     figment

@@ -1,0 +1,193 @@
+//! `ssh-edge sign HOST`: a fresh user certificate and front-B token for one workload, from the
+//! signing API, written where the managed `~/.ssh/config` block points ssh and `connect`.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use super::http::{BaseUrl, post_json};
+use super::{HelperError, Settings, load_settings, state_dir, write_private};
+use crate::hostname::{HostGrammar, KindSpec, Target};
+
+/// Reuse a certificate and token that stay valid at least this long.
+const MIN_REMAINING_SECS: u64 = 300;
+
+#[derive(Debug, Clone)]
+pub struct SignOptions {
+    pub ssh_dir: PathBuf,
+    /// The host as ssh got it (`%n`); files are named after it.
+    pub host: String,
+    /// Ask the API even when the cached certificate is still fresh.
+    pub force: bool,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Parses `host` with the default kinds and the configured suffix; any remote label is
+/// accepted here (the signing API decides what the key may sign).
+fn parse(settings: &Settings, host: &str) -> Result<Target, HelperError> {
+    let lower = host.trim_end_matches('.').to_ascii_lowercase();
+    let remotes: Vec<String> = lower
+        .strip_suffix(&format!(".{}", settings.suffix))
+        .and_then(|w| w.split_once('.'))
+        .map(|(_, remote)| vec![remote.to_string()])
+        .unwrap_or_default();
+    let kinds: Vec<KindSpec> = crate::config::RawHosts::default().kinds;
+    let grammar = HostGrammar::new(&settings.suffix, &kinds, &remotes).map_err(|e| {
+        HelperError::Host(format!(
+            "settings suffix {:?} or host {host:?} is not usable: {e:?}",
+            settings.suffix
+        ))
+    })?;
+    grammar
+        .parse_host(host)
+        .map_err(|e| HelperError::Host(e.to_string()))
+}
+
+/// Valid-until of the cached certificate, if it parses.
+fn cached_cert_expiry(path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    russh::keys::Certificate::from_openssh(text.trim())
+        .ok()
+        .map(|c| c.valid_before())
+}
+
+/// `exp` of a cached token (not verified: the edge does that).
+fn cached_token_expiry(path: &Path) -> Option<u64> {
+    use base64::Engine;
+    let token = std::fs::read_to_string(path).ok()?;
+    let payload = token.trim().split('.').nth(1)?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice::<Value>(&json)
+        .ok()?
+        .get("exp")?
+        .as_u64()
+}
+
+fn error_message(body: &Value) -> String {
+    ["error", "detail", "message"]
+        .iter()
+        .find_map(|k| body.get(k).and_then(Value::as_str))
+        .unwrap_or("no error message")
+        .to_string()
+}
+
+/// Refreshes the certificate and token for `opts.host` unless the cached ones are fresh.
+/// Returns true when it asked the API.
+pub async fn sign(opts: &SignOptions) -> Result<bool, HelperError> {
+    let host = opts.host.as_str();
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
+        return Err(HelperError::Host(format!(
+            "invalid host {host:?}: expected letters, digits, '-' and '.'"
+        )));
+    }
+    let settings = load_settings(&opts.ssh_dir)?;
+    let target = parse(&settings, host)?;
+    let state = state_dir(&opts.ssh_dir);
+    let cert_path = state.join("certs").join(format!("{host}-cert.pub"));
+    let token_path = state.join("tokens").join(host);
+    let fresh = |exp: Option<u64>| exp.is_some_and(|e| e > now() + MIN_REMAINING_SECS);
+    if !opts.force
+        && fresh(cached_cert_expiry(&cert_path))
+        && fresh(cached_token_expiry(&token_path))
+    {
+        return Ok(false);
+    }
+    let pub_path = state.join("id_ed25519.pub");
+    let public_key =
+        std::fs::read_to_string(&pub_path).map_err(|e| super::file_err(&pub_path, e))?;
+    let public_key = public_key.trim();
+    let base = BaseUrl::parse(&settings.api)?;
+    let ca = settings.ca_file.as_deref();
+    let key = settings.api_key.as_str();
+    let refused = |status: u16, body: &Value| HelperError::Refused {
+        host: host.to_string(),
+        status,
+        message: error_message(body),
+    };
+    let field = |name: &str| target.field(name).unwrap_or_default().to_string();
+
+    let (status, body) = match target.kind.as_str() {
+        "training-job" => {
+            let job = field("job_id");
+            let (status, found) = post_json(
+                &base,
+                "/v1/training_jobs/search",
+                key,
+                &json!({ "job_id": job }),
+                ca,
+            )
+            .await?;
+            if status >= 400 {
+                return Err(refused(status, &found));
+            }
+            let project = found
+                .pointer("/training_jobs/0/training_project/id")
+                .and_then(|v| {
+                    v.as_str()
+                        .map(str::to_owned)
+                        .or_else(|| v.as_u64().map(|n| n.to_string()))
+                })
+                .ok_or(HelperError::Incomplete {
+                    host: host.to_string(),
+                    field: "training_jobs[0].training_project.id",
+                })?;
+            let path = format!("/v1/training_projects/{project}/jobs/{job}/ssh/sign");
+            post_json(
+                &base,
+                &path,
+                key,
+                &json!({ "public_key": public_key, "replica_id": field("node") }),
+                ca,
+            )
+            .await?
+        }
+        "model" => {
+            let path = format!(
+                "/v1/models/{}/deployments/{}/ssh/sign",
+                field("model_id"),
+                field("deployment_id")
+            );
+            let mut body = json!({ "public_key": public_key });
+            if let Some(replica) = target.field("replica_id") {
+                body["replica_id"] = json!(replica);
+            }
+            post_json(&base, &path, key, &body, ca).await?
+        }
+        other => {
+            return Err(HelperError::Host(format!(
+                "the signing API has no endpoint for kind {other:?}"
+            )));
+        }
+    };
+    if status >= 400 {
+        return Err(refused(status, &body));
+    }
+    let incomplete = |field| HelperError::Incomplete {
+        host: host.to_string(),
+        field,
+    };
+    let cert = body
+        .get("ssh_certificate")
+        .and_then(Value::as_str)
+        .ok_or(incomplete("ssh_certificate"))?;
+    let jwt = body
+        .get("jwt")
+        .and_then(Value::as_str)
+        .ok_or(incomplete("jwt"))?;
+    write_private(&cert_path, format!("{}\n", cert.trim()).as_bytes())?;
+    write_private(&token_path, jwt.trim().as_bytes())?;
+    Ok(true)
+}

@@ -1,0 +1,168 @@
+//! What an authorized sign request gets, without I/O: the user certificate (tenant's user CA)
+//! and the front B token (tenant's ES256 key), plus the JSON answer the helpers read.
+
+use std::time::Duration;
+
+use russh::keys::ssh_key::certificate::{Builder, CertType};
+use russh::keys::ssh_key::{Certificate, PrivateKey, PublicKey};
+use serde_json::{Value, json};
+
+use super::api::{ApiError, Caller, IssueSettings, SignRequest, host_fits_dns};
+
+/// Certificates start this long before they are issued, for clock skew on the backends.
+pub const BACKDATE_SECS: u64 = 60;
+
+/// Everything random or time-dependent in one issuance, so building it stays deterministic.
+#[derive(Debug, Clone)]
+pub struct Issuance {
+    pub now: u64,
+    pub serial: u64,
+    pub jti: String,
+}
+
+impl Issuance {
+    pub fn random(now: u64) -> Self {
+        Self {
+            now,
+            serial: rand::random(),
+            jti: hex::encode(rand::random::<[u8; 16]>()),
+        }
+    }
+}
+
+/// The certificate key id: `tenant=<name> api_key=<id> workload=<host>`.
+pub fn key_id(caller: &Caller<'_>, host: &str) -> String {
+    format!(
+        "tenant={} api_key={} workload={host}",
+        caller.tenant.name, caller.api_key_id
+    )
+}
+
+/// The token claims for `host`.
+pub fn claims(settings: &IssueSettings, caller: &Caller<'_>, host: &str, at: &Issuance) -> Value {
+    json!({
+        "iss": settings.token_issuer,
+        "aud": settings.token_audience,
+        "sub": format!("tenant:{}/api_key:{}", caller.tenant.name, caller.api_key_id),
+        "jti": at.jti,
+        "host": host,
+        "iat": at.now,
+        "exp": at.now + settings.token_lifetime.as_secs(),
+    })
+}
+
+/// The user certificate extensions granted.
+pub const EXTENSIONS: [&str; 5] = [
+    "permit-pty",
+    "permit-port-forwarding",
+    "permit-agent-forwarding",
+    "permit-X11-forwarding",
+    "permit-user-rc",
+];
+
+/// Signs the user certificate for `public_key`.
+pub fn certificate(
+    ca: &PrivateKey,
+    public_key: &PublicKey,
+    principal: &str,
+    key_id: &str,
+    validity: Duration,
+    at: &Issuance,
+) -> Result<Certificate, russh::keys::ssh_key::Error> {
+    let mut b = Builder::new(
+        rand::random::<[u8; 32]>().to_vec(),
+        public_key.key_data().clone(),
+        at.now.saturating_sub(BACKDATE_SECS),
+        at.now + validity.as_secs(),
+    )?;
+    b.serial(at.serial)?
+        .cert_type(CertType::User)?
+        .key_id(key_id)?
+        .valid_principal(principal)?;
+    for ext in EXTENSIONS {
+        b.extension(ext, "")?;
+    }
+    b.sign(ca)
+}
+
+/// What a successful sign returns, plus facts for the log line.
+pub struct Issued {
+    pub body: Value,
+    pub host: String,
+    pub serial: u64,
+}
+
+/// Issues certificate and token for an authorized request.
+pub fn issue(
+    settings: &IssueSettings,
+    caller: &Caller<'_>,
+    req: &SignRequest,
+    at: &Issuance,
+) -> Result<Issued, IssueError> {
+    let host = req.workload.host(&caller.tenant.name, &settings.suffix);
+    if !host_fits_dns(&host) {
+        return Err(IssueError::Api(ApiError::HostTooLong { host }));
+    }
+    let key_id = key_id(caller, &host);
+    let cert = certificate(
+        &caller.tenant.user_ca,
+        &req.public_key,
+        req.workload.principal(),
+        &key_id,
+        settings.cert_validity,
+        at,
+    )
+    .map_err(|e| IssueError::Certificate(e.to_string()))?;
+    let line = cert
+        .to_openssh()
+        .map_err(|e| IssueError::Certificate(e.to_string()))?;
+    let jwt = crate::auth::token::sign_token(
+        &caller.tenant.token_key,
+        &caller.tenant.token_kid,
+        &claims(settings, caller, &host, at),
+    )
+    .map_err(|e| IssueError::Token(e.to_string()))?;
+    Ok(Issued {
+        body: json!({
+            "ssh_certificate": line,
+            "jwt": jwt,
+            "proxy_address": settings.proxy_address,
+            "ssh_cert_expires_at": iso8601_utc(cert.valid_before()),
+        }),
+        host,
+        serial: at.serial,
+    })
+}
+
+/// Why issuing failed: a client error, or a server-side signing failure (logged, not sent).
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error(transparent)]
+    Api(ApiError),
+    #[error("cannot sign the user certificate: {0}")]
+    Certificate(String),
+    #[error("cannot sign the token: {0}")]
+    Token(String),
+}
+
+/// `secs` since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn iso8601_utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil-from-days (H. Hinnant), proleptic Gregorian calendar.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
