@@ -45,6 +45,7 @@ pub struct Listeners {
     pub tls: Option<TcpListener>,
     pub ssh: Option<TcpListener>,
     pub admin: Option<TcpListener>,
+    pub token_plain: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -61,6 +62,7 @@ impl Listeners {
             tls: bind(config.tls_listen).await?,
             ssh: bind(config.ssh_listen).await?,
             admin: bind(config.admin_listen).await?,
+            token_plain: bind(config.token_plain_listen).await?,
         })
     }
 
@@ -70,6 +72,10 @@ impl Listeners {
 
     pub fn ssh_addr(&self) -> Option<SocketAddr> {
         self.ssh.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn token_plain_addr(&self) -> Option<SocketAddr> {
+        self.token_plain.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
@@ -140,6 +146,12 @@ impl Edge {
                 edge.accept_loop(l, Front::Tls).await
             }));
         }
+        if let Some(l) = listeners.token_plain {
+            let edge = self.clone();
+            tasks.push(tokio::spawn(async move {
+                edge.accept_loop(l, Front::TokenPlain).await
+            }));
+        }
         if let Some(l) = listeners.admin {
             tasks.push(tokio::spawn(crate::admin::serve(l, self.metrics.clone())));
         }
@@ -169,6 +181,7 @@ impl Edge {
                 match front {
                     Front::Ssh => edge.run_ssh(stream, peer, Front::Ssh, None).await,
                     Front::Tls => edge.handle_tls(stream, peer).await,
+                    Front::TokenPlain => edge.serve_token(stream, peer).await,
                 }
             });
         }

@@ -78,6 +78,7 @@ pub struct EdgeConfig {
     pub tls_listen: Option<SocketAddr>,
     pub ssh_listen: Option<SocketAddr>,
     pub admin_listen: Option<SocketAddr>,
+    pub token_plain_listen: Option<SocketAddr>,
     pub tls: Option<TlsSettings>,
     pub ssh: SshSettings,
     pub grammar: HostGrammar,
@@ -126,6 +127,11 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
     let tls_listen = parse_addr("listen.tls", raw.listen.tls.as_deref(), &mut problems);
     let ssh_listen = parse_addr("listen.ssh", raw.listen.ssh.as_deref(), &mut problems);
     let admin_listen = parse_addr("listen.admin", raw.listen.admin.as_deref(), &mut problems);
+    let token_plain_listen = parse_addr(
+        "listen.token_plain",
+        raw.listen.token_plain.as_deref(),
+        &mut problems,
+    );
     if raw.listen.tls.is_none() && raw.listen.ssh.is_none() {
         problems.push("listen: set at least one of listen.tls or listen.ssh".into());
     }
@@ -259,6 +265,7 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
             tls_listen,
             ssh_listen,
             admin_listen,
+            token_plain_listen,
             tls,
             ssh,
             grammar,
@@ -285,32 +292,22 @@ fn parse_addr(what: &str, value: Option<&str>, problems: &mut Vec<String>) -> Op
     }
 }
 
-fn load_tls(
+/// Reads a PEM certificate chain and private key, naming the files in every problem.
+/// Shared by the edge's and the issuer's TLS settings.
+pub fn load_pem_pair(
     cert: &Path,
     key: &Path,
-    timeout_secs: u64,
     problems: &mut Vec<String>,
-) -> Option<TlsSettings> {
+) -> Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
     let chain = std::fs::read(cert)
         .map_err(|e| format!("tls.cert_file {}: {e}", cert.display()))
         .and_then(|pem| {
-            rustls_pemfile::certs(&mut pem.as_slice())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| {
-                    format!(
-                        "tls.cert_file {}: not PEM certificates: {e}",
-                        cert.display()
-                    )
-                })
-        })
-        .and_then(|c| {
-            if c.is_empty() {
-                Err(format!(
-                    "tls.cert_file {}: no certificate found",
+            match rustls_pemfile::certs(&mut pem.as_slice()).collect::<Result<Vec<_>, _>>() {
+                Ok(c) if !c.is_empty() => Ok(c),
+                _ => Err(format!(
+                    "tls.cert_file {}: expected PEM certificates",
                     cert.display()
-                ))
-            } else {
-                Ok(c)
+                )),
             }
         });
     let key = std::fs::read(key)
@@ -319,27 +316,34 @@ fn load_tls(
             |pem| match rustls_pemfile::private_key(&mut pem.as_slice()) {
                 Ok(Some(k)) => Ok(k),
                 _ => Err(format!(
-                    "tls.key_file {}: no PEM private key found",
+                    "tls.key_file {}: expected a PEM private key",
                     key.display()
                 )),
             },
         );
     match (chain, key) {
-        (Ok(cert_chain), Ok(key)) => Some(TlsSettings {
-            cert_chain,
-            key,
-            handshake_timeout: Duration::from_secs(if timeout_secs == 0 {
-                10
-            } else {
-                timeout_secs
-            }),
-        }),
+        (Ok(chain), Ok(key)) => Some((chain, key)),
         (chain, key) => {
             problems.extend(chain.err());
             problems.extend(key.err());
             None
         }
     }
+}
+
+fn load_tls(
+    cert: &Path,
+    key: &Path,
+    timeout_secs: u64,
+    problems: &mut Vec<String>,
+) -> Option<TlsSettings> {
+    let (cert_chain, key) = load_pem_pair(cert, key, problems)?;
+    let handshake_timeout = Duration::from_secs(if timeout_secs == 0 { 10 } else { timeout_secs });
+    Some(TlsSettings {
+        cert_chain,
+        key,
+        handshake_timeout,
+    })
 }
 
 fn load_private_key(what: &str, path: &Path, problems: &mut Vec<String>) -> Option<PrivateKey> {

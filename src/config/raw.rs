@@ -70,6 +70,9 @@ pub struct RawListen {
     pub ssh: Option<String>,
     /// Admin HTTP endpoint: /metrics, /healthz, /readyz. E.g. "127.0.0.1:9100".
     pub admin: Option<String>,
+    /// Front B without TLS, for helpers run with their "insecure" switch: the token preamble
+    /// straight on TCP. Only for private networks. E.g. "10.0.0.5:8022".
+    pub token_plain: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

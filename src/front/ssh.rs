@@ -30,6 +30,8 @@ pub enum Front {
     Tls,
     /// Plain SSH with the workload in the user name.
     Ssh,
+    /// Front B's token preamble on plain TCP (the helpers' "insecure" switch).
+    TokenPlain,
 }
 
 impl Front {
@@ -37,6 +39,7 @@ impl Front {
         match self {
             Front::Tls => "tls",
             Front::Ssh => "ssh",
+            Front::TokenPlain => "token_plain",
         }
     }
 }

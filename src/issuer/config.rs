@@ -423,34 +423,6 @@ fn load_token_key(
 }
 
 fn load_tls(cert: &Path, key: &Path, problems: &mut Vec<String>) -> Option<IssuerTls> {
-    let chain = std::fs::read(cert)
-        .map_err(|e| format!("tls.cert_file {}: {e}", cert.display()))
-        .and_then(|pem| {
-            match rustls_pemfile::certs(&mut pem.as_slice()).collect::<Result<Vec<_>, _>>() {
-                Ok(c) if !c.is_empty() => Ok(c),
-                _ => Err(format!(
-                    "tls.cert_file {}: expected PEM certificates",
-                    cert.display()
-                )),
-            }
-        });
-    let key = std::fs::read(key)
-        .map_err(|e| format!("tls.key_file {}: {e}", key.display()))
-        .and_then(
-            |pem| match rustls_pemfile::private_key(&mut pem.as_slice()) {
-                Ok(Some(k)) => Ok(k),
-                _ => Err(format!(
-                    "tls.key_file {}: expected a PEM private key",
-                    key.display()
-                )),
-            },
-        );
-    match (chain, key) {
-        (Ok(cert_chain), Ok(key)) => Some(IssuerTls { cert_chain, key }),
-        (chain, key) => {
-            problems.extend(chain.err());
-            problems.extend(key.err());
-            None
-        }
-    }
+    let (cert_chain, key) = crate::config::load_pem_pair(cert, key, problems)?;
+    Some(IssuerTls { cert_chain, key })
 }

@@ -369,3 +369,29 @@ fn sign_with(w: &World, remote: &str, kid: &str, claims: &serde_json::Value) -> 
     let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der).unwrap();
     ssh_edge::auth::token::sign_token(&key, kid, claims).unwrap()
 }
+
+#[test]
+fn the_helpers_insecure_switch_speaks_the_preamble_on_plain_tcp() {
+    let w = World::start_with(|raw| raw.listen.token_plain = Some("127.0.0.1:0".into()));
+    let token = w
+        .lab
+        .mint_token("default", HOST, Duration::from_secs(600))
+        .unwrap();
+    let token_file = w.lab.path("plain-token");
+    std::fs::write(&token_file, &token).unwrap();
+    let mut args = passthrough_args(&w, &token, "localhost");
+    let proxy = args
+        .iter()
+        .position(|a| a.starts_with("ProxyCommand="))
+        .unwrap();
+    args[proxy] = format!(
+        "ProxyCommand=python3 {} --insecure --proxy 127.0.0.1:{} --token-file {}",
+        helper_script().display(),
+        w.token_plain_port,
+        token_file.display()
+    );
+    args.extend([HOST.to_string(), "echo plain-tcp-ok".to_string()]);
+    let out = run_with_timeout(Command::new("ssh").args(&args), Duration::from_secs(60));
+    assert_eq!(stdout(&out), "plain-tcp-ok\n", "{}", stderr(&out));
+    assert!(w.metric("ssh_edge_connections_total{front=\"token_plain\"}") >= 1);
+}

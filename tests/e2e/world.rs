@@ -19,6 +19,8 @@ pub struct World {
     pub tls_port: u16,
     pub ssh_port: u16,
     pub admin_port: u16,
+    /// Front B on plain TCP; 0 unless the test's config enables `listen.token_plain`.
+    pub token_plain_port: u16,
     pub metrics: Arc<Metrics>,
     /// ssh_config with the default user key (principal `abc1234`).
     pub ssh_config: PathBuf,
@@ -61,12 +63,13 @@ impl World {
             .build()
             .expect("runtime");
         let metrics = Arc::new(Metrics::new());
-        let (tls_port, ssh_port, admin_port) = runtime.block_on(async {
+        let (tls_port, ssh_port, admin_port, token_plain_port) = runtime.block_on(async {
             let listeners = Listeners::bind(&config).await.expect("bind");
             let ports = (
                 listeners.tls_addr().unwrap().port(),
                 listeners.ssh_addr().unwrap().port(),
                 listeners.admin_addr().unwrap().port(),
+                listeners.token_plain_addr().map_or(0, |a| a.port()),
             );
             let edge = Edge::new(config, metrics.clone()).expect("edge");
             tokio::spawn(edge.serve(listeners));
@@ -105,6 +108,7 @@ impl World {
             tls_port,
             ssh_port,
             admin_port,
+            token_plain_port,
             metrics,
             ssh_config,
             user_key,
