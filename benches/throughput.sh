@@ -9,6 +9,10 @@
 # front B (token preamble via `ssh-edge connect --token-file`, passthrough) and front C (plain
 # SSH, terminated), all with aes128-gcm. Prints MiB/s and the ratio to direct, plus the
 # edge's CPU seconds per GiB forwarded. Loopback only; stops by itself.
+#
+# PIN=1 pins the edge to CPU 1 and everything else (dd, ssh, ssh-edge connect, sshd) to CPU 0,
+# for direct and edged paths alike: on a 2-core machine that separates "the edge is slow" from
+# "four processes share two cores", as when the edge runs on its own machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MIB=${1:-1024}
@@ -24,6 +28,13 @@ trap 'kill $DEMO 2>/dev/null; wait $DEMO 2>/dev/null; rm -rf "$DIR"' EXIT
 for _ in $(seq 100); do [ -f "$DIR/lab/demo.env" ] && break; sleep 0.1; done
 # shellcheck disable=SC1091
 . "$DIR/lab/demo.env"
+
+RUN=()
+if [ "${PIN:-0}" = 1 ]; then
+  taskset -a -pc 1 "$DEMO" >/dev/null
+  taskset -a -pc 0 "$(cat "$DEMO_DIR/sshd.pid")" >/dev/null
+  RUN=(taskset -c 0)
+fi
 
 HOST=training-job-abc1234-0.ssh.baseten.co
 COMMON=(-F "$SSH_CONFIG" -o BatchMode=yes -c "$CIPHER" -o Compression=no)
@@ -49,9 +60,9 @@ measure() { # name direction
   declare -n cmd=$name
   c0=$(cpu_ticks); t0=$(now)
   if [ "$dir" = up ]; then
-    dd if=/dev/zero bs=1M count="$MIB" status=none | "${cmd[@]}" 'cat > /dev/null'
+    "${RUN[@]}" dd if=/dev/zero bs=1M count="$MIB" status=none | "${RUN[@]}" "${cmd[@]}" 'cat > /dev/null'
   else
-    "${cmd[@]}" "dd if=/dev/zero bs=1M count=$MIB status=none" | cat > /dev/null
+    "${RUN[@]}" "${cmd[@]}" "dd if=/dev/zero bs=1M count=$MIB status=none" | "${RUN[@]}" cat > /dev/null
   fi
   t1=$(now); c1=$(cpu_ticks)
   rate[$name.$dir]=$(awk -v m="$MIB" -v a="$t0" -v b="$t1" 'BEGIN { print m / (b - a) }')
@@ -60,7 +71,7 @@ measure() { # name direction
   printf '%-8s %-5s %8.1f MiB/s   edge CPU %5.2f s/GiB\n' "$name" "$dir" "${rate[$name.$dir]}" "$cpu_per_gib"
 }
 
-echo "== $MIB MiB each way, cipher $CIPHER, $(nproc) cores =="
+echo "== $MIB MiB each way, cipher $CIPHER, $(nproc) cores, pinned: ${PIN:-0} =="
 for dir in up down; do
   for p in direct front_a front_b front_c; do measure "$p" "$dir"; done
 done
