@@ -24,3 +24,6 @@ mod issuer;
 
 #[path = "e2e/helper_setup.rs"]
 mod helper_setup;
+
+#[path = "e2e/forwarding.rs"]
+mod forwarding;

@@ -204,6 +204,56 @@ impl EdgeSession {
     }
 }
 
+impl EdgeSession {
+    /// Finishes a channel open: on a backend channel, accept the client's and bridge the two;
+    /// otherwise refuse it with a reason naming `what` (OpenSSH shows it to the user).
+    async fn bridge_opened(
+        &mut self,
+        opened: Result<
+            Result<Channel<russh::client::Msg>, russh::Error>,
+            tokio::time::error::Elapsed,
+        >,
+        what: &str,
+        outcome: &str,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) {
+        let metrics = &self.edge.metrics;
+        let failure = match opened {
+            Ok(Ok(backend)) => {
+                reply.accept().await;
+                let id = channel.id();
+                let control = bridge::start(
+                    channel,
+                    backend,
+                    session.handle(),
+                    self.edge.bridge_metrics.clone(),
+                );
+                self.channels.insert(id, control);
+                metrics.channels.with_label_values(&[outcome]).inc();
+                return;
+            }
+            Ok(Err(e)) => (
+                "backend_refused",
+                format!("the backend refused {what}: {e}"),
+            ),
+            Err(_) => (
+                "backend_timeout",
+                format!("the backend did not open {what} in time"),
+            ),
+        };
+        metrics.channels.with_label_values(&[failure.0]).inc();
+        info!(peer = %self.peer, reason = %failure.1, "channel refused");
+        reply
+            .reject(ChannelOpenFailure::Other {
+                code: 2,
+                reason: failure.1,
+            })
+            .await;
+    }
+}
+
 impl Drop for EdgeSession {
     fn drop(&mut self) {
         if self.counted {
@@ -300,47 +350,66 @@ impl russh::server::Handler for EdgeSession {
             login.upstream.handle.channel_open_session(),
         )
         .await;
+        let what = format!(
+            "a session channel on backend {} for {}",
+            login.upstream.addr, login.target.host
+        );
+        self.bridge_opened(opened, &what, "opened", channel, reply, session)
+            .await;
+        Ok(())
+    }
+
+    /// `ssh -L` and `ssh -D`: the backend opens the TCP connection, inside the workload.
+    #[allow(clippy::too_many_arguments)]
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         let metrics = &self.edge.metrics;
-        match opened {
-            Ok(Ok(backend)) => {
-                reply.accept().await;
-                let id = channel.id();
-                let control = bridge::start(
-                    channel,
-                    backend,
-                    session.handle(),
-                    self.edge.bridge_metrics.clone(),
-                );
-                self.channels.insert(id, control);
-                metrics.channels.with_label_values(&["opened"]).inc();
-            }
-            Ok(Err(e)) => {
-                metrics
-                    .channels
-                    .with_label_values(&["backend_refused"])
-                    .inc();
-                let reason = format!(
-                    "backend {} for {} refused a session channel: {e}",
-                    login.upstream.addr, login.target.host
-                );
-                reply
-                    .reject(ChannelOpenFailure::Other { code: 2, reason })
-                    .await;
-            }
-            Err(_) => {
-                metrics
-                    .channels
-                    .with_label_values(&["backend_timeout"])
-                    .inc();
-                let reason = format!(
-                    "backend {} for {} did not open a session channel in time",
-                    login.upstream.addr, login.target.host
-                );
-                reply
-                    .reject(ChannelOpenFailure::Other { code: 2, reason })
-                    .await;
-            }
+        let Some(login) = &self.login else {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        if !login.identity.permits("permit-port-forwarding") {
+            metrics
+                .channels
+                .with_label_values(&["denied_port_forwarding"])
+                .inc();
+            info!(peer = %self.peer, target = %login.target.host, key_id = %login.identity.key_id,
+                "port forwarding refused: certificate lacks permit-port-forwarding");
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
         }
+        let open = login.upstream.handle.channel_open_direct_tcpip(
+            host_to_connect,
+            port_to_connect,
+            originator_address,
+            originator_port,
+        );
+        let opened = tokio::time::timeout(REQUEST_REPLY_TIMEOUT, open).await;
+        let what = format!(
+            "forwarding to {host_to_connect}:{port_to_connect} from {}",
+            login.target.host
+        );
+        self.bridge_opened(
+            opened,
+            &what,
+            "opened_direct_tcpip",
+            channel,
+            reply,
+            session,
+        )
+        .await;
         Ok(())
     }
 

@@ -1,0 +1,184 @@
+//! Port forwarding through the terminating fronts: `ssh -L` and `ssh -D` reach a service
+//! listening inside the backend (an HTTP server on the backend's loopback), and a certificate
+//! without `permit-port-forwarding` is refused cleanly and counted.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::world::*;
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// An HTTP server "inside the workload", serving one 2 MiB file.
+fn http_server(w: &World) -> (Killed, u16, Vec<u8>) {
+    let root = w.lab.path("www");
+    std::fs::create_dir_all(&root).unwrap();
+    let data: Vec<u8> = (0..2u32 << 20)
+        .map(|i| (i.wrapping_mul(2_246_822_519) >> 11) as u8)
+        .collect();
+    std::fs::write(root.join("model.bin"), &data).unwrap();
+    let port = ssh_edge::lab::free_port();
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(&root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        ssh_edge::lab::wait_for_port(port, Duration::from_secs(10)),
+        "http server did not start"
+    );
+    (Killed(child), port, data)
+}
+
+fn http_get(port: u16, path: &str) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).ok()?;
+    let split = all.windows(4).position(|w| w == b"\r\n\r\n")?;
+    Some(all[split + 4..].to_vec())
+}
+
+/// Starts `ssh -N <forward>` and waits until its local port accepts connections.
+fn forward(w: &World, key: &std::path::Path, via: Via, spec: &[&str], local: u16) -> Killed {
+    let mut args = w.ssh_args_with_key(key, via, HOST);
+    let dest = args.pop().unwrap();
+    args.extend([
+        "-N".to_string(),
+        "-o".into(),
+        "ExitOnForwardFailure=yes".into(),
+    ]);
+    args.extend(spec.iter().map(|s| s.to_string()));
+    args.push(dest);
+    let child = Command::new("ssh")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && TcpStream::connect(("127.0.0.1", local)).is_err() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Killed(child)
+}
+
+#[test]
+fn local_and_dynamic_forwarding_reach_services_inside_the_backend() {
+    let w = World::start();
+    let (_server, port, data) = http_server(&w);
+    for via in [Via::Connect, Via::PlainSsh] {
+        let local = ssh_edge::lab::free_port();
+        let _fwd = forward(
+            &w,
+            &w.user_key,
+            via,
+            &["-L", &format!("{local}:127.0.0.1:{port}")],
+            local,
+        );
+        let got = http_get(local, "/model.bin").expect("fetch through -L");
+        assert_eq!(
+            sha256(&got),
+            sha256(&data),
+            "{via:?}: file through -L differs"
+        );
+
+        let socks = ssh_edge::lab::free_port();
+        let _dyn = forward(
+            &w,
+            &w.user_key,
+            via,
+            &["-D", &format!("127.0.0.1:{socks}")],
+            socks,
+        );
+        let out = run_with_timeout(
+            Command::new("curl")
+                .args([
+                    "-sS",
+                    "--max-time",
+                    "30",
+                    "--socks5-hostname",
+                    &format!("127.0.0.1:{socks}"),
+                ])
+                .arg(format!("http://localhost:{port}/model.bin")),
+            Duration::from_secs(60),
+        );
+        assert!(
+            out.status.success(),
+            "{via:?}: curl via -D: {}",
+            stderr(&out)
+        );
+        assert_eq!(
+            sha256(&out.stdout),
+            sha256(&data),
+            "{via:?}: file through -D differs"
+        );
+    }
+    assert!(w.metric("ssh_edge_channels_total{outcome=\"opened_direct_tcpip\"}") >= 4);
+}
+
+#[test]
+fn forwarding_is_refused_without_permit_port_forwarding() {
+    let w = World::start();
+    let (_server, port, _) = http_server(&w);
+    let key = w.keygen_cert(
+        "nofwd",
+        "user_ca",
+        Some(JOB),
+        "+10m",
+        &["-O", "no-port-forwarding"],
+    );
+    let local = ssh_edge::lab::free_port();
+    // OpenSSH reports refused forwards at INFO level.
+    let spec = [
+        "-o",
+        "LogLevel=INFO",
+        "-L",
+        &format!("{local}:127.0.0.1:{port}"),
+    ];
+    let mut fwd = forward(&w, &key, Via::PlainSsh, &spec, local);
+    // The local listener exists, but every forwarded connection is refused by the edge.
+    let got = http_get(local, "/model.bin");
+    assert!(
+        got.is_none_or(|body| body.is_empty()),
+        "forwarding worked without permit-port-forwarding"
+    );
+    let _ = fwd.0.kill();
+    let mut err = String::new();
+    fwd.0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        err.contains("administratively prohibited"),
+        "ssh did not report the refusal: {err}"
+    );
+    assert!(w.metric("ssh_edge_channels_total{outcome=\"denied_port_forwarding\"}") >= 1);
+}
