@@ -41,6 +41,8 @@ pub enum BackendRequest {
     Shell,
     Exec(Vec<u8>),
     Subsystem(String),
+    /// `auth-agent-req@openssh.com`: ask the backend's sshd to offer the user's agent.
+    AgentForward,
 }
 
 impl BackendRequest {
@@ -52,6 +54,7 @@ impl BackendRequest {
             BackendRequest::Shell => "shell",
             BackendRequest::Exec(_) => "exec",
             BackendRequest::Subsystem(_) => "subsystem",
+            BackendRequest::AgentForward => "auth-agent-req",
         }
     }
 }
@@ -87,6 +90,7 @@ impl BridgeControl {
             BackendRequest::Shell => b.request_shell(true).await,
             BackendRequest::Exec(cmd) => b.exec(true, cmd).await,
             BackendRequest::Subsystem(name) => b.request_subsystem(true, name).await,
+            BackendRequest::AgentForward => b.agent_forward(true).await,
         };
         if sent.is_err() {
             return false;

@@ -21,7 +21,7 @@ use crate::bridge::{self, BackendRequest, BridgeControl};
 use crate::edge::Edge;
 use crate::hostname::Target;
 use crate::route::Route;
-use crate::upstream::{LoginContext, REQUEST_REPLY_TIMEOUT, Upstream};
+use crate::upstream::{ClientLink, ClientLinkSlot, LoginContext, REQUEST_REPLY_TIMEOUT, Upstream};
 
 /// Which public door a connection came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +64,8 @@ pub struct EdgeSession {
     channels: HashMap<ChannelId, Arc<BridgeControl>>,
     counted: bool,
     authenticated: Arc<AtomicBool>,
+    /// Filled at login so channels the backend opens (`-R`, agent) can reach this client.
+    link: ClientLinkSlot,
 }
 
 impl EdgeSession {
@@ -83,6 +85,7 @@ impl EdgeSession {
             channels: HashMap::new(),
             counted: false,
             authenticated: Arc::new(AtomicBool::new(false)),
+            link: ClientLinkSlot::default(),
         }
     }
 
@@ -188,7 +191,11 @@ impl EdgeSession {
             user_serial: identity.serial,
             target_host: target.host.clone(),
         };
-        match edge.connector.connect(&route, &who).await {
+        match edge
+            .connector
+            .connect(&route, &who, self.link.clone())
+            .await
+        {
             Ok(upstream) => {
                 info!(peer = %self.peer, front = self.front.as_str(), target = %target.host, key_id = %identity.key_id,
                     serial = identity.serial, backend = %upstream.addr, login_user = %route.login_user, "session authorized");
@@ -330,7 +337,85 @@ impl russh::server::Handler for EdgeSession {
             .inc();
         self.edge.metrics.sessions_active.inc();
         self.counted = true;
+        if let (Some(login), Ok(mut slot)) = (&self.login, self.link.lock()) {
+            *slot = Some(ClientLink {
+                handle: session.handle(),
+                metrics: self.edge.bridge_metrics.clone(),
+                allow_port_forwarding: login.identity.permits("permit-port-forwarding"),
+                allow_agent_forwarding: login.identity.permits("permit-agent-forwarding"),
+            });
+        }
         Ok(())
+    }
+
+    /// `ssh -R`: ask the backend to listen; its connections come back through [`ClientLink`].
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let Some(login) = &self.login else {
+            return Ok(false);
+        };
+        if !login.identity.permits("permit-port-forwarding") {
+            self.edge
+                .metrics
+                .channels
+                .with_label_values(&["denied_remote_forwarding"])
+                .inc();
+            info!(peer = %self.peer, key_id = %login.identity.key_id, "remote forwarding refused: certificate lacks permit-port-forwarding");
+            return Ok(false);
+        }
+        let asked = login.upstream.handle.tcpip_forward(address, *port);
+        match tokio::time::timeout(REQUEST_REPLY_TIMEOUT, asked).await {
+            Ok(Ok(bound)) => {
+                if *port == 0 {
+                    *port = bound;
+                }
+                info!(peer = %self.peer, target = %login.target.host, address, port = *port, "remote forwarding opened");
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn cancel_tcpip_forward(
+        &mut self,
+        address: &str,
+        port: u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let Some(login) = &self.login else {
+            return Ok(false);
+        };
+        let cancel = login.upstream.handle.cancel_tcpip_forward(address, port);
+        Ok(matches!(
+            tokio::time::timeout(REQUEST_REPLY_TIMEOUT, cancel).await,
+            Ok(Ok(()))
+        ))
+    }
+
+    /// `ssh -A`: the backend's sshd then opens agent channels, relayed through [`ClientLink`].
+    async fn agent_request(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let permitted = self
+            .login
+            .as_ref()
+            .is_some_and(|l| l.identity.permits("permit-agent-forwarding"));
+        if !permitted {
+            self.edge
+                .metrics
+                .channels
+                .with_label_values(&["denied_agent_forwarding"])
+                .inc();
+            info!(peer = %self.peer, "agent forwarding refused: certificate lacks permit-agent-forwarding");
+            return Ok(false);
+        }
+        Ok(self.forward(channel, BackendRequest::AgentForward).await)
     }
 
     async fn channel_open_session(

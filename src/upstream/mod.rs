@@ -62,6 +62,20 @@ pub struct LoginContext {
     pub target_host: String,
 }
 
+/// The way back to the user's connection for channels the *backend* opens (`ssh -R`
+/// connections, agent requests), with what the user's certificate permits. Filled in once the
+/// user's login completes; until then such channels are refused.
+#[derive(Clone)]
+pub struct ClientLink {
+    pub handle: russh::server::Handle,
+    pub metrics: crate::bridge::BridgeMetrics,
+    pub allow_port_forwarding: bool,
+    pub allow_agent_forwarding: bool,
+}
+
+/// Shared slot for a [`ClientLink`].
+pub type ClientLinkSlot = std::sync::Arc<std::sync::Mutex<Option<ClientLink>>>;
+
 /// A logged-in connection to one backend.
 pub struct Upstream {
     pub handle: client::Handle<BackendHandler>,
@@ -115,10 +129,12 @@ impl Connector {
         &self,
         route: &Route,
         who: &LoginContext,
+        link: ClientLinkSlot,
     ) -> Result<Upstream, UpstreamError> {
         let started = Instant::now();
         let timeout = self.settings.connect_timeout;
-        let result = match tokio::time::timeout(timeout, self.connect_inner(route, who)).await {
+        let result = match tokio::time::timeout(timeout, self.connect_inner(route, who, link)).await
+        {
             Ok(r) => r,
             Err(_) => Err(UpstreamError::Timeout {
                 addr: route.backend_addr.clone(),
@@ -143,6 +159,7 @@ impl Connector {
         &self,
         route: &Route,
         who: &LoginContext,
+        link: ClientLinkSlot,
     ) -> Result<Upstream, UpstreamError> {
         let addr = route.backend_addr.clone();
         let resolved: Vec<_> = tokio::net::lookup_host(&addr)
@@ -171,7 +188,10 @@ impl Connector {
 
         let check = BackendKeyCheck::new(self.settings.host_keys.clone(), &addr);
         let verdict = check.verdict();
-        let handler = BackendHandler { key_check: check };
+        let handler = BackendHandler {
+            key_check: check,
+            link,
+        };
         let mut handle =
             match client::connect_stream(self.client_config.clone(), stream, handler).await {
                 Ok(h) => h,
@@ -227,10 +247,46 @@ impl Connector {
     }
 }
 
-/// russh client handler for backend connections: verifies the host key and refuses every
-/// channel the backend tries to open (forwarding back to clients is a later feature).
+/// russh client handler for backend connections: verifies the host key and carries channels
+/// the backend opens (remote-forwarded connections, agent requests) back to the user when the
+/// user's certificate permits them; everything else the backend opens is refused.
 pub struct BackendHandler {
     key_check: BackendKeyCheck,
+    link: ClientLinkSlot,
+}
+
+impl BackendHandler {
+    fn link(&self) -> Option<ClientLink> {
+        self.link.lock().ok().and_then(|l| l.clone())
+    }
+}
+
+/// Opens the matching channel on the user's connection and bridges the two. Runs in its own
+/// task: waiting for the user inside the backend's callback would stall the backend connection.
+fn relay_to_client<F>(
+    link: ClientLink,
+    backend: russh::Channel<client::Msg>,
+    reply: client::ChannelOpenHandle,
+    open: F,
+) where
+    F: std::future::Future<Output = Result<russh::Channel<russh::server::Msg>, russh::Error>>
+        + Send
+        + 'static,
+{
+    tokio::spawn(async move {
+        match tokio::time::timeout(REQUEST_REPLY_TIMEOUT, open).await {
+            Ok(Ok(client_channel)) => {
+                reply.accept().await;
+                crate::bridge::start(
+                    client_channel,
+                    backend,
+                    link.handle.clone(),
+                    link.metrics.clone(),
+                );
+            }
+            _ => reply.reject(ChannelOpenFailure::ConnectFailed).await,
+        }
+    });
 }
 
 impl client::Handler for BackendHandler {
@@ -243,31 +299,60 @@ impl client::Handler for BackendHandler {
         Ok(self.key_check.check(key))
     }
 
+    /// A connection to a port the user asked the backend to listen on (`ssh -R`).
     async fn server_channel_open_forwarded_tcpip(
         &mut self,
-        _channel: russh::Channel<client::Msg>,
-        _connected_address: &str,
-        _connected_port: u32,
-        _originator_address: &str,
-        _originator_port: u32,
+        channel: russh::Channel<client::Msg>,
+        connected_address: &str,
+        connected_port: u32,
+        originator_address: &str,
+        originator_port: u32,
         reply: client::ChannelOpenHandle,
         _session: &mut client::Session,
     ) -> Result<(), Self::Error> {
-        reply
-            .reject(ChannelOpenFailure::AdministrativelyProhibited)
-            .await;
+        match self.link().filter(|l| l.allow_port_forwarding) {
+            Some(link) => {
+                let handle = link.handle.clone();
+                let (ca, oa) = (
+                    connected_address.to_string(),
+                    originator_address.to_string(),
+                );
+                let open = async move {
+                    handle
+                        .channel_open_forwarded_tcpip(ca, connected_port, oa, originator_port)
+                        .await
+                };
+                relay_to_client(link, channel, reply, open);
+            }
+            None => {
+                reply
+                    .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                    .await
+            }
+        }
         Ok(())
     }
 
+    /// The backend's sshd asking for the user's agent (`ssh -A`, then `ssh-add -l` inside).
     async fn server_channel_open_agent_forward(
         &mut self,
-        _channel: russh::Channel<client::Msg>,
+        channel: russh::Channel<client::Msg>,
         reply: client::ChannelOpenHandle,
         _session: &mut client::Session,
     ) -> Result<(), Self::Error> {
-        reply
-            .reject(ChannelOpenFailure::AdministrativelyProhibited)
-            .await;
+        match self.link().filter(|l| l.allow_agent_forwarding) {
+            Some(link) => {
+                let handle = link.handle.clone();
+                relay_to_client(link, channel, reply, async move {
+                    handle.channel_open_agent().await
+                });
+            }
+            None => {
+                reply
+                    .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                    .await
+            }
+        }
         Ok(())
     }
 

@@ -182,3 +182,138 @@ fn forwarding_is_refused_without_permit_port_forwarding() {
     );
     assert!(w.metric("ssh_edge_channels_total{outcome=\"denied_port_forwarding\"}") >= 1);
 }
+
+#[test]
+fn remote_forwarding_serves_a_client_side_file_to_the_backend() {
+    let w = World::start();
+    // The HTTP server runs on the user's side; the backend reaches it through `-R`.
+    let (_server, client_port, data) = http_server(&w);
+    let backend_port = ssh_edge::lab::free_port();
+    for via in [Via::Connect, Via::PlainSsh] {
+        let spec = [
+            "-R",
+            &format!("127.0.0.1:{backend_port}:127.0.0.1:{client_port}"),
+        ];
+        let _fwd = forward(&w, &w.user_key, via, &spec, backend_port);
+        let fetch =
+            format!("curl -sS --max-time 20 http://127.0.0.1:{backend_port}/model.bin | sha256sum");
+        let out = w.ssh(via, HOST, &[], &fetch);
+        assert!(
+            stdout(&out).starts_with(&sha256(&data)),
+            "{via:?}: file fetched inside the backend differs: {} {}",
+            stdout(&out),
+            stderr(&out)
+        );
+        drop(_fwd);
+        // The backend stops listening once the forwarding session ends.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline && TcpStream::connect(("127.0.0.1", backend_port)).is_ok() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+struct Agent {
+    sock: std::path::PathBuf,
+    pid: String,
+}
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(&self.pid).status();
+    }
+}
+
+fn start_agent(w: &World, key: &std::path::Path) -> Agent {
+    let sock = w.lab.path("agent.sock");
+    let out = Command::new("ssh-agent")
+        .arg("-a")
+        .arg(&sock)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let pid = text
+        .split("SSH_AGENT_PID=")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .unwrap()
+        .to_string();
+    let added = Command::new("ssh-add")
+        .arg(key)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "ssh-add: {}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    Agent { sock, pid }
+}
+
+#[test]
+fn agent_forwarding_lists_the_users_keys_and_serves_a_nested_ssh() {
+    let w = World::start();
+    let agent = start_agent(&w, &w.user_key);
+    let fingerprint = stdout(
+        &Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(w.user_key.with_extension("pub"))
+            .output()
+            .unwrap(),
+    );
+    let fingerprint = fingerprint.split_whitespace().nth(1).unwrap().to_string();
+    let nested = format!(
+        "ssh-add -l; ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -p {} {}@127.0.0.1 echo nested-ok",
+        w.lab.sshd_port, w.lab.login_user
+    );
+    for via in [Via::Connect, Via::PlainSsh] {
+        let mut args = w.ssh_args(via, HOST);
+        let dest = args.pop().unwrap();
+        args.extend(["-A".to_string(), dest, nested.clone()]);
+        let out = run_with_timeout(
+            Command::new("ssh")
+                .args(&args)
+                .env("SSH_AUTH_SOCK", &agent.sock),
+            Duration::from_secs(60),
+        );
+        let text = stdout(&out);
+        assert!(
+            text.contains(&fingerprint),
+            "{via:?}: ssh-add -l inside the backend: {text} {}",
+            stderr(&out)
+        );
+        assert!(
+            text.contains("nested-ok"),
+            "{via:?}: nested ssh with the forwarded agent: {text} {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn agent_forwarding_is_refused_without_permit_agent_forwarding() {
+    let w = World::start();
+    let key = w.keygen_cert(
+        "noagent",
+        "user_ca",
+        Some(JOB),
+        "+10m",
+        &["-O", "no-agent-forwarding"],
+    );
+    let agent = start_agent(&w, &key);
+    let mut args = w.ssh_args_with_key(&key, Via::PlainSsh, HOST);
+    let dest = args.pop().unwrap();
+    args.extend(["-A".to_string(), dest, "ssh-add -l; echo rc=$?".to_string()]);
+    let out = run_with_timeout(
+        Command::new("ssh")
+            .args(&args)
+            .env("SSH_AUTH_SOCK", &agent.sock),
+        Duration::from_secs(60),
+    );
+    let text = stdout(&out) + &stderr(&out);
+    assert!(
+        text.contains("rc=2"),
+        "the backend reached an agent without permit-agent-forwarding: {text}"
+    );
+    assert!(w.metric("ssh_edge_channels_total{outcome=\"denied_agent_forwarding\"}") >= 1);
+}
