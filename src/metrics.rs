@@ -24,7 +24,7 @@ pub struct Metrics {
     pub backend_connect_seconds: HistogramVec,
     /// Bytes forwarded by the channel bridge: direction "up" (client → backend) / "down".
     pub bridge_bytes: IntCounterVec,
-    /// Bytes forwarded by passthrough (front B), counted when a session ends.
+    /// Bytes forwarded by passthrough (front B), counted as they flow.
     pub splice_bytes: IntCounterVec,
 }
 

@@ -8,6 +8,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Buffer size per direction: large enough for several TLS records per read.
@@ -22,14 +23,26 @@ pub struct Spliced {
     pub down: u64,
 }
 
-/// Copies both ways until both directions have ended.
-pub async fn splice<C, B>(client: C, backend: B) -> io::Result<Spliced>
+/// Copies both ways until both directions have ended, adding to `up` / `down` as bytes are
+/// read (so long sessions show progress, and nothing depends on how a session ends).
+pub async fn splice<C, B>(
+    client: C,
+    backend: B,
+    up: IntCounter,
+    down: IntCounter,
+) -> io::Result<Spliced>
 where
     C: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut client = EofTolerant(client);
-    let mut backend = backend;
+    let mut client = Counted {
+        inner: EofTolerant(client),
+        counter: up,
+    };
+    let mut backend = Counted {
+        inner: backend,
+        counter: down,
+    };
     let (up, down) = tokio::io::copy_bidirectional_with_sizes(
         &mut client,
         &mut backend,
@@ -38,6 +51,43 @@ where
     )
     .await?;
     Ok(Spliced { up, down })
+}
+
+/// Adds the bytes read through it to a counter: one atomic add per read of up to 64 KiB.
+pub struct Counted<S> {
+    inner: S,
+    counter: IntCounter,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = result {
+            self.counter.inc_by((buf.filled().len() - before) as u64);
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// Reads `UnexpectedEof` (TLS closed without `close_notify`) as an ordinary end of stream.
@@ -81,7 +131,16 @@ mod tests {
     async fn copies_both_ways_and_passes_half_close_on() {
         let (client, mut client_peer) = tokio::io::duplex(1024);
         let (backend, mut backend_peer) = tokio::io::duplex(1024);
-        let task = tokio::spawn(splice(client, backend));
+        let (up_count, down_count) = (
+            IntCounter::new("up", "u").unwrap(),
+            IntCounter::new("down", "d").unwrap(),
+        );
+        let task = tokio::spawn(splice(
+            client,
+            backend,
+            up_count.clone(),
+            down_count.clone(),
+        ));
         let up: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
         let up2 = up.clone();
         let writer = tokio::spawn(async move {
@@ -104,6 +163,11 @@ mod tests {
                 up: 200_000,
                 down: 3
             }
+        );
+        assert_eq!(
+            (up_count.get(), down_count.get()),
+            (200_000, 3),
+            "counters follow the bytes"
         );
     }
 }

@@ -106,18 +106,12 @@ impl Edge {
         }
         self.metrics.logins.with_label_values(&["token"]).inc();
         self.metrics.sessions_active.inc();
-        let result = splice(stream, backend).await;
+        let up = self.metrics.splice_bytes.with_label_values(&["up"]);
+        let down = self.metrics.splice_bytes.with_label_values(&["down"]);
+        let result = splice(stream, backend, up, down).await;
         self.metrics.sessions_active.dec();
         match result {
             Ok(n) => {
-                self.metrics
-                    .splice_bytes
-                    .with_label_values(&["up"])
-                    .inc_by(n.up);
-                self.metrics
-                    .splice_bytes
-                    .with_label_values(&["down"])
-                    .inc_by(n.down);
                 info!(peer = %peer, target = %target, up = n.up, down = n.down, "passthrough session closed");
             }
             Err(e) => {
