@@ -27,3 +27,6 @@ mod helper_setup;
 
 #[path = "e2e/forwarding.rs"]
 mod forwarding;
+
+#[path = "e2e/multiplex.rs"]
+mod multiplex;

@@ -1,0 +1,140 @@
+//! One connection, many uses: OpenSSH ControlMaster reuse (as VS Code does), 50 concurrent
+//! exec channels on it with verified data, and keepalives that detect a frozen client and clean
+//! its session up.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::world::*;
+
+fn sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+/// ssh args sharing one master connection through `control`.
+fn muxed(w: &World, control: &std::path::Path) -> Vec<String> {
+    let mut args = w.ssh_args(Via::Connect, HOST);
+    let dest = args.pop().unwrap();
+    args.extend([
+        "-o".into(),
+        "ControlMaster=auto".into(),
+        "-o".into(),
+        format!("ControlPath={}", control.display()),
+        "-o".into(),
+        "ControlPersist=60".into(),
+        dest,
+    ]);
+    args
+}
+
+#[test]
+fn control_master_reuses_one_edge_session_for_fifty_concurrent_channels() {
+    let w = World::start();
+    let control = w.lab.path("cm.sock");
+    let args = muxed(&w, &control);
+    let out = run_with_timeout(
+        Command::new("ssh").args(&args).arg("echo first"),
+        Duration::from_secs(60),
+    );
+    assert_eq!(stdout(&out), "first\n", "{}", stderr(&out));
+
+    // 50 channels at once over the master: each produces a different length, checked by hash.
+    let mut children = Vec::new();
+    for i in 0..50 {
+        let cmd = format!("head -c {} /dev/zero | sha256sum", 100_000 + i * 1000);
+        let child = Command::new("ssh")
+            .args(&args)
+            .arg(cmd)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        children.push((i, child));
+    }
+    for (i, child) in children {
+        let out = child.wait_with_output().unwrap();
+        let expected = sha256(&vec![0u8; 100_000 + i * 1000]);
+        assert!(
+            stdout(&out).starts_with(&expected),
+            "channel {i}: {} {}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+    // All of it went over one login.
+    assert_eq!(
+        w.metric("ssh_edge_logins_total{front=\"tls\"}"),
+        1,
+        "{}",
+        w.metrics.render()
+    );
+    assert!(w.metric("ssh_edge_channels_total{outcome=\"opened\"}") >= 51);
+    let _ = Command::new("ssh")
+        .args(&args[..args.len() - 1])
+        .args(["-O", "exit"])
+        .arg(args.last().unwrap())
+        .output();
+}
+
+#[test]
+fn keepalives_detect_a_frozen_client_and_clean_up_its_session() {
+    let w = World::start_with(|raw| {
+        raw.ssh.keepalive_interval_secs = 1;
+        raw.ssh.keepalive_max = 2;
+    });
+    let mut args = w.ssh_args(Via::PlainSsh, HOST);
+    let dest = args.pop().unwrap();
+    args.extend([dest, "sleep 120".to_string()]);
+    let mut child = Command::new("ssh")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || w
+            .metric("ssh_edge_sessions_active")
+            == 1),
+        "session never became active"
+    );
+    // An idle but live session survives several keepalive intervals.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        w.metric("ssh_edge_sessions_active"),
+        1,
+        "a live idle session was dropped"
+    );
+    // Freeze the client: it stops answering keepalives.
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let cleaned = wait_until(Duration::from_secs(30), || {
+        w.metric("ssh_edge_sessions_active") == 0
+    });
+    let _ = Command::new("kill").args(["-CONT", &pid]).status();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        cleaned,
+        "the edge kept a dead client's session: {}",
+        w.metrics.render()
+    );
+}
