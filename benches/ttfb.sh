@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Time to first byte of a new `ssh HOST true`-style login, through each front versus direct to
+# the same sshd, in one run: p50 / p99 over N runs (default 50).
+#
+#   bash benches/ttfb.sh [N]
+#
+# Each run is a fresh TCP + SSH connection (no ControlMaster), timing `ssh … echo x` until its
+# output arrives. Loopback only; stops by itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-50}
+cargo build --release --quiet --bin ssh-edge
+EXE=$PWD/target/release/ssh-edge
+DIR=$(mktemp -d /tmp/ssh-edge-ttfb.XXXXXX)
+chmod 755 "$DIR"
+"$EXE" demo --dir "$DIR/lab" --tls-port 0 --ssh-port 0 >"$DIR/demo.out" 2>"$DIR/demo.err" &
+DEMO=$!
+trap 'kill $DEMO 2>/dev/null; wait $DEMO 2>/dev/null; rm -rf "$DIR"' EXIT
+for _ in $(seq 100); do [ -f "$DIR/lab/demo.env" ] && break; sleep 0.1; done
+# shellcheck disable=SC1091
+. "$DIR/lab/demo.env"
+HOST=training-job-abc1234-0.ssh.baseten.co
+COMMON=(-F "$SSH_CONFIG" -o BatchMode=yes)
+direct=(ssh "${COMMON[@]}" -p "$SSHD_PORT" -o UserKnownHostsFile="$DEMO_DIR/backend_known_hosts" "$LOGIN_USER@127.0.0.1")
+front_a=(ssh "${COMMON[@]}" "$HOST")
+front_b=(ssh "${COMMON[@]}" -o "ProxyCommand=$EXE connect --edge localhost:$TLS_PORT --ca-file $DEMO_DIR/tls-ca.pem --token-file $TOKEN_FILE %h"
+  -o "HostKeyAlias=[127.0.0.1]:$SSHD_PORT" -o UserKnownHostsFile="$DEMO_DIR/backend_known_hosts" -l "$LOGIN_USER" "$HOST")
+front_c=(ssh "${COMMON[@]}" "training-job-abc1234-0@127.0.0.1")
+
+percentiles() { sort -n | awk '{ v[NR] = $1 } END { p50 = v[int((NR + 1) * 0.5)]; p99 = v[int(NR * 0.99) > 0 ? int(NR * 0.99) : 1]; printf "p50 %6.1f ms   p99 %6.1f ms\n", p50, p99 }'; }
+
+echo "== time to first byte of a fresh login, $N runs each, $(nproc) cores =="
+for p in direct front_a front_b front_c; do
+  declare -n cmd=$p
+  "${cmd[@]}" 'echo x' >/dev/null  # warm-up, and fail early
+  for _ in $(seq "$N"); do
+    t0=$(date +%s%N)
+    "${cmd[@]}" 'echo x' >/dev/null
+    t1=$(date +%s%N)
+    echo $(( (t1 - t0) / 1000 )) | awk '{ print $1 / 1000 }'
+  done | { printf '%-8s ' "$p"; percentiles; }
+done
