@@ -257,6 +257,8 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
                 .backend_principal
                 .clone()
                 .unwrap_or_else(|| r.principal.clone()),
+            allow_port_forwarding: r.port_forwarding.unwrap_or(true),
+            allow_agent_forwarding: r.agent_forwarding.unwrap_or(true),
         });
     }
 

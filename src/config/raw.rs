@@ -223,4 +223,8 @@ pub struct RawRoute {
     pub principal: String,
     /// Principal of the certificate the edge mints for the backend; defaults to `principal`.
     pub backend_principal: Option<String>,
+    /// Allow `ssh -L/-D/-R` on this route (the certificate must also permit it). Default true.
+    pub port_forwarding: Option<bool>,
+    /// Allow `ssh -A` on this route (the certificate must also permit it). Default true.
+    pub agent_forwarding: Option<bool>,
 }

@@ -48,6 +48,9 @@ struct Login {
     target: Target,
     identity: CertIdentity,
     upstream: Upstream,
+    /// Forwarding allowed: by the route and by the certificate's extensions, both.
+    port_forwarding: bool,
+    agent_forwarding: bool,
 }
 
 /// One client connection's state.
@@ -199,10 +202,16 @@ impl EdgeSession {
             Ok(upstream) => {
                 info!(peer = %self.peer, front = self.front.as_str(), target = %target.host, key_id = %identity.key_id,
                     serial = identity.serial, backend = %upstream.addr, login_user = %route.login_user, "session authorized");
+                let port_forwarding =
+                    route.allow_port_forwarding && identity.permits("permit-port-forwarding");
+                let agent_forwarding =
+                    route.allow_agent_forwarding && identity.permits("permit-agent-forwarding");
                 self.login = Some(Login {
                     target,
                     identity,
                     upstream,
+                    port_forwarding,
+                    agent_forwarding,
                 });
                 Auth::Accept
             }
@@ -341,8 +350,8 @@ impl russh::server::Handler for EdgeSession {
             *slot = Some(ClientLink {
                 handle: session.handle(),
                 metrics: self.edge.bridge_metrics.clone(),
-                allow_port_forwarding: login.identity.permits("permit-port-forwarding"),
-                allow_agent_forwarding: login.identity.permits("permit-agent-forwarding"),
+                allow_port_forwarding: login.port_forwarding,
+                allow_agent_forwarding: login.agent_forwarding,
             });
         }
         Ok(())
@@ -358,13 +367,13 @@ impl russh::server::Handler for EdgeSession {
         let Some(login) = &self.login else {
             return Ok(false);
         };
-        if !login.identity.permits("permit-port-forwarding") {
+        if !login.port_forwarding {
             self.edge
                 .metrics
                 .channels
                 .with_label_values(&["denied_remote_forwarding"])
                 .inc();
-            info!(peer = %self.peer, key_id = %login.identity.key_id, "remote forwarding refused: certificate lacks permit-port-forwarding");
+            info!(peer = %self.peer, key_id = %login.identity.key_id, "remote forwarding refused by the route or the certificate (permit-port-forwarding)");
             return Ok(false);
         }
         let asked = login.upstream.handle.tcpip_forward(address, *port);
@@ -402,17 +411,14 @@ impl russh::server::Handler for EdgeSession {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        let permitted = self
-            .login
-            .as_ref()
-            .is_some_and(|l| l.identity.permits("permit-agent-forwarding"));
+        let permitted = self.login.as_ref().is_some_and(|l| l.agent_forwarding);
         if !permitted {
             self.edge
                 .metrics
                 .channels
                 .with_label_values(&["denied_agent_forwarding"])
                 .inc();
-            info!(peer = %self.peer, "agent forwarding refused: certificate lacks permit-agent-forwarding");
+            info!(peer = %self.peer, "agent forwarding refused by the route or the certificate (permit-agent-forwarding)");
             return Ok(false);
         }
         Ok(self.forward(channel, BackendRequest::AgentForward).await)
@@ -463,13 +469,13 @@ impl russh::server::Handler for EdgeSession {
                 .await;
             return Ok(());
         };
-        if !login.identity.permits("permit-port-forwarding") {
+        if !login.port_forwarding {
             metrics
                 .channels
                 .with_label_values(&["denied_port_forwarding"])
                 .inc();
             info!(peer = %self.peer, target = %login.target.host, key_id = %login.identity.key_id,
-                "port forwarding refused: certificate lacks permit-port-forwarding");
+                "port forwarding refused by the route or the certificate (permit-port-forwarding)");
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;

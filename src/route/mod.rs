@@ -16,6 +16,8 @@ pub struct RouteRule {
     pub login_user: String,
     pub principal: String,
     pub backend_principal: String,
+    pub allow_port_forwarding: bool,
+    pub allow_agent_forwarding: bool,
 }
 
 /// A route resolved for one target: templates expanded.
@@ -28,6 +30,9 @@ pub struct Route {
     pub required_principal: String,
     /// The principal of the certificate minted for the backend login.
     pub backend_principal: String,
+    /// Forwarding this route allows (the user's certificate must permit it too).
+    pub allow_port_forwarding: bool,
+    pub allow_agent_forwarding: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,6 +103,8 @@ impl RouteTable {
             login_user: expand(&rule.login_user)?,
             required_principal: expand(&rule.principal)?,
             backend_principal: expand(&rule.backend_principal)?,
+            allow_port_forwarding: rule.allow_port_forwarding,
+            allow_agent_forwarding: rule.allow_agent_forwarding,
         })
     }
 }
@@ -133,6 +140,8 @@ mod tests {
             login_user: "baseten".into(),
             principal: "{job_id}".into(),
             backend_principal: "{job_id}".into(),
+            allow_port_forwarding: true,
+            allow_agent_forwarding: true,
         }
     }
 

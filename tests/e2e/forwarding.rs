@@ -317,3 +317,106 @@ fn agent_forwarding_is_refused_without_permit_agent_forwarding() {
     );
     assert!(w.metric("ssh_edge_channels_total{outcome=\"denied_agent_forwarding\"}") >= 1);
 }
+
+#[test]
+fn a_route_can_deny_forwarding_that_the_certificate_permits() {
+    let w = World::start_with(|raw| {
+        for route in &mut raw.routes {
+            route.port_forwarding = Some(false);
+            route.agent_forwarding = Some(false);
+        }
+    });
+    let (_server, port, _) = http_server(&w);
+    let local = ssh_edge::lab::free_port();
+    let spec = [
+        "-o",
+        "LogLevel=INFO",
+        "-L",
+        &format!("{local}:127.0.0.1:{port}"),
+    ];
+    let mut fwd = forward(&w, &w.user_key, Via::Connect, &spec, local);
+    assert!(
+        http_get(local, "/model.bin").is_none_or(|b| b.is_empty()),
+        "route allowed -L"
+    );
+    let _ = fwd.0.kill();
+    let mut err = String::new();
+    fwd.0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("administratively prohibited"), "{err}");
+
+    let agent = start_agent(&w, &w.user_key);
+    let mut args = w.ssh_args(Via::Connect, HOST);
+    let dest = args.pop().unwrap();
+    args.extend(["-A".to_string(), dest, "ssh-add -l; echo rc=$?".to_string()]);
+    let out = run_with_timeout(
+        Command::new("ssh")
+            .args(&args)
+            .env("SSH_AUTH_SOCK", &agent.sock),
+        Duration::from_secs(60),
+    );
+    assert!(
+        stdout(&out).contains("rc=2"),
+        "route allowed -A: {}",
+        stdout(&out)
+    );
+    assert!(w.metric("ssh_edge_channels_total{outcome=\"denied_port_forwarding\"}") >= 1);
+    assert!(w.metric("ssh_edge_channels_total{outcome=\"denied_agent_forwarding\"}") >= 1);
+}
+
+#[test]
+fn remote_forwarding_can_be_cancelled_on_a_live_connection() {
+    let w = World::start();
+    let (_server, client_port, _) = http_server(&w);
+    let control = w.lab.path("rcm.sock");
+    let mut args = w.ssh_args(Via::PlainSsh, HOST);
+    let dest = args.pop().unwrap();
+    args.extend([
+        "-o".into(),
+        "ControlMaster=auto".into(),
+        "-o".into(),
+        format!("ControlPath={}", control.display()),
+    ]);
+    args.extend(["-o".into(), "ControlPersist=60".into()]);
+    let out = run_with_timeout(
+        Command::new("ssh").args(&args).arg(&dest).arg("true"),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let backend_port = ssh_edge::lab::free_port();
+    let spec = format!("127.0.0.1:{backend_port}:127.0.0.1:{client_port}");
+    let ctl = |op: &str| {
+        run_with_timeout(
+            Command::new("ssh")
+                .args(&args)
+                .args(["-O", op, "-R", &spec])
+                .arg(&dest),
+            Duration::from_secs(30),
+        )
+    };
+    let out = ctl("forward");
+    assert!(out.status.success(), "forward: {}", stderr(&out));
+    assert!(
+        ssh_edge::lab::wait_for_port(backend_port, Duration::from_secs(10)),
+        "backend never listened"
+    );
+    let out = ctl("cancel");
+    assert!(out.status.success(), "cancel: {}", stderr(&out));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && TcpStream::connect(("127.0.0.1", backend_port)).is_ok() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        TcpStream::connect(("127.0.0.1", backend_port)).is_err(),
+        "backend still listens after cancel"
+    );
+    let _ = Command::new("ssh")
+        .args(&args)
+        .args(["-O", "exit"])
+        .arg(&dest)
+        .output();
+}
