@@ -63,6 +63,16 @@ fn http_get(port: u16, path: &str) -> Option<Vec<u8>> {
     Some(all[split + 4..].to_vec())
 }
 
+/// Stops a forwarding ssh and returns what it printed.
+fn stop_and_read_stderr(mut fwd: Killed) -> String {
+    let _ = fwd.0.kill();
+    let mut err = String::new();
+    if let Some(mut e) = fwd.0.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    err
+}
+
 /// Starts `ssh -N <forward>` and waits until its local port accepts connections.
 fn forward(w: &World, key: &std::path::Path, via: Via, spec: &[&str], local: u16) -> Killed {
     let mut args = w.ssh_args_with_key(key, via, HOST);
@@ -161,21 +171,14 @@ fn forwarding_is_refused_without_permit_port_forwarding() {
         "-L",
         &format!("{local}:127.0.0.1:{port}"),
     ];
-    let mut fwd = forward(&w, &key, Via::PlainSsh, &spec, local);
+    let fwd = forward(&w, &key, Via::PlainSsh, &spec, local);
     // The local listener exists, but every forwarded connection is refused by the edge.
     let got = http_get(local, "/model.bin");
     assert!(
         got.is_none_or(|body| body.is_empty()),
         "forwarding worked without permit-port-forwarding"
     );
-    let _ = fwd.0.kill();
-    let mut err = String::new();
-    fwd.0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stop_and_read_stderr(fwd);
     assert!(
         err.contains("administratively prohibited"),
         "ssh did not report the refusal: {err}"
@@ -334,19 +337,12 @@ fn a_route_can_deny_forwarding_that_the_certificate_permits() {
         "-L",
         &format!("{local}:127.0.0.1:{port}"),
     ];
-    let mut fwd = forward(&w, &w.user_key, Via::Connect, &spec, local);
+    let fwd = forward(&w, &w.user_key, Via::Connect, &spec, local);
     assert!(
         http_get(local, "/model.bin").is_none_or(|b| b.is_empty()),
         "route allowed -L"
     );
-    let _ = fwd.0.kill();
-    let mut err = String::new();
-    fwd.0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stop_and_read_stderr(fwd);
     assert!(err.contains("administratively prohibited"), "{err}");
 
     let agent = start_agent(&w, &w.user_key);
@@ -373,15 +369,8 @@ fn remote_forwarding_can_be_cancelled_on_a_live_connection() {
     let w = World::start();
     let (_server, client_port, _) = http_server(&w);
     let control = w.lab.path("rcm.sock");
-    let mut args = w.ssh_args(Via::PlainSsh, HOST);
+    let mut args = w.ssh_args_muxed(Via::PlainSsh, HOST, &control);
     let dest = args.pop().unwrap();
-    args.extend([
-        "-o".into(),
-        "ControlMaster=auto".into(),
-        "-o".into(),
-        format!("ControlPath={}", control.display()),
-    ]);
-    args.extend(["-o".into(), "ControlPersist=60".into()]);
     let out = run_with_timeout(
         Command::new("ssh").args(&args).arg(&dest).arg("true"),
         Duration::from_secs(60),

@@ -23,27 +23,11 @@ fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
-/// ssh args sharing one master connection through `control`.
-fn muxed(w: &World, control: &std::path::Path) -> Vec<String> {
-    let mut args = w.ssh_args(Via::Connect, HOST);
-    let dest = args.pop().unwrap();
-    args.extend([
-        "-o".into(),
-        "ControlMaster=auto".into(),
-        "-o".into(),
-        format!("ControlPath={}", control.display()),
-        "-o".into(),
-        "ControlPersist=60".into(),
-        dest,
-    ]);
-    args
-}
-
 #[test]
 fn control_master_reuses_one_edge_session_for_fifty_concurrent_channels() {
     let w = World::start();
     let control = w.lab.path("cm.sock");
-    let args = muxed(&w, &control);
+    let args = w.ssh_args_muxed(Via::Connect, HOST, &control);
     let out = run_with_timeout(
         Command::new("ssh").args(&args).arg("echo first"),
         Duration::from_secs(60),

@@ -154,6 +154,21 @@ impl World {
         args
     }
 
+    /// `ssh_args` plus a ControlMaster socket, so calls share one connection (as VS Code
+    /// does). The destination stays last.
+    pub fn ssh_args_muxed(&self, via: Via, host: &str, control: &Path) -> Vec<String> {
+        let mut args = self.ssh_args(via, host);
+        let dest = args.pop().unwrap();
+        args.extend([
+            "-o".into(),
+            "ControlMaster=auto".into(),
+            "-o".into(),
+            format!("ControlPath={}", control.display()),
+        ]);
+        args.extend(["-o".into(), "ControlPersist=60".into(), dest]);
+        args
+    }
+
     /// Runs `ssh … command` and returns its output.
     pub fn ssh(&self, via: Via, host: &str, extra: &[&str], command: &str) -> Output {
         self.ssh_as(&self.user_key, via, host, extra, command)
