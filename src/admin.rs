@@ -14,20 +14,25 @@ const MAX_HEAD: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves the admin endpoint until the process ends.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    draining: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let metrics = metrics.clone();
+        let draining = *draining.borrow();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(READ_TIMEOUT, respond(stream, &metrics)).await;
+            let _ = tokio::time::timeout(READ_TIMEOUT, respond(stream, &metrics, draining)).await;
         });
     }
 }
 
-async fn respond(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
+async fn respond(mut stream: TcpStream, metrics: &Metrics, draining: bool) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
@@ -44,6 +49,11 @@ async fn respond(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()
     let (status, content_type, body) = match (method, path) {
         ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
         ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
+        ("GET", "/readyz") if draining => (
+            "503 Service Unavailable",
+            "text/plain",
+            "draining\n".to_string(),
+        ),
         ("GET", "/readyz") => ("200 OK", "text/plain", "ready\n".to_string()),
         ("GET", _) => (
             "404 Not Found",

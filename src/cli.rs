@@ -268,11 +268,30 @@ async fn serve(config: config::EdgeConfig) -> anyhow::Result<()> {
         );
     }
     let metrics = Arc::new(Metrics::new());
+    let drain_timeout = config.drain_timeout;
     let edge = Edge::new(config, metrics).context("TLS configuration")?;
     tracing::info!(tls = ?listeners.tls_addr(), ssh = ?listeners.ssh_addr(), admin = ?listeners.admin_addr(), "ssh-edge listening");
+    tokio::spawn(edge.clone().serve(listeners));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("SIGTERM handler")?;
     tokio::select! {
-        _ = edge.serve(listeners) => {}
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, stopping"),
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    let open = edge.metrics.sessions_active.get();
+    tracing::info!(
+        open_sessions = open,
+        timeout_secs = drain_timeout.as_secs(),
+        "draining: listeners closed, waiting for sessions"
+    );
+    edge.start_drain();
+    if edge.wait_drained(drain_timeout).await {
+        tracing::info!("drained, stopping");
+    } else {
+        tracing::warn!(
+            open_sessions = edge.metrics.sessions_active.get(),
+            "drain timeout, stopping with sessions open"
+        );
     }
     Ok(())
 }

@@ -36,6 +36,8 @@ pub struct Edge {
     pub(crate) tokens: HashMap<String, Arc<crate::auth::token::TokenPolicy>>,
     pub(crate) preamble_timeout: Duration,
     ssh_config: Arc<ServerConfig>,
+    /// Becomes true on shutdown: listeners close, `/readyz` answers 503.
+    draining: tokio::sync::watch::Sender<bool>,
     login_grace: Duration,
     tls: Option<(TlsAcceptor, Duration)>,
 }
@@ -128,7 +130,25 @@ impl Edge {
             ssh_config: Arc::new(ssh_config),
             login_grace: config.ssh.login_grace,
             tls,
+            draining: tokio::sync::watch::Sender::new(false),
         }))
+    }
+
+    /// Stops accepting connections (listeners close, `/readyz` turns 503); open sessions go on.
+    pub fn start_drain(&self) {
+        self.draining.send_replace(true);
+    }
+
+    /// Waits until no session is open, at most `timeout`; true when they all ended.
+    pub async fn wait_drained(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.metrics.sessions_active.get() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        true
     }
 
     /// Serves the listeners until the process ends.
@@ -153,7 +173,11 @@ impl Edge {
             }));
         }
         if let Some(l) = listeners.admin {
-            tasks.push(tokio::spawn(crate::admin::serve(l, self.metrics.clone())));
+            tasks.push(tokio::spawn(crate::admin::serve(
+                l,
+                self.metrics.clone(),
+                self.draining.subscribe(),
+            )));
         }
         for t in tasks {
             let _ = t.await;
@@ -161,8 +185,16 @@ impl Edge {
     }
 
     async fn accept_loop(self: Arc<Self>, listener: TcpListener, front: Front) {
+        let mut draining = self.draining.subscribe();
         loop {
-            let (stream, peer) = match listener.accept().await {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = draining.wait_for(|d| *d) => {
+                    info!(front = front.as_str(), "draining: listener closed");
+                    return;
+                }
+            };
+            let (stream, peer) = match accepted {
                 Ok(c) => c,
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.

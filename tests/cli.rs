@@ -140,3 +140,119 @@ fn the_example_config_has_no_problems_but_its_missing_key_files() {
         );
     }
 }
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
+}
+
+fn wait_until(timeout: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    f()
+}
+
+#[test]
+fn sigterm_closes_the_listeners_and_lets_open_sessions_finish() {
+    use ssh_edge::lab::{free_port, wait_for_port};
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::create(&tmp.path().join("lab"), &["abc1234"]).unwrap();
+    let (tls, ssh, admin) = (free_port(), free_port(), free_port());
+    let mut raw = lab
+        .edge_config(&format!("127.0.0.1:{tls}"), &format!("127.0.0.1:{ssh}"))
+        .unwrap();
+    raw.listen.admin = Some(format!("127.0.0.1:{admin}"));
+    let file = lab.write_config(&raw).unwrap();
+    let mut edge = ssh_edge()
+        .args(["run", "--config"])
+        .arg(&file)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for_port(ssh, Duration::from_secs(20)),
+        "edge did not start"
+    );
+
+    let key = lab
+        .issue_user_certificate("k", "drain-user", &["abc1234"], Duration::from_secs(600))
+        .unwrap();
+    let cfg = lab
+        .write_ssh_config(
+            &key,
+            std::path::Path::new(env!("CARGO_BIN_EXE_ssh-edge")),
+            tls,
+            ssh,
+        )
+        .unwrap();
+    let session = std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(&cfg)
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "training-job-abc1234-0@127.0.0.1",
+            "sleep 3; echo finished",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || http_get(admin, "/metrics")
+            .contains("ssh_edge_sessions_active 1")),
+        "session never became active"
+    );
+    assert!(http_get(admin, "/readyz").starts_with("HTTP/1.1 200"));
+
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &edge.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Listeners close and readiness fails at once; the open session carries on.
+    assert!(
+        wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
+            "127.0.0.1",
+            ssh
+        ))
+        .is_err()),
+        "the SSH listener still accepts after SIGTERM"
+    );
+    assert!(
+        http_get(admin, "/readyz").starts_with("HTTP/1.1 503"),
+        "readyz not failing while draining"
+    );
+    let out = session.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "finished\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Then the edge exits by itself.
+    assert!(
+        wait_until(Duration::from_secs(30), || edge
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "edge did not exit after draining"
+    );
+    assert!(edge.wait().unwrap().success());
+}

@@ -26,6 +26,18 @@ pub struct RawConfig {
     pub token: RawToken,
 }
 
+impl Default for RawListen {
+    fn default() -> Self {
+        Self {
+            tls: None,
+            ssh: None,
+            admin: None,
+            token_plain: None,
+            drain_timeout_secs: 30,
+        }
+    }
+}
+
 /// Front B: the token preamble spoken by the installed client helpers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -61,7 +73,7 @@ pub struct RawTokenKey {
     pub public_key: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawListen {
     /// Front A: TLS with SNI, SSH terminated. E.g. "0.0.0.0:443".
@@ -73,6 +85,8 @@ pub struct RawListen {
     /// Front B without TLS, for helpers run with their "insecure" switch: the token preamble
     /// straight on TCP. Only for private networks. E.g. "10.0.0.5:8022".
     pub token_plain: Option<String>,
+    /// On SIGTERM/SIGINT: listeners close at once, open sessions get this many seconds to end.
+    pub drain_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
