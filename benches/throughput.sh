@@ -18,16 +18,9 @@ cd "$(dirname "$0")/.."
 MIB=${1:-1024}
 CIPHER=${CIPHER:-aes128-gcm@openssh.com}
 
-cargo build --release --quiet --bin ssh-edge
-EXE=$PWD/target/release/ssh-edge
-DIR=$(mktemp -d /tmp/ssh-edge-bench.XXXXXX)
-chmod 755 "$DIR"
-"$EXE" demo --dir "$DIR/lab" --tls-port 0 --ssh-port 0 >"$DIR/demo.out" 2>"$DIR/demo.err" &
-DEMO=$!
-trap 'kill $DEMO 2>/dev/null; wait $DEMO 2>/dev/null; rm -rf "$DIR"' EXIT
-for _ in $(seq 100); do [ -f "$DIR/lab/demo.env" ] && break; sleep 0.1; done
-# shellcheck disable=SC1091
-. "$DIR/lab/demo.env"
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
+start_demo
 
 RUN=()
 if [ "${PIN:-0}" = 1 ]; then

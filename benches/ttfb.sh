@@ -9,16 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-50}
-cargo build --release --quiet --bin ssh-edge
-EXE=$PWD/target/release/ssh-edge
-DIR=$(mktemp -d /tmp/ssh-edge-ttfb.XXXXXX)
-chmod 755 "$DIR"
-"$EXE" demo --dir "$DIR/lab" --tls-port 0 --ssh-port 0 >"$DIR/demo.out" 2>"$DIR/demo.err" &
-DEMO=$!
-trap 'kill $DEMO 2>/dev/null; wait $DEMO 2>/dev/null; rm -rf "$DIR"' EXIT
-for _ in $(seq 100); do [ -f "$DIR/lab/demo.env" ] && break; sleep 0.1; done
-# shellcheck disable=SC1091
-. "$DIR/lab/demo.env"
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
+start_demo
 HOST=training-job-abc1234-0.ssh.baseten.co
 COMMON=(-F "$SSH_CONFIG" -o BatchMode=yes)
 direct=(ssh "${COMMON[@]}" -p "$SSHD_PORT" -o UserKnownHostsFile="$DEMO_DIR/backend_known_hosts" "$LOGIN_USER@127.0.0.1")

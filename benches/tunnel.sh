@@ -9,17 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MIB=${1:-1024}
-cargo build --release --quiet --bin ssh-edge
-EXE=$PWD/target/release/ssh-edge
-DIR=$(mktemp -d /tmp/ssh-edge-tunnel.XXXXXX)
-chmod 755 "$DIR"
-"$EXE" demo --dir "$DIR/lab" --tls-port 0 --ssh-port 0 >"$DIR/demo.out" 2>"$DIR/demo.err" &
-DEMO=$!
-PIDS=()
-trap 'kill "${PIDS[@]}" $DEMO 2>/dev/null; wait 2>/dev/null; rm -rf "$DIR"' EXIT
-for _ in $(seq 100); do [ -f "$DIR/lab/demo.env" ] && break; sleep 0.1; done
-# shellcheck disable=SC1091
-. "$DIR/lab/demo.env"
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
+start_demo
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 SRC=$(free_port)
@@ -40,7 +32,7 @@ while True:
     c, _ = srv.accept()
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 PY
-PIDS+=($!)
+EXTRA_PIDS+=($!)
 
 read_through() { # port -> MiB/s
   python3 - "$1" "$MIB" <<'PY'
@@ -69,7 +61,7 @@ for path in direct front_a front_c; do
     front_a) ssh "${COMMON[@]}" -L "$L:127.0.0.1:$SRC" "$HOST" & ;;
     front_c) ssh "${COMMON[@]}" -L "$L:127.0.0.1:$SRC" "training-job-abc1234-0@127.0.0.1" & ;;
   esac
-  PIDS+=($!)
+  EXTRA_PIDS+=($!)
   for _ in $(seq 100); do python3 -c "import socket; socket.create_connection(('127.0.0.1', $L)).close()" 2>/dev/null && break; sleep 0.1; done
   rate[$path]=$(read_through "$L")
   printf '%-8s -L tunnel  %8s MiB/s\n' "$path" "${rate[$path]}"

@@ -36,7 +36,7 @@ where
     B: AsyncRead + AsyncWrite + Unpin,
 {
     let mut client = Counted {
-        inner: EofTolerant(client),
+        inner: client,
         counter: up,
     };
     let mut backend = Counted {
@@ -53,7 +53,8 @@ where
     Ok(Spliced { up, down })
 }
 
-/// Adds the bytes read through it to a counter: one atomic add per read of up to 64 KiB.
+/// Adds the bytes read through it to a counter (one atomic add per read of up to 64 KiB), and
+/// reads `UnexpectedEof` — a TLS peer gone without `close_notify` — as an ordinary end.
 pub struct Counted<S> {
     inner: S,
     counter: IntCounter,
@@ -66,11 +67,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = result {
-            self.counter.inc_by((buf.filled().len() - before) as u64);
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Poll::Ready(Ok(())),
+            Poll::Ready(Ok(())) => {
+                self.counter.inc_by((buf.filled().len() - before) as u64);
+                Poll::Ready(Ok(()))
+            }
+            other => other,
         }
-        result
     }
 }
 
@@ -87,38 +91,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// Reads `UnexpectedEof` (TLS closed without `close_notify`) as an ordinary end of stream.
-pub struct EofTolerant<S>(pub S);
-
-impl<S: AsyncRead + Unpin> AsyncRead for EofTolerant<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match Pin::new(&mut self.0).poll_read(cx, buf) {
-            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Poll::Ready(Ok(())),
-            other => other,
-        }
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for EofTolerant<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 

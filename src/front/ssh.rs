@@ -5,6 +5,9 @@
 //! name, an unreachable backend) are delivered as an SSH disconnect message right after the
 //! authentication step, because SSH has no earlier place to put text a client will show.
 
+#[path = "ssh_forwarding.rs"]
+mod forwarding;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +20,7 @@ use russh::{Channel, ChannelId, ChannelOpenFailure, Disconnect, MethodKind, Meth
 use tracing::{info, warn};
 
 use crate::auth::cert_policy::{CertCheck, CertIdentity, check_user_certificate};
-use crate::bridge::{self, BackendRequest, BridgeControl};
+use crate::bridge::{BackendRequest, BridgeControl};
 use crate::edge::Edge;
 use crate::hostname::Target;
 use crate::route::Route;
@@ -220,56 +223,6 @@ impl EdgeSession {
     }
 }
 
-impl EdgeSession {
-    /// Finishes a channel open: on a backend channel, accept the client's and bridge the two;
-    /// otherwise refuse it with a reason naming `what` (OpenSSH shows it to the user).
-    async fn bridge_opened(
-        &mut self,
-        opened: Result<
-            Result<Channel<russh::client::Msg>, russh::Error>,
-            tokio::time::error::Elapsed,
-        >,
-        what: &str,
-        outcome: &str,
-        channel: Channel<Msg>,
-        reply: ChannelOpenHandle,
-        session: &mut Session,
-    ) {
-        let metrics = &self.edge.metrics;
-        let failure = match opened {
-            Ok(Ok(backend)) => {
-                reply.accept().await;
-                let id = channel.id();
-                let control = bridge::start(
-                    channel,
-                    backend,
-                    session.handle(),
-                    self.edge.bridge_metrics.clone(),
-                );
-                self.channels.insert(id, control);
-                metrics.channels.with_label_values(&[outcome]).inc();
-                return;
-            }
-            Ok(Err(e)) => (
-                "backend_refused",
-                format!("the backend refused {what}: {e}"),
-            ),
-            Err(_) => (
-                "backend_timeout",
-                format!("the backend did not open {what} in time"),
-            ),
-        };
-        metrics.channels.with_label_values(&[failure.0]).inc();
-        info!(peer = %self.peer, reason = %failure.1, "channel refused");
-        reply
-            .reject(ChannelOpenFailure::Other {
-                code: 2,
-                reason: failure.1,
-            })
-            .await;
-    }
-}
-
 impl Drop for EdgeSession {
     fn drop(&mut self) {
         if self.counted {
@@ -357,36 +310,13 @@ impl russh::server::Handler for EdgeSession {
         Ok(())
     }
 
-    /// `ssh -R`: ask the backend to listen; its connections come back through [`ClientLink`].
     async fn tcpip_forward(
         &mut self,
         address: &str,
         port: &mut u32,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        let Some(login) = &self.login else {
-            return Ok(false);
-        };
-        if !login.port_forwarding {
-            self.edge
-                .metrics
-                .channels
-                .with_label_values(&["denied_remote_forwarding"])
-                .inc();
-            info!(peer = %self.peer, key_id = %login.identity.key_id, "remote forwarding refused by the route or the certificate (permit-port-forwarding)");
-            return Ok(false);
-        }
-        let asked = login.upstream.handle.tcpip_forward(address, *port);
-        match tokio::time::timeout(REQUEST_REPLY_TIMEOUT, asked).await {
-            Ok(Ok(bound)) => {
-                if *port == 0 {
-                    *port = bound;
-                }
-                info!(peer = %self.peer, target = %login.target.host, address, port = *port, "remote forwarding opened");
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
+        Ok(self.remote_forward(address, port).await)
     }
 
     async fn cancel_tcpip_forward(
@@ -395,33 +325,15 @@ impl russh::server::Handler for EdgeSession {
         port: u32,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        let Some(login) = &self.login else {
-            return Ok(false);
-        };
-        let cancel = login.upstream.handle.cancel_tcpip_forward(address, port);
-        Ok(matches!(
-            tokio::time::timeout(REQUEST_REPLY_TIMEOUT, cancel).await,
-            Ok(Ok(()))
-        ))
+        Ok(self.cancel_remote_forward(address, port).await)
     }
 
-    /// `ssh -A`: the backend's sshd then opens agent channels, relayed through [`ClientLink`].
     async fn agent_request(
         &mut self,
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        let permitted = self.login.as_ref().is_some_and(|l| l.agent_forwarding);
-        if !permitted {
-            self.edge
-                .metrics
-                .channels
-                .with_label_values(&["denied_agent_forwarding"])
-                .inc();
-            info!(peer = %self.peer, "agent forwarding refused by the route or the certificate (permit-agent-forwarding)");
-            return Ok(false);
-        }
-        Ok(self.forward(channel, BackendRequest::AgentForward).await)
+        Ok(self.agent_forward(channel).await)
     }
 
     async fn channel_open_session(
@@ -450,7 +362,6 @@ impl russh::server::Handler for EdgeSession {
         Ok(())
     }
 
-    /// `ssh -L` and `ssh -D`: the backend opens the TCP connection, inside the workload.
     #[allow(clippy::too_many_arguments)]
     async fn channel_open_direct_tcpip(
         &mut self,
@@ -462,41 +373,11 @@ impl russh::server::Handler for EdgeSession {
         reply: ChannelOpenHandle,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let metrics = &self.edge.metrics;
-        let Some(login) = &self.login else {
-            reply
-                .reject(ChannelOpenFailure::AdministrativelyProhibited)
-                .await;
-            return Ok(());
-        };
-        if !login.port_forwarding {
-            metrics
-                .channels
-                .with_label_values(&["denied_port_forwarding"])
-                .inc();
-            info!(peer = %self.peer, target = %login.target.host, key_id = %login.identity.key_id,
-                "port forwarding refused by the route or the certificate (permit-port-forwarding)");
-            reply
-                .reject(ChannelOpenFailure::AdministrativelyProhibited)
-                .await;
-            return Ok(());
-        }
-        let open = login.upstream.handle.channel_open_direct_tcpip(
-            host_to_connect,
-            port_to_connect,
-            originator_address,
-            originator_port,
-        );
-        let opened = tokio::time::timeout(REQUEST_REPLY_TIMEOUT, open).await;
-        let what = format!(
-            "forwarding to {host_to_connect}:{port_to_connect} from {}",
-            login.target.host
-        );
-        self.bridge_opened(
-            opened,
-            &what,
-            "opened_direct_tcpip",
+        let to = (host_to_connect, port_to_connect);
+        self.open_direct_tcpip(
             channel,
+            to,
+            (originator_address, originator_port),
             reply,
             session,
         )

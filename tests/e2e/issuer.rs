@@ -137,37 +137,12 @@ fn ssh_via_issuer(
     command: &str,
 ) -> Output {
     let proxy = format!(
-        "ProxyCommand=python3 {} {} --workload %h",
+        "python3 {} {} --workload %h",
         helper_script().display(),
         helper_args(w, issuer, api_key, key).join(" ")
     );
-    let args = vec![
-        "-F".to_string(),
-        "/dev/null".into(),
-        "-o".into(),
-        "BatchMode=yes".into(),
-        "-o".into(),
-        proxy,
-        "-o".into(),
-        format!(
-            "UserKnownHostsFile={}",
-            w.lab.path("backend_known_hosts").display()
-        ),
-        "-o".into(),
-        format!("HostKeyAlias=[127.0.0.1]:{}", w.lab.sshd_port),
-        "-o".into(),
-        "StrictHostKeyChecking=yes".into(),
-        "-o".into(),
-        "IdentitiesOnly=yes".into(),
-        "-i".into(),
-        key.display().to_string(),
-        "-o".into(),
-        format!("CertificateFile={}-cert.pub", key.display()),
-        "-l".into(),
-        w.lab.login_user.clone(),
-        host.into(),
-        command.into(),
-    ];
+    let mut args = w.passthrough_ssh_args(&proxy, key);
+    args.extend([host.to_string(), command.to_string()]);
     run_with_timeout(Command::new("ssh").args(&args), Duration::from_secs(60))
 }
 

@@ -24,35 +24,13 @@ fn passthrough_args(w: &World, token: &str, proxy_host: &str) -> Vec<String> {
     let token_file = w.lab.path(&format!("token-{}", rand_suffix()));
     std::fs::write(&token_file, token).unwrap();
     let proxy = format!(
-        "ProxyCommand=python3 {} --proxy {proxy_host}:{} --token-file {} --cafile {}",
+        "python3 {} --proxy {proxy_host}:{} --token-file {} --cafile {}",
         helper_script().display(),
         w.tls_port,
         token_file.display(),
         w.lab.path("tls-ca.pem").display()
     );
-    vec![
-        "-F".into(),
-        "/dev/null".into(),
-        "-o".into(),
-        "BatchMode=yes".into(),
-        "-o".into(),
-        proxy,
-        "-o".into(),
-        format!(
-            "UserKnownHostsFile={}",
-            w.lab.path("backend_known_hosts").display()
-        ),
-        "-o".into(),
-        format!("HostKeyAlias=[127.0.0.1]:{}", w.lab.sshd_port),
-        "-o".into(),
-        "StrictHostKeyChecking=yes".into(),
-        "-i".into(),
-        w.user_key.display().to_string(),
-        "-o".into(),
-        format!("CertificateFile={}-cert.pub", w.user_key.display()),
-        "-o".into(),
-        format!("User={}", w.lab.login_user),
-    ]
+    w.passthrough_ssh_args(&proxy, &w.user_key)
 }
 
 fn rand_suffix() -> u32 {
@@ -84,18 +62,14 @@ fn installed_helper_protocol_runs_ssh_scp_and_sftp_in_passthrough() {
     // Our own helper speaks the same protocol: `ssh-edge connect --token-file`.
     let token_file = w.lab.path("connect-token");
     std::fs::write(&token_file, &token).unwrap();
-    let mut args = passthrough_args(&w, &token, "localhost");
-    let proxy = args
-        .iter()
-        .position(|a| a.starts_with("ProxyCommand="))
-        .unwrap();
-    args[proxy] = format!(
-        "ProxyCommand={} connect --edge localhost:{} --ca-file {} --token-file {} %h",
+    let proxy = format!(
+        "{} connect --edge localhost:{} --ca-file {} --token-file {} %h",
         env!("CARGO_BIN_EXE_ssh-edge"),
         w.tls_port,
         w.lab.path("tls-ca.pem").display(),
         token_file.display()
     );
+    let mut args = w.passthrough_ssh_args(&proxy, &w.user_key);
     args.extend([HOST.to_string(), "echo via-connect".to_string()]);
     let out = run_with_timeout(Command::new("ssh").args(&args), Duration::from_secs(60));
     assert_eq!(stdout(&out), "via-connect\n", "{}", stderr(&out));
@@ -379,17 +353,13 @@ fn the_helpers_insecure_switch_speaks_the_preamble_on_plain_tcp() {
         .unwrap();
     let token_file = w.lab.path("plain-token");
     std::fs::write(&token_file, &token).unwrap();
-    let mut args = passthrough_args(&w, &token, "localhost");
-    let proxy = args
-        .iter()
-        .position(|a| a.starts_with("ProxyCommand="))
-        .unwrap();
-    args[proxy] = format!(
-        "ProxyCommand=python3 {} --insecure --proxy 127.0.0.1:{} --token-file {}",
+    let proxy = format!(
+        "python3 {} --insecure --proxy 127.0.0.1:{} --token-file {}",
         helper_script().display(),
         w.token_plain_port,
         token_file.display()
     );
+    let mut args = w.passthrough_ssh_args(&proxy, &w.user_key);
     args.extend([HOST.to_string(), "echo plain-tcp-ok".to_string()]);
     let out = run_with_timeout(Command::new("ssh").args(&args), Duration::from_secs(60));
     assert_eq!(stdout(&out), "plain-tcp-ok\n", "{}", stderr(&out));

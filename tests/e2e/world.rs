@@ -154,6 +154,45 @@ impl World {
         args
     }
 
+    /// ssh arguments for front B: `proxy_command` as ProxyCommand (a helper speaking the token
+    /// protocol), the backend's own host key (passthrough: sshd answers), only `key` and its
+    /// certificate, the route's login user. The caller appends host and command.
+    pub fn passthrough_ssh_args(&self, proxy_command: &str, key: &Path) -> Vec<String> {
+        let known = format!(
+            "UserKnownHostsFile={}",
+            self.lab.path("backend_known_hosts").display()
+        );
+        let alias = format!("HostKeyAlias=[127.0.0.1]:{}", self.lab.sshd_port);
+        let mut args: Vec<String> = [
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend([
+            "-o".into(),
+            format!("ProxyCommand={proxy_command}"),
+            "-o".into(),
+            known,
+            "-o".into(),
+            alias,
+        ]);
+        args.extend([
+            "-i".into(),
+            key.display().to_string(),
+            "-o".into(),
+            format!("CertificateFile={}-cert.pub", key.display()),
+        ]);
+        args.extend(["-o".into(), format!("User={}", self.lab.login_user)]);
+        args
+    }
+
     /// `ssh_args` plus a ControlMaster socket, so calls share one connection (as VS Code
     /// does). The destination stays last.
     pub fn ssh_args_muxed(&self, via: Via, host: &str, control: &Path) -> Vec<String> {
