@@ -1,8 +1,15 @@
 //! Channel ⇄ channel forwarding for the terminating fronts — the hot path.
 //!
 //! Data and extended data travel as the same `Bytes` russh decoded (`data_bytes`), so the
-//! bridge neither copies nor allocates per packet. Every queue is russh's bounded per-channel
-//! queue, and sends wait for the peer's SSH window, so a slow reader slows its writer.
+//! bridge neither copies nor allocates per packet.
+//!
+//! Flow control is per channel, through SSH windows, end to end. Both russh sessions run with
+//! `manual_window_adjust` (our russh patch, `vendor/russh/PATCHES.md`): a channel's receive
+//! window is re-opened only after the bridge has handed those bytes to the other side, and
+//! that hand-off waits for the other side's window. So when one reader stops, its sender runs
+//! out of window and stops too, the bytes held in between stay under one window, and the
+//! connection's other channels keep flowing. (Stock russh re-opens windows on arrival, so a
+//! stopped reader fills the channel queue and blocks the whole connection's loop.)
 //!
 //! Channel *requests* (pty, env, shell, exec, subsystem) are forwarded by the russh server
 //! handler itself, because russh keeps a single "wants reply" flag per channel: the reply to
@@ -120,12 +127,43 @@ impl BridgeControl {
     }
 }
 
-/// Counters the bridge updates, resolved once per edge.
+/// What every bridge of an edge shares: counters, resolved once, and the channel window.
 #[derive(Clone)]
-pub struct BridgeMetrics {
+pub struct BridgeSettings {
     pub up_bytes: IntCounter,
     pub down_bytes: IntCounter,
     pub channels_active: IntGauge,
+    /// The receive window both sessions advertise per channel (`ssh.window_size`).
+    pub window_size: u32,
+}
+
+/// How many messages russh may queue per channel. Under `manual_window_adjust` the bytes
+/// queued are bounded by the window; this bounds the count too (for a peer that sends tiny
+/// packets) at one message per KiB of window, so a well-behaved peer never fills it.
+pub fn channel_queue_depth(window_size: u32) -> usize {
+    (window_size as usize / 1024).max(100)
+}
+
+/// Consumed bytes owed back to a sender's window, returned in quarter-window steps (OpenSSH
+/// batches the same way), so a sender whose reader keeps up never waits for a grant.
+struct WindowCredit {
+    owed: u32,
+    step: u32,
+}
+
+impl WindowCredit {
+    fn new(window_size: u32) -> Self {
+        Self {
+            owed: 0,
+            step: (window_size / 4).max(1),
+        }
+    }
+
+    /// Records `n` consumed bytes; returns a grant when a step's worth is owed.
+    fn consumed(&mut self, n: usize) -> Option<u32> {
+        self.owed = self.owed.saturating_add(n as u32);
+        (self.owed >= self.step).then(|| std::mem::take(&mut self.owed))
+    }
 }
 
 /// Starts forwarding between a client's channel and the matching backend channel.
@@ -133,10 +171,11 @@ pub fn start(
     client_channel: Channel<server::Msg>,
     backend_channel: Channel<client::Msg>,
     client_handle: server::Handle,
-    metrics: BridgeMetrics,
+    settings: BridgeSettings,
 ) -> Arc<BridgeControl> {
     let client_id = client_channel.id();
     let (mut client_rx, client_tx) = client_channel.split();
+    let client_tx = Arc::new(client_tx);
     let (mut backend_rx, backend_tx) = backend_channel.split();
     let control = Arc::new(BridgeControl {
         backend: Arc::new(backend_tx),
@@ -144,7 +183,9 @@ pub fn start(
     });
 
     let up_control = control.clone();
-    let up_bytes = metrics.up_bytes.clone();
+    let up_bytes = settings.up_bytes.clone();
+    let up_client_tx = client_tx.clone();
+    let mut up_credit = WindowCredit::new(settings.window_size);
     let up = async move {
         let backend = &up_control.backend;
         loop {
@@ -153,12 +194,16 @@ pub fn start(
             };
             let result = match msg {
                 ChannelMsg::Data { data } => {
-                    up_bytes.inc_by(data.len() as u64);
-                    backend.data_bytes(data).await
+                    let n = data.len();
+                    up_bytes.inc_by(n as u64);
+                    let sent = backend.data_bytes(data).await;
+                    grant(&up_client_tx, &mut up_credit, n, sent).await
                 }
                 ChannelMsg::ExtendedData { data, ext } => {
-                    up_bytes.inc_by(data.len() as u64);
-                    backend.extended_data_bytes(ext, data).await
+                    let n = data.len();
+                    up_bytes.inc_by(n as u64);
+                    let sent = backend.extended_data_bytes(ext, data).await;
+                    grant(&up_client_tx, &mut up_credit, n, sent).await
                 }
                 ChannelMsg::Eof => backend.eof().await,
                 ChannelMsg::Close => break,
@@ -174,20 +219,26 @@ pub fn start(
     };
 
     let down_control = control.clone();
-    let down_bytes = metrics.down_bytes.clone();
+    let down_bytes = settings.down_bytes.clone();
+    let mut down_credit = WindowCredit::new(settings.window_size);
     let down = async move {
+        let backend = &down_control.backend;
         loop {
             let Some(msg) = backend_rx.wait().await else {
                 break;
             };
             let result = match msg {
                 ChannelMsg::Data { data } => {
-                    down_bytes.inc_by(data.len() as u64);
-                    client_tx.data_bytes(data).await
+                    let n = data.len();
+                    down_bytes.inc_by(n as u64);
+                    let sent = client_tx.data_bytes(data).await;
+                    grant(backend, &mut down_credit, n, sent).await
                 }
                 ChannelMsg::ExtendedData { data, ext } => {
-                    down_bytes.inc_by(data.len() as u64);
-                    client_tx.extended_data_bytes(ext, data).await
+                    let n = data.len();
+                    down_bytes.inc_by(n as u64);
+                    let sent = client_tx.extended_data_bytes(ext, data).await;
+                    grant(backend, &mut down_credit, n, sent).await
                 }
                 ChannelMsg::Eof => client_tx.eof().await,
                 ChannelMsg::ExitStatus { exit_status } => client_tx.exit_status(exit_status).await,
@@ -235,7 +286,7 @@ pub fn start(
         let _ = client_tx.close().await;
     };
 
-    let gauge = metrics.channels_active.clone();
+    let gauge = settings.channels_active.clone();
     gauge.inc();
     tokio::spawn(async move {
         let mut up = std::pin::pin!(up);
@@ -247,4 +298,43 @@ pub fn start(
         gauge.dec();
     });
     control
+}
+
+/// After `n` bytes from `source`'s peer were handed on (`sent`), returns them to that peer's
+/// window once a step's worth is owed.
+async fn grant<S>(
+    source: &ChannelWriteHalf<S>,
+    credit: &mut WindowCredit,
+    n: usize,
+    sent: Result<(), russh::Error>,
+) -> Result<(), russh::Error>
+where
+    S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static,
+{
+    sent?;
+    match credit.consumed(n) {
+        Some(amount) => source.adjust_window(amount).await,
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credit_is_returned_in_quarter_window_steps() {
+        let mut credit = WindowCredit::new(1000);
+        assert_eq!(credit.consumed(100), None);
+        assert_eq!(credit.consumed(149), None);
+        assert_eq!(credit.consumed(1), Some(250));
+        assert_eq!(credit.consumed(600), Some(600));
+        assert_eq!(credit.consumed(0), None);
+    }
+
+    #[test]
+    fn queue_depth_scales_with_the_window() {
+        assert_eq!(channel_queue_depth(8 << 20), 8192);
+        assert_eq!(channel_queue_depth(64 << 10), 100);
+    }
 }

@@ -16,7 +16,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::auth::cert_policy::CertPolicy;
-use crate::bridge::BridgeMetrics;
+use crate::bridge::BridgeSettings;
 use crate::config::EdgeConfig;
 use crate::front::ssh::{EdgeSession, Front};
 use crate::front::tls::{self, FirstByte};
@@ -32,7 +32,7 @@ pub struct Edge {
     pub remotes: HashMap<String, Arc<CertPolicy>>,
     pub connector: Connector,
     pub metrics: Arc<Metrics>,
-    pub bridge_metrics: BridgeMetrics,
+    pub bridge_settings: BridgeSettings,
     pub(crate) tokens: HashMap<String, Arc<crate::auth::token::TokenPolicy>>,
     pub(crate) preamble_timeout: Duration,
     ssh_config: Arc<ServerConfig>,
@@ -106,6 +106,9 @@ impl Edge {
             keepalive_max: ssh.keepalive_max,
             nodelay: true,
             preferred: preferred_algorithms(),
+            // Per-channel flow control: see `bridge`.
+            manual_window_adjust: true,
+            channel_buffer_size: crate::bridge::channel_queue_depth(ssh.window_size),
             ..ServerConfig::default()
         };
         let tls = match &config.tls {
@@ -113,10 +116,11 @@ impl Edge {
             None => None,
         };
         let connector = Connector::new(Arc::new(config.backend), &config.ssh, metrics.clone());
-        let bridge_metrics = BridgeMetrics {
+        let bridge_settings = BridgeSettings {
             up_bytes: metrics.bytes("up"),
             down_bytes: metrics.bytes("down"),
             channels_active: metrics.channels_active.clone(),
+            window_size: ssh.window_size,
         };
         Ok(Arc::new(Self {
             grammar: config.grammar,
@@ -124,7 +128,7 @@ impl Edge {
             remotes: config.remotes,
             connector,
             metrics,
-            bridge_metrics,
+            bridge_settings,
             tokens: config.tokens,
             preamble_timeout: config.preamble_timeout,
             ssh_config: Arc::new(ssh_config),

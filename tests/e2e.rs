@@ -30,3 +30,6 @@ mod forwarding;
 
 #[path = "e2e/multiplex.rs"]
 mod multiplex;
+
+#[path = "e2e/stall.rs"]
+mod stall;

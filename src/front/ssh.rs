@@ -302,7 +302,7 @@ impl russh::server::Handler for EdgeSession {
         if let (Some(login), Ok(mut slot)) = (&self.login, self.link.lock()) {
             *slot = Some(ClientLink {
                 handle: session.handle(),
-                metrics: self.edge.bridge_metrics.clone(),
+                bridge: self.edge.bridge_settings.clone(),
                 allow_port_forwarding: login.port_forwarding,
                 allow_agent_forwarding: login.agent_forwarding,
             });

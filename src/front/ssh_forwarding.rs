@@ -36,7 +36,7 @@ impl EdgeSession {
                     channel,
                     backend,
                     session.handle(),
-                    self.edge.bridge_metrics.clone(),
+                    self.edge.bridge_settings.clone(),
                 );
                 self.channels.insert(id, control);
                 metrics.channels.with_label_values(&[outcome]).inc();

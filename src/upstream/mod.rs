@@ -68,7 +68,7 @@ pub struct LoginContext {
 #[derive(Clone)]
 pub struct ClientLink {
     pub handle: russh::server::Handle,
-    pub metrics: crate::bridge::BridgeMetrics,
+    pub bridge: crate::bridge::BridgeSettings,
     pub allow_port_forwarding: bool,
     pub allow_agent_forwarding: bool,
 }
@@ -111,6 +111,9 @@ impl Connector {
             inactivity_timeout: None,
             nodelay: true,
             preferred: preferred_algorithms(),
+            // Per-channel flow control: see `bridge`.
+            manual_window_adjust: true,
+            channel_buffer_size: crate::bridge::channel_queue_depth(ssh.window_size),
             ..client::Config::default()
         };
         Self {
@@ -281,7 +284,7 @@ fn relay_to_client<F>(
                     client_channel,
                     backend,
                     link.handle.clone(),
-                    link.metrics.clone(),
+                    link.bridge.clone(),
                 );
             }
             _ => reply.reject(ChannelOpenFailure::ConnectFailed).await,
