@@ -596,6 +596,7 @@ impl Session {
                     return Ok(());
                 }
                 let target = self.common.config.window_size;
+                // ssh-edge patch: under manual_window_adjust the application re-opens the window.
                 let manual = self.common.config.manual_window_adjust;
                 #[allow(clippy::collapsible_if)]
                 if let Some(ref mut enc) = self.common.encrypted {
@@ -626,6 +627,7 @@ impl Session {
                     return Ok(());
                 }
                 let target = self.common.config.window_size;
+                // ssh-edge patch: under manual_window_adjust the application re-opens the window.
                 let manual = self.common.config.manual_window_adjust;
                 #[allow(clippy::collapsible_if)]
                 if let Some(ref mut enc) = self.common.encrypted {

@@ -1779,6 +1779,7 @@ impl Session {
                 self.agent_forward(id, want_reply)?
             }
             Msg::Channel(id, ChannelMsg::Close) => self.close(id)?,
+            // ssh-edge patch: a window grant from the application (manual_window_adjust).
             Msg::Channel(id, ChannelMsg::AdjustWindow { amount }) => {
                 let target = self.common.config.window_size;
                 if let Some(ref mut enc) = self.common.encrypted {

@@ -1488,6 +1488,7 @@ impl Session {
                 let data = map_err!(Bytes::decode(r))?;
                 map_err!(ensure_end(r))?;
                 let target = self.target_window_size;
+                // ssh-edge patch: under manual_window_adjust the application re-opens the window.
                 let manual = self.common.config.manual_window_adjust;
 
                 #[allow(clippy::collapsible_if)]

@@ -535,6 +535,7 @@ impl Session {
             Msg::Channel(id, ChannelMsg::WindowAdjusted { new_size }) => {
                 debug!("window adjusted to {new_size:?} for channel {id:?}");
             }
+            // ssh-edge patch: a window grant from the application (manual_window_adjust).
             Msg::Channel(id, ChannelMsg::AdjustWindow { amount }) => {
                 let target = self.target_window_size;
                 if let Some(ref mut enc) = self.common.encrypted {
