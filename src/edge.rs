@@ -109,6 +109,8 @@ impl Edge {
             // Per-channel flow control: see `bridge`.
             manual_window_adjust: true,
             channel_buffer_size: crate::bridge::channel_queue_depth(ssh.window_size),
+            // Certificate validity is the edge's policy (with skew, logged and counted).
+            certificate_validity_by_handler: true,
             ..ServerConfig::default()
         };
         let tls = match &config.tls {

@@ -44,15 +44,17 @@ fn refused_certificates_are_denied_and_counted_by_reason() {
     );
 
     let cases: Vec<(&str, std::path::PathBuf, Option<&str>)> = vec![
+        // OpenSSH's ssh does not even offer an expired certificate (it falls back to the
+        // plain key); the russh-client test below shows the edge counting one.
         (
             "expired",
             w.keygen_cert("expired", "user_ca", Some(JOB), "20200101:20200102", &[]),
-            None,
+            Some("not_certificate"),
         ),
         (
             "not yet valid",
             w.keygen_cert("future", "user_ca", Some(JOB), "+1d:+2d", &[]),
-            None,
+            Some("not_yet_valid"),
         ),
         (
             "unknown CA",
@@ -112,13 +114,24 @@ fn refused_certificates_are_denied_and_counted_by_reason() {
             ));
             assert!(
                 after > before,
-                "{name}: counter {reason} did not move ({before} -> {after})"
+                "{name}: counter {reason} did not move ({before} -> {after}): {}",
+                w.metrics.render()
             );
         }
     }
     // And the edge still serves a good certificate afterwards.
     let out = w.ssh(Via::Connect, HOST, &[], "echo still-serving");
     assert_eq!(stdout(&out).trim(), "still-serving", "{}", stderr(&out));
+}
+
+#[test]
+fn a_certificate_from_a_clock_slightly_ahead_is_accepted_within_the_skew() {
+    // Valid from 30 s in the future, as a signer whose clock runs ahead would issue it; the
+    // default `auth.max_clock_skew_secs` (60) absorbs that.
+    let w = World::start();
+    let ahead = w.keygen_cert("ahead", "user_ca", Some(JOB), "+30s:+10m", &[]);
+    let out = w.ssh_as(&ahead, Via::PlainSsh, HOST, &[], "echo skew-ok");
+    assert_eq!(stdout(&out).trim(), "skew-ok", "{}", stderr(&out));
 }
 
 #[test]
@@ -188,8 +201,9 @@ fn a_tenant_b_certificate_opens_only_tenant_b_hosts() {
 
 /// OpenSSH's client will not offer a host certificate for user authentication, so this case
 /// uses a russh client: a host certificate from the trusted CA, presented as a user's.
-#[test]
-fn a_host_certificate_presented_as_a_user_certificate_is_refused() {
+/// Logs in to front C with a certificate the real `ssh` will not present (a host
+/// certificate, an expired one), through a russh client; returns whether it was accepted.
+fn russh_login_with_cert(w: &World, host_type: bool, valid_after: u64, valid_before: u64) -> bool {
     use std::sync::Arc;
 
     use russh::keys::ssh_key::certificate::{Builder, CertType};
@@ -205,22 +219,22 @@ fn a_host_certificate_presented_as_a_user_certificate_is_refused() {
         }
     }
 
-    let w = World::start();
     let key = ssh_edge::upstream::random_ed25519_key();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
     let mut b = Builder::new(
         vec![7u8; 32],
         key.public_key().key_data().clone(),
-        now - 60,
-        now + 600,
+        valid_after,
+        valid_before,
     )
     .unwrap();
-    b.cert_type(CertType::Host)
+    let cert_type = if host_type {
+        CertType::Host
+    } else {
+        CertType::User
+    };
+    b.cert_type(cert_type)
         .unwrap()
-        .key_id("host-as-user")
+        .key_id("russh-presented")
         .unwrap()
         .valid_principal(JOB)
         .unwrap();
@@ -230,7 +244,7 @@ fn a_host_certificate_presented_as_a_user_certificate_is_refused() {
         .enable_all()
         .build()
         .unwrap();
-    let accepted = rt.block_on(async {
+    rt.block_on(async {
         let config = Arc::new(russh::client::Config::default());
         let mut handle = russh::client::connect(config, ("127.0.0.1", w.ssh_port), AcceptEdgeKey)
             .await
@@ -240,10 +254,33 @@ fn a_host_certificate_presented_as_a_user_certificate_is_refused() {
             .await
             .unwrap();
         result.success()
-    });
-    assert!(!accepted, "a host certificate opened a user session");
+    })
+}
+
+#[test]
+fn certificates_openssh_would_not_present_are_refused_and_counted() {
+    let w = World::start();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        !russh_login_with_cert(&w, true, now - 60, now + 600),
+        "a host certificate opened a user session"
+    );
     assert!(
         w.metric("ssh_edge_auth_failures_total{reason=\"not_user_cert\"}") >= 1,
+        "{}",
+        w.metrics.render()
+    );
+    // Expired an hour ago: beyond any skew. The edge's policy sees it (our russh patch), so
+    // it is logged with its key id and counted.
+    assert!(
+        !russh_login_with_cert(&w, false, now - 7200, now - 3600),
+        "an expired certificate opened a session"
+    );
+    assert!(
+        w.metric("ssh_edge_auth_failures_total{reason=\"expired\"}") >= 1,
         "{}",
         w.metrics.render()
     );

@@ -113,6 +113,8 @@ impl Session {
                     buf,
                     &mut r,
                     &mut self.common.auth_user,
+                    // ssh-edge patch
+                    self.common.config.certificate_validity_by_handler,
                 )
                 .await?;
                 self.common.auth_attempts += 1;
@@ -921,6 +923,7 @@ impl Encrypted {
         original_packet: &[u8],
         r: &mut &[u8],
         auth_user: &mut String,
+        validity_by_handler: bool,
     ) -> Result<(), H::Error> {
         // https://tools.ietf.org/html/rfc4252#section-5
         let user = map_err!(String::decode(r))?;
@@ -996,6 +999,7 @@ impl Encrypted {
                     auth_user,
                     &user,
                     r,
+                    validity_by_handler,
                 )
                 .await
             } else if method == "none" {
@@ -1087,6 +1091,7 @@ impl Encrypted {
         auth_user: &mut String,
         user: &str,
         r: &mut &[u8],
+        validity_by_handler: bool,
     ) -> Result<(), H::Error> {
         let auth_request = if let EncryptedState::WaitingAuthRequest(ref mut a) = self.state {
             a
@@ -1112,12 +1117,16 @@ impl Encrypted {
                         // Validate certificate expiration. The bounds are None
                         // for OpenSSH's "always valid" sentinels (PROTOCOL.certkeys),
                         // which skips the corresponding check.
+                        // ssh-edge patch: with `certificate_validity_by_handler` the
+                        // handler checks the validity window itself (with clock skew, and
+                        // counted), so expired certificates reach it.
                         let now = SystemTime::now();
-                        if cert.valid_after_time().map(|t| now < t).unwrap_or_default()
-                            || cert
-                                .valid_before_time()
-                                .map(|t| now > t)
-                                .unwrap_or_default()
+                        if !validity_by_handler
+                            && (cert.valid_after_time().map(|t| now < t).unwrap_or_default()
+                                || cert
+                                    .valid_before_time()
+                                    .map(|t| now > t)
+                                    .unwrap_or_default())
                         {
                             warn!("Certificate is expired or not yet valid");
                             reject_auth_request(until, &mut self.write, auth_request).await?;

@@ -105,6 +105,11 @@ pub struct Config {
     /// bytes. A channel whose reader stops then stops only its own sender (RFC 4254 §5.2),
     /// instead of filling the channel queue and blocking the whole connection.
     pub manual_window_adjust: bool,
+    /// Leave a certificate's validity window to `Handler::auth_openssh_certificate`
+    /// (ssh-edge patch). By default russh refuses an expired or not-yet-valid certificate
+    /// before the handler sees it, so the application cannot log, count or allow clock skew
+    /// for it. The signature is still verified here either way.
+    pub certificate_validity_by_handler: bool,
 }
 
 impl Default for Config {
@@ -133,6 +138,7 @@ impl Default for Config {
             keepalive_max: 3,
             nodelay: false,
             manual_window_adjust: false,
+            certificate_validity_by_handler: false,
         }
     }
 }
@@ -161,6 +167,10 @@ impl Debug for Config {
             .field("keepalive_interval", &self.keepalive_interval)
             .field("keepalive_max", &self.keepalive_max)
             .field("manual_window_adjust", &self.manual_window_adjust)
+            .field(
+                "certificate_validity_by_handler",
+                &self.certificate_validity_by_handler,
+            )
             .finish()
     }
 }
