@@ -21,7 +21,7 @@ pub use raw::*;
 use crate::auth::cert_policy::{CertPolicy, ForceCommandPolicy, parse_ca_entry};
 use crate::auth::token::{TokenKey, TokenPolicy};
 use crate::hostname::HostGrammar;
-use crate::route::{RouteRule, RouteTable};
+use crate::route::{Forwarding, RouteRule, RouteTable};
 
 /// Why the configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +182,7 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
         }
     };
     let mut remotes = HashMap::new();
+    let mut remote_forwarding = HashMap::new();
     if raw.remotes.is_empty() {
         problems.push("remotes: configure at least [remotes.default] with trusted_user_cas".into());
     }
@@ -210,6 +211,14 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
             force_command,
         };
         remotes.insert(name.clone(), Arc::new(policy));
+        remote_forwarding.insert(
+            name.clone(),
+            forwarding(
+                remote.port_forwarding,
+                remote.remote_forwarding,
+                remote.agent_forwarding,
+            ),
+        );
     }
 
     let backend = validate_backend(&raw.backend, &mut problems);
@@ -258,8 +267,7 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
                 .backend_principal
                 .clone()
                 .unwrap_or_else(|| r.principal.clone()),
-            allow_port_forwarding: r.port_forwarding.unwrap_or(true),
-            allow_agent_forwarding: r.agent_forwarding.unwrap_or(true),
+            forwarding: forwarding(r.port_forwarding, r.remote_forwarding, r.agent_forwarding),
         });
     }
 
@@ -275,7 +283,7 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
             grammar,
             remotes,
             backend,
-            routes: RouteTable::new(rules),
+            routes: RouteTable::new(rules, remote_forwarding),
             tokens,
             preamble_timeout: Duration::from_secs(raw.token.preamble_timeout_secs.max(1)),
         }),
@@ -496,4 +504,13 @@ fn validate_tokens(
         }
     }
     tokens
+}
+
+/// Forwarding switches as configured; an absent switch allows.
+fn forwarding(local: Option<bool>, remote: Option<bool>, agent: Option<bool>) -> Forwarding {
+    Forwarding {
+        local: local.unwrap_or(true),
+        remote: remote.unwrap_or(true),
+        agent: agent.unwrap_or(true),
+    }
 }

@@ -185,6 +185,12 @@ pub struct RawRemote {
     pub revoked_key_ids: Vec<String>,
     /// ES256 public keys whose tokens open this remote's workloads on front B.
     pub token_keys: Vec<RawTokenKey>,
+    /// Allow `ssh -L/-D` to this remote's workloads. Default true; routes can only narrow it.
+    pub port_forwarding: Option<bool>,
+    /// Allow `ssh -R` to this remote's workloads. Default true; routes can only narrow it.
+    pub remote_forwarding: Option<bool>,
+    /// Allow `ssh -A` to this remote's workloads. Default true; routes can only narrow it.
+    pub agent_forwarding: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -237,8 +243,13 @@ pub struct RawRoute {
     pub principal: String,
     /// Principal of the certificate the edge mints for the backend; defaults to `principal`.
     pub backend_principal: Option<String>,
-    /// Allow `ssh -L/-D/-R` on this route (the certificate must also permit it). Default true.
+    /// Allow `ssh -L/-D` on this route (the remote and the certificate must also permit it).
+    /// Default true.
     pub port_forwarding: Option<bool>,
-    /// Allow `ssh -A` on this route (the certificate must also permit it). Default true.
+    /// Allow `ssh -R` on this route (the remote and the certificate must also permit it).
+    /// Default true.
+    pub remote_forwarding: Option<bool>,
+    /// Allow `ssh -A` on this route (the remote and the certificate must also permit it).
+    /// Default true.
     pub agent_forwarding: Option<bool>,
 }

@@ -23,7 +23,7 @@ use crate::auth::cert_policy::{CertCheck, CertIdentity, check_user_certificate};
 use crate::bridge::{BackendRequest, BridgeControl};
 use crate::edge::Edge;
 use crate::hostname::Target;
-use crate::route::Route;
+use crate::route::{Forwarding, Route};
 use crate::upstream::{ClientLink, ClientLinkSlot, LoginContext, REQUEST_REPLY_TIMEOUT, Upstream};
 
 /// Which public door a connection came through.
@@ -51,9 +51,8 @@ struct Login {
     target: Target,
     identity: CertIdentity,
     upstream: Upstream,
-    /// Forwarding allowed: by the route and by the certificate's extensions, both.
-    port_forwarding: bool,
-    agent_forwarding: bool,
+    /// Forwarding allowed by the route, its remote and the certificate's extensions, all.
+    forwarding: Forwarding,
 }
 
 /// One client connection's state.
@@ -205,16 +204,17 @@ impl EdgeSession {
             Ok(upstream) => {
                 info!(peer = %self.peer, front = self.front.as_str(), target = %target.host, key_id = %identity.key_id,
                     serial = identity.serial, backend = %upstream.addr, login_user = %route.login_user, "session authorized");
-                let port_forwarding =
-                    route.allow_port_forwarding && identity.permits("permit-port-forwarding");
-                let agent_forwarding =
-                    route.allow_agent_forwarding && identity.permits("permit-agent-forwarding");
+                // As OpenSSH: permit-port-forwarding covers -L, -D and -R.
+                let by_certificate = Forwarding {
+                    local: identity.permits("permit-port-forwarding"),
+                    remote: identity.permits("permit-port-forwarding"),
+                    agent: identity.permits("permit-agent-forwarding"),
+                };
                 self.login = Some(Login {
                     target,
                     identity,
                     upstream,
-                    port_forwarding,
-                    agent_forwarding,
+                    forwarding: route.forwarding.and(by_certificate),
                 });
                 Auth::Accept
             }
@@ -303,8 +303,7 @@ impl russh::server::Handler for EdgeSession {
             *slot = Some(ClientLink {
                 handle: session.handle(),
                 bridge: self.edge.bridge_settings.clone(),
-                allow_port_forwarding: login.port_forwarding,
-                allow_agent_forwarding: login.agent_forwarding,
+                forwarding: login.forwarding,
             });
         }
         Ok(())

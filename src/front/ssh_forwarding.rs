@@ -69,7 +69,7 @@ impl EdgeSession {
             .with_label_values(&[outcome])
             .inc();
         info!(peer = %self.peer, key_id = self.login.as_ref().map(|l| l.identity.key_id.as_str()).unwrap_or(""),
-            "{what} refused by the route or the certificate ({extension})");
+            "{what} refused by the route, its remote or the certificate ({extension})");
     }
 
     /// `ssh -L` and `ssh -D`: the backend opens the TCP connection, inside the workload.
@@ -86,7 +86,7 @@ impl EdgeSession {
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
         };
-        if !login.port_forwarding {
+        if !login.forwarding.local {
             self.deny(
                 "denied_port_forwarding",
                 "port forwarding",
@@ -121,7 +121,7 @@ impl EdgeSession {
         let Some(login) = &self.login else {
             return false;
         };
-        if !login.port_forwarding {
+        if !login.forwarding.remote {
             self.deny(
                 "denied_remote_forwarding",
                 "remote forwarding",
@@ -155,7 +155,7 @@ impl EdgeSession {
 
     /// `ssh -A`: the backend's sshd then opens agent channels, relayed through `ClientLink`.
     pub(super) async fn agent_forward(&self, channel: ChannelId) -> bool {
-        if !self.login.as_ref().is_some_and(|l| l.agent_forwarding) {
+        if !self.login.as_ref().is_some_and(|l| l.forwarding.agent) {
             self.deny(
                 "denied_agent_forwarding",
                 "agent forwarding",

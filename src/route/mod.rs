@@ -2,7 +2,38 @@
 //! principal the user's certificate must carry. Pure: no I/O; address resolution is the
 //! caller's job (see `upstream`).
 
+use std::collections::HashMap;
+
 use crate::hostname::{ExpandError, Target};
+
+/// Which forwarding a route, a remote or a certificate allows. A session gets what all of
+/// them allow: a deny anywhere wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forwarding {
+    /// `ssh -L` and `ssh -D` (`direct-tcpip` channels).
+    pub local: bool,
+    /// `ssh -R` (`tcpip-forward` requests and the `forwarded-tcpip` channels they bring).
+    pub remote: bool,
+    /// `ssh -A` (`auth-agent-req@openssh.com` and `auth-agent@openssh.com` channels).
+    pub agent: bool,
+}
+
+impl Forwarding {
+    pub const ALL: Forwarding = Forwarding {
+        local: true,
+        remote: true,
+        agent: true,
+    };
+
+    /// What both allow.
+    pub fn and(self, other: Forwarding) -> Forwarding {
+        Forwarding {
+            local: self.local && other.local,
+            remote: self.remote && other.remote,
+            agent: self.agent && other.agent,
+        }
+    }
+}
 
 /// One `[[routes]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,8 +47,7 @@ pub struct RouteRule {
     pub login_user: String,
     pub principal: String,
     pub backend_principal: String,
-    pub allow_port_forwarding: bool,
-    pub allow_agent_forwarding: bool,
+    pub forwarding: Forwarding,
 }
 
 /// A route resolved for one target: templates expanded.
@@ -30,9 +60,8 @@ pub struct Route {
     pub required_principal: String,
     /// The principal of the certificate minted for the backend login.
     pub backend_principal: String,
-    /// Forwarding this route allows (the user's certificate must permit it too).
-    pub allow_port_forwarding: bool,
-    pub allow_agent_forwarding: bool,
+    /// Forwarding the route and its remote allow (the user's certificate must permit it too).
+    pub forwarding: Forwarding,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,11 +94,16 @@ impl RouteError {
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
     rules: Vec<RouteRule>,
+    /// Per-remote forwarding limits; a remote absent here limits nothing.
+    remote_forwarding: HashMap<String, Forwarding>,
 }
 
 impl RouteTable {
-    pub fn new(rules: Vec<RouteRule>) -> Self {
-        Self { rules }
+    pub fn new(rules: Vec<RouteRule>, remote_forwarding: HashMap<String, Forwarding>) -> Self {
+        Self {
+            rules,
+            remote_forwarding,
+        }
     }
 
     pub fn resolve(&self, target: &Target) -> Result<Route, RouteError> {
@@ -103,8 +137,12 @@ impl RouteTable {
             login_user: expand(&rule.login_user)?,
             required_principal: expand(&rule.principal)?,
             backend_principal: expand(&rule.backend_principal)?,
-            allow_port_forwarding: rule.allow_port_forwarding,
-            allow_agent_forwarding: rule.allow_agent_forwarding,
+            forwarding: rule.forwarding.and(
+                self.remote_forwarding
+                    .get(target.remote_name())
+                    .copied()
+                    .unwrap_or(Forwarding::ALL),
+            ),
         })
     }
 }
@@ -140,33 +178,35 @@ mod tests {
             login_user: "baseten".into(),
             principal: "{job_id}".into(),
             backend_principal: "{job_id}".into(),
-            allow_port_forwarding: true,
-            allow_agent_forwarding: true,
+            forwarding: Forwarding::ALL,
         }
     }
 
     #[test]
     fn first_matching_rule_wins_and_templates_expand() {
-        let table = RouteTable::new(vec![
-            rule(
-                "training-job",
-                None,
-                &[("job_id", "pinned")],
-                "10.0.0.9:2222",
-            ),
-            rule(
-                "training-job",
-                Some("tenant-b"),
-                &[],
-                "{job_id}-{node}.b.svc:2222",
-            ),
-            rule(
-                "training-job",
-                Some("default"),
-                &[],
-                "{job_id}-{node}.training.svc.cluster.local:2222",
-            ),
-        ]);
+        let table = RouteTable::new(
+            vec![
+                rule(
+                    "training-job",
+                    None,
+                    &[("job_id", "pinned")],
+                    "10.0.0.9:2222",
+                ),
+                rule(
+                    "training-job",
+                    Some("tenant-b"),
+                    &[],
+                    "{job_id}-{node}.b.svc:2222",
+                ),
+                rule(
+                    "training-job",
+                    Some("default"),
+                    &[],
+                    "{job_id}-{node}.training.svc.cluster.local:2222",
+                ),
+            ],
+            HashMap::new(),
+        );
         let g = grammar();
         let r = table
             .resolve(
@@ -195,12 +235,10 @@ mod tests {
 
     #[test]
     fn no_route_and_bad_template_are_errors_naming_the_host() {
-        let table = RouteTable::new(vec![rule(
-            "training-job",
-            Some("default"),
-            &[],
-            "{job_id}:22",
-        )]);
+        let table = RouteTable::new(
+            vec![rule("training-job", Some("default"), &[], "{job_id}:22")],
+            HashMap::new(),
+        );
         let g = grammar();
         let err = table
             .resolve(&g.parse_host("model-m1-d1.ssh.baseten.co").unwrap())
@@ -219,11 +257,54 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.reason(), "no_route");
 
-        let table = RouteTable::new(vec![rule("model", None, &[], "{replica_id}.svc:22")]);
+        let table = RouteTable::new(
+            vec![rule("model", None, &[], "{replica_id}.svc:22")],
+            HashMap::new(),
+        );
         let err = table
             .resolve(&g.parse_host("model-m1-d1.ssh.baseten.co").unwrap())
             .unwrap_err();
         assert_eq!(err.reason(), "route_template");
         assert!(err.to_string().contains("replica_id"), "{err}");
+    }
+
+    #[test]
+    fn forwarding_is_what_both_the_route_and_its_remote_allow() {
+        let mut no_agent = rule("training-job", None, &[], "{job_id}:22");
+        no_agent.forwarding.agent = false;
+        let tenant_b_no_remote = Forwarding {
+            remote: false,
+            ..Forwarding::ALL
+        };
+        let table = RouteTable::new(
+            vec![no_agent],
+            HashMap::from([("tenant-b".to_string(), tenant_b_no_remote)]),
+        );
+        let g = grammar();
+        let default = table
+            .resolve(&g.parse_host("training-job-a-0.ssh.baseten.co").unwrap())
+            .unwrap();
+        assert_eq!(
+            default.forwarding,
+            Forwarding {
+                local: true,
+                remote: true,
+                agent: false
+            }
+        );
+        let b = table
+            .resolve(
+                &g.parse_host("training-job-a-0.tenant-b.ssh.baseten.co")
+                    .unwrap(),
+            )
+            .unwrap();
+        assert_eq!(
+            b.forwarding,
+            Forwarding {
+                local: true,
+                remote: false,
+                agent: false
+            }
+        );
     }
 }

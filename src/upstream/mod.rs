@@ -69,8 +69,7 @@ pub struct LoginContext {
 pub struct ClientLink {
     pub handle: russh::server::Handle,
     pub bridge: crate::bridge::BridgeSettings,
-    pub allow_port_forwarding: bool,
-    pub allow_agent_forwarding: bool,
+    pub forwarding: crate::route::Forwarding,
 }
 
 /// Shared slot for a [`ClientLink`].
@@ -313,7 +312,7 @@ impl client::Handler for BackendHandler {
         reply: client::ChannelOpenHandle,
         _session: &mut client::Session,
     ) -> Result<(), Self::Error> {
-        match self.link().filter(|l| l.allow_port_forwarding) {
+        match self.link().filter(|l| l.forwarding.remote) {
             Some(link) => {
                 let handle = link.handle.clone();
                 let (ca, oa) = (
@@ -343,7 +342,7 @@ impl client::Handler for BackendHandler {
         reply: client::ChannelOpenHandle,
         _session: &mut client::Session,
     ) -> Result<(), Self::Error> {
-        match self.link().filter(|l| l.allow_agent_forwarding) {
+        match self.link().filter(|l| l.forwarding.agent) {
             Some(link) => {
                 let handle = link.handle.clone();
                 relay_to_client(link, channel, reply, async move {

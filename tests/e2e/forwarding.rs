@@ -409,3 +409,37 @@ fn remote_forwarding_can_be_cancelled_on_a_live_connection() {
         .arg(&dest)
         .output();
 }
+
+#[test]
+fn a_remote_can_deny_remote_forwarding_and_keep_local_forwarding() {
+    let w = World::start_with(|raw| {
+        raw.remotes.get_mut("default").unwrap().remote_forwarding = Some(false);
+    });
+    let (_server, port, data) = http_server(&w);
+    // -L still works for this remote's workloads...
+    let local = ssh_edge::lab::free_port();
+    let spec = ["-L", &format!("{local}:127.0.0.1:{port}")];
+    let _fwd = forward(&w, &w.user_key, Via::PlainSsh, &spec, local);
+    let got = http_get(local, "/model.bin").expect("fetch through -L");
+    assert_eq!(sha256(&got), sha256(&data));
+    // ...while -R is refused, and ssh says so.
+    let backend_port = ssh_edge::lab::free_port();
+    let mut args = w.ssh_args(Via::PlainSsh, HOST);
+    let dest = args.pop().unwrap();
+    args.extend([
+        "-o".to_string(),
+        "ExitOnForwardFailure=yes".into(),
+        "-R".into(),
+        format!("127.0.0.1:{backend_port}:127.0.0.1:{port}"),
+        dest,
+        "echo should-not-run".into(),
+    ]);
+    let out = run_with_timeout(Command::new("ssh").args(&args), Duration::from_secs(60));
+    assert!(!out.status.success(), "-R was allowed: {}", stdout(&out));
+    assert!(
+        stderr(&out).contains("remote port forwarding failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(w.metric("ssh_edge_channels_total{outcome=\"denied_remote_forwarding\"}") >= 1);
+}
