@@ -22,6 +22,7 @@ pub struct Metrics {
     /// Backend connection failures, by reason.
     pub backend_failures: IntCounterVec,
     pub backend_connect_seconds: HistogramVec,
+    pub backend_logins: IntCounterVec,
     /// Bytes forwarded by the channel bridge: direction "up" (client → backend) / "down".
     pub bridge_bytes: IntCounterVec,
     /// Bytes forwarded by passthrough (front B), counted as they flow.
@@ -91,6 +92,11 @@ impl Metrics {
         registry
             .register(Box::new(backend_connect_seconds.clone()))
             .expect("unique metric name");
+        let backend_logins = counter(
+            "ssh_edge_backend_logins_total",
+            "User logins served by a backend connection: upstream = new, shared (multiplexed)",
+            &["upstream"],
+        );
         let bridge_bytes = counter(
             "ssh_edge_bridge_bytes_total",
             "Channel bytes forwarded",
@@ -112,6 +118,7 @@ impl Metrics {
             channels,
             backend_failures,
             backend_connect_seconds,
+            backend_logins,
             bridge_bytes,
             splice_bytes,
         }

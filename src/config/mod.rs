@@ -71,6 +71,14 @@ pub struct BackendSettings {
     pub connect_timeout: Duration,
     pub login: BackendLogin,
     pub host_keys: HostKeyPolicy,
+    pub multiplex: Option<MultiplexSettings>,
+}
+
+/// Upstream multiplexing (`backend.multiplex`), see `upstream::pool`.
+#[derive(Debug, Clone, Copy)]
+pub struct MultiplexSettings {
+    pub idle: Duration,
+    pub max_clients: usize,
 }
 
 /// The validated, typed configuration the edge runs on.
@@ -461,6 +469,9 @@ fn validate_backend(raw: &RawBackend, problems: &mut Vec<String>) -> Option<Back
     if raw.connect_timeout_secs == 0 {
         problems.push("backend.connect_timeout_secs: must be at least 1".into());
     }
+    if raw.multiplex && raw.multiplex_max_clients == 0 {
+        problems.push("backend.multiplex_max_clients: must be at least 1".into());
+    }
     Some(BackendSettings {
         connect_timeout: Duration::from_secs(raw.connect_timeout_secs),
         login: login?,
@@ -469,6 +480,10 @@ fn validate_backend(raw: &RawBackend, problems: &mut Vec<String>) -> Option<Back
             pinned,
             accept_any: raw.accept_any_host_key,
         },
+        multiplex: raw.multiplex.then(|| MultiplexSettings {
+            idle: Duration::from_secs(raw.multiplex_idle_secs),
+            max_clients: raw.multiplex_max_clients,
+        }),
     })
 }
 

@@ -209,6 +209,14 @@ pub struct RawBackend {
     pub host_keys: Vec<String>,
     /// Accept any backend host key. Insecure; logged loudly at start and per session.
     pub accept_any_host_key: bool,
+    /// Upstream multiplexing: user connections with the same backend login (same backend,
+    /// login user, principal and user certificate) share one backend SSH connection.
+    pub multiplex: bool,
+    /// A shared backend connection closes this long after its last user left.
+    pub multiplex_idle_secs: u64,
+    /// User connections one shared backend connection serves at most (sshd's MaxSessions,
+    /// default 10, caps the session channels on one connection).
+    pub multiplex_max_clients: usize,
 }
 
 impl Default for RawBackend {
@@ -221,6 +229,9 @@ impl Default for RawBackend {
             known_hosts_file: None,
             host_keys: Vec::new(),
             accept_any_host_key: false,
+            multiplex: false,
+            multiplex_idle_secs: 60,
+            multiplex_max_clients: 8,
         }
     }
 }

@@ -24,7 +24,7 @@ use crate::bridge::{BackendRequest, BridgeControl};
 use crate::edge::Edge;
 use crate::hostname::Target;
 use crate::route::{Forwarding, Route};
-use crate::upstream::{ClientLink, ClientLinkSlot, LoginContext, REQUEST_REPLY_TIMEOUT, Upstream};
+use crate::upstream::{ClientLink, LoginContext, REQUEST_REPLY_TIMEOUT, Upstream};
 
 /// Which public door a connection came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,8 +69,6 @@ pub struct EdgeSession {
     channels: HashMap<ChannelId, Arc<BridgeControl>>,
     counted: bool,
     authenticated: Arc<AtomicBool>,
-    /// Filled at login so channels the backend opens (`-R`, agent) can reach this client.
-    link: ClientLinkSlot,
 }
 
 impl EdgeSession {
@@ -90,7 +88,6 @@ impl EdgeSession {
             channels: HashMap::new(),
             counted: false,
             authenticated: Arc::new(AtomicBool::new(false)),
-            link: ClientLinkSlot::default(),
         }
     }
 
@@ -194,16 +191,16 @@ impl EdgeSession {
         let who = LoginContext {
             user_key_id: identity.key_id.clone(),
             user_serial: identity.serial,
+            user_key_fingerprint: cert
+                .public_key()
+                .fingerprint(russh::keys::HashAlg::Sha256)
+                .to_string(),
             target_host: target.host.clone(),
         };
-        match edge
-            .connector
-            .connect(&route, &who, self.link.clone())
-            .await
-        {
+        match edge.connector.connect(&route, &who).await {
             Ok(upstream) => {
                 info!(peer = %self.peer, front = self.front.as_str(), target = %target.host, key_id = %identity.key_id,
-                    serial = identity.serial, backend = %upstream.addr, login_user = %route.login_user, "session authorized");
+                    serial = identity.serial, backend = %upstream.addr(), shared = upstream.reused, login_user = %route.login_user, "session authorized");
                 // As OpenSSH: permit-port-forwarding covers -L, -D and -R.
                 let by_certificate = Forwarding {
                     local: identity.permits("permit-port-forwarding"),
@@ -299,8 +296,8 @@ impl russh::server::Handler for EdgeSession {
             .inc();
         self.edge.metrics.sessions_active.inc();
         self.counted = true;
-        if let (Some(login), Ok(mut slot)) = (&self.login, self.link.lock()) {
-            *slot = Some(ClientLink {
+        if let Some(login) = &mut self.login {
+            login.upstream.attach(ClientLink {
                 handle: session.handle(),
                 bridge: self.edge.bridge_settings.clone(),
                 forwarding: login.forwarding,
@@ -349,12 +346,13 @@ impl russh::server::Handler for EdgeSession {
         };
         let opened = tokio::time::timeout(
             REQUEST_REPLY_TIMEOUT,
-            login.upstream.handle.channel_open_session(),
+            login.upstream.handle().channel_open_session(),
         )
         .await;
         let what = format!(
             "a session channel on backend {} for {}",
-            login.upstream.addr, login.target.host
+            login.upstream.addr(),
+            login.target.host
         );
         self.bridge_opened(opened, &what, "opened", channel, reply, session)
             .await;

@@ -96,7 +96,7 @@ impl EdgeSession {
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
         }
-        let open = login.upstream.handle.channel_open_direct_tcpip(
+        let open = login.upstream.handle().channel_open_direct_tcpip(
             host,
             port,
             originator_address,
@@ -129,12 +129,13 @@ impl EdgeSession {
             );
             return false;
         }
-        let asked = login.upstream.handle.tcpip_forward(address, *port);
+        let asked = login.upstream.handle().tcpip_forward(address, *port);
         match tokio::time::timeout(REQUEST_REPLY_TIMEOUT, asked).await {
             Ok(Ok(bound)) => {
                 if *port == 0 {
                     *port = bound;
                 }
+                login.upstream.note_remote_forward(address, *port);
                 info!(peer = %self.peer, target = %login.target.host, address, port = *port, "remote forwarding opened");
                 true
             }
@@ -146,7 +147,8 @@ impl EdgeSession {
         let Some(login) = &self.login else {
             return false;
         };
-        let cancel = login.upstream.handle.cancel_tcpip_forward(address, port);
+        login.upstream.forget_remote_forward(address, port);
+        let cancel = login.upstream.handle().cancel_tcpip_forward(address, port);
         matches!(
             tokio::time::timeout(REQUEST_REPLY_TIMEOUT, cancel).await,
             Ok(Ok(()))
@@ -162,6 +164,9 @@ impl EdgeSession {
                 "permit-agent-forwarding",
             );
             return false;
+        }
+        if let Some(login) = &self.login {
+            login.upstream.note_agent();
         }
         self.forward(channel, BackendRequest::AgentForward).await
     }

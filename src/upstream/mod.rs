@@ -2,7 +2,9 @@
 //! host key, log in with a per-session certificate minted from the edge CA (or a fixed key).
 
 mod host_key;
+mod links;
 mod mint;
+mod pool;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +15,9 @@ use russh::{ChannelOpenFailure, Preferred, cipher};
 use tokio::net::TcpStream;
 
 pub use host_key::BackendKeyCheck;
+pub use links::{ClientLink, ClientLinks};
 pub use mint::{MintRequest, mint_backend_certificate, random_ed25519_key};
+pub use pool::{BackendConn, Pool, ShareKey, Upstream};
 
 use crate::config::{BackendLogin, BackendSettings, SshSettings};
 use crate::metrics::Metrics;
@@ -59,26 +63,10 @@ impl UpstreamError {
 pub struct LoginContext {
     pub user_key_id: String,
     pub user_serial: u64,
+    /// SHA256 fingerprint of the user's certificate key; with key id and serial it decides
+    /// which logins may share a backend connection.
+    pub user_key_fingerprint: String,
     pub target_host: String,
-}
-
-/// The way back to the user's connection for channels the *backend* opens (`ssh -R`
-/// connections, agent requests), with what the user's certificate permits. Filled in once the
-/// user's login completes; until then such channels are refused.
-#[derive(Clone)]
-pub struct ClientLink {
-    pub handle: russh::server::Handle,
-    pub bridge: crate::bridge::BridgeSettings,
-    pub forwarding: crate::route::Forwarding,
-}
-
-/// Shared slot for a [`ClientLink`].
-pub type ClientLinkSlot = std::sync::Arc<std::sync::Mutex<Option<ClientLink>>>;
-
-/// A logged-in connection to one backend.
-pub struct Upstream {
-    pub handle: client::Handle<BackendHandler>,
-    pub addr: String,
 }
 
 /// Makes backend connections; one per edge, shared by all sessions.
@@ -86,6 +74,8 @@ pub struct Connector {
     settings: Arc<BackendSettings>,
     client_config: Arc<client::Config>,
     metrics: Arc<Metrics>,
+    /// Shared backend connections, when `backend.multiplex` is on.
+    pool: Option<Arc<Pool>>,
 }
 
 /// Algorithms for both hops: AES-GCM only (hardware accelerated, AEAD, no separate MAC), and
@@ -115,10 +105,12 @@ impl Connector {
             channel_buffer_size: crate::bridge::channel_queue_depth(ssh.window_size),
             ..client::Config::default()
         };
+        let pool = settings.multiplex.map(|m| Pool::new(m.idle, m.max_clients));
         Self {
             settings,
             client_config: Arc::new(client_config),
             metrics,
+            pool,
         }
     }
 
@@ -126,17 +118,52 @@ impl Connector {
         self.settings.connect_timeout
     }
 
-    /// Connects and logs in, all within the configured connect timeout.
+    /// Backend connections kept for sharing (0 without multiplexing).
+    pub fn pooled_connections(&self) -> usize {
+        self.pool.as_ref().map_or(0, |p| p.len())
+    }
+
+    /// A logged-in backend connection for this user: a shared one when multiplexing finds
+    /// one for the same login, else a new one (connected and logged in within the connect
+    /// timeout, and offered for sharing).
     pub async fn connect(
         &self,
         route: &Route,
         who: &LoginContext,
-        link: ClientLinkSlot,
     ) -> Result<Upstream, UpstreamError> {
+        let pooled = self
+            .pool
+            .as_ref()
+            .map(|pool| (pool.clone(), ShareKey::new(route, who)));
+        if let Some((pool, key)) = &pooled
+            && let Some(conn) = pool.checkout(key)
+        {
+            self.metrics
+                .backend_logins
+                .with_label_values(&["shared"])
+                .inc();
+            return Ok(Upstream::new(conn, pooled, true));
+        }
+        let conn = Arc::new(self.connect_new(route, who).await?);
+        self.metrics
+            .backend_logins
+            .with_label_values(&["new"])
+            .inc();
+        if let Some((pool, key)) = &pooled {
+            pool.insert(key.clone(), conn.clone());
+        }
+        Ok(Upstream::new(conn, pooled, false))
+    }
+
+    /// Connects and logs in, all within the configured connect timeout.
+    async fn connect_new(
+        &self,
+        route: &Route,
+        who: &LoginContext,
+    ) -> Result<BackendConn, UpstreamError> {
         let started = Instant::now();
         let timeout = self.settings.connect_timeout;
-        let result = match tokio::time::timeout(timeout, self.connect_inner(route, who, link)).await
-        {
+        let result = match tokio::time::timeout(timeout, self.connect_inner(route, who)).await {
             Ok(r) => r,
             Err(_) => Err(UpstreamError::Timeout {
                 addr: route.backend_addr.clone(),
@@ -161,8 +188,7 @@ impl Connector {
         &self,
         route: &Route,
         who: &LoginContext,
-        link: ClientLinkSlot,
-    ) -> Result<Upstream, UpstreamError> {
+    ) -> Result<BackendConn, UpstreamError> {
         let addr = route.backend_addr.clone();
         let resolved: Vec<_> = tokio::net::lookup_host(&addr)
             .await
@@ -190,9 +216,10 @@ impl Connector {
 
         let check = BackendKeyCheck::new(self.settings.host_keys.clone(), &addr);
         let verdict = check.verdict();
+        let links = Arc::new(ClientLinks::default());
         let handler = BackendHandler {
             key_check: check,
-            link,
+            links: links.clone(),
         };
         let mut handle =
             match client::connect_stream(self.client_config.clone(), stream, handler).await {
@@ -239,7 +266,7 @@ impl Connector {
             }
         };
         match auth {
-            Ok(r) if r.success() => Ok(Upstream { handle, addr }),
+            Ok(r) if r.success() => Ok(BackendConn::new(handle, addr, links)),
             Ok(_) => Err(UpstreamError::LoginRefused { addr, user }),
             Err(e) => Err(UpstreamError::Handshake {
                 addr,
@@ -254,13 +281,8 @@ impl Connector {
 /// user's certificate permits them; everything else the backend opens is refused.
 pub struct BackendHandler {
     key_check: BackendKeyCheck,
-    link: ClientLinkSlot,
-}
-
-impl BackendHandler {
-    fn link(&self) -> Option<ClientLink> {
-        self.link.lock().ok().and_then(|l| l.clone())
-    }
+    /// The user connections this backend connection serves.
+    links: Arc<ClientLinks>,
 }
 
 /// Opens the matching channel on the user's connection and bridges the two. Runs in its own
@@ -312,7 +334,11 @@ impl client::Handler for BackendHandler {
         reply: client::ChannelOpenHandle,
         _session: &mut client::Session,
     ) -> Result<(), Self::Error> {
-        match self.link().filter(|l| l.forwarding.remote) {
+        let link = self
+            .links
+            .for_forwarded_tcpip(connected_address, connected_port)
+            .filter(|l| l.forwarding.remote);
+        match link {
             Some(link) => {
                 let handle = link.handle.clone();
                 let (ca, oa) = (
@@ -342,7 +368,7 @@ impl client::Handler for BackendHandler {
         reply: client::ChannelOpenHandle,
         _session: &mut client::Session,
     ) -> Result<(), Self::Error> {
-        match self.link().filter(|l| l.forwarding.agent) {
+        match self.links.for_agent().filter(|l| l.forwarding.agent) {
             Some(link) => {
                 let handle = link.handle.clone();
                 relay_to_client(link, channel, reply, async move {
