@@ -1,17 +1,29 @@
 # Shared by the bench scripts: build the release binary and start `ssh-edge demo` on free
 # loopback ports, then source its demo.env (TLS_PORT, SSH_PORT, SSHD_PORT, LOGIN_USER,
 # SSH_CONFIG, DEMO_DIR, TOKEN_FILE, …). Sets EXE, DIR, DEMO and an EXIT trap that stops the
-# demo, kills any pids in EXTRA_PIDS and removes DIR.
+# demo, kills any pids in EXTRA_PIDS and removes every demo directory. `SSH_EDGE_*` variables
+# set for start_demo reach the demo's edge config (e.g. SSH_EDGE_BACKEND__MULTIPLEX=true);
+# stop_demo ends the current demo so a script can start another.
+DEMO_DIRS=()
+EXTRA_PIDS=()
+DEMO=
+trap 'kill "${EXTRA_PIDS[@]}" $DEMO 2>/dev/null; wait 2>/dev/null; rm -rf "${DEMO_DIRS[@]}"' EXIT
+
 start_demo() {
   cargo build --release --quiet --bin ssh-edge
   EXE=$PWD/target/release/ssh-edge
   DIR=$(mktemp -d /tmp/ssh-edge-bench.XXXXXX)
+  DEMO_DIRS+=("$DIR")
   chmod 755 "$DIR"
   "$EXE" demo --dir "$DIR/lab" --tls-port 0 --ssh-port 0 >"$DIR/demo.out" 2>"$DIR/demo.err" &
   DEMO=$!
-  EXTRA_PIDS=()
-  trap 'kill "${EXTRA_PIDS[@]}" $DEMO 2>/dev/null; wait 2>/dev/null; rm -rf "$DIR"' EXIT
   for _ in $(seq 100); do [ -f "$DIR/lab/demo.env" ] && break; sleep 0.1; done
   # shellcheck disable=SC1091
   . "$DIR/lab/demo.env"
+}
+
+stop_demo() {
+  kill "$DEMO" 2>/dev/null || true
+  wait "$DEMO" 2>/dev/null || true
+  DEMO=
 }

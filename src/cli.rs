@@ -306,10 +306,11 @@ async fn demo(dir: Option<PathBuf>, tls_port: u16, ssh_port: u16) -> anyhow::Res
     };
     let mut lab = Lab::create(&dir, &["abc1234", "m1x2y3"])?;
     lab.keep = keep;
-    let raw = lab.edge_config(
+    // SSH_EDGE_* variables apply on top, e.g. SSH_EDGE_BACKEND__MULTIPLEX=true.
+    let raw = config::with_env_overrides(lab.edge_config(
         &format!("127.0.0.1:{tls_port}"),
         &format!("127.0.0.1:{ssh_port}"),
-    )?;
+    )?)?;
     let config_path = lab.write_config(&raw)?;
     let config = config::validate(&raw)?;
     let listeners = Listeners::bind(&config).await?;

@@ -33,3 +33,6 @@ mod multiplex;
 
 #[path = "e2e/stall.rs"]
 mod stall;
+
+#[path = "e2e/upstream_mux.rs"]
+mod upstream_mux;

@@ -103,7 +103,16 @@ pub struct EdgeConfig {
 /// Reads defaults, then `file` (if any), then `SSH_EDGE_*` variables (`__` separates levels,
 /// e.g. `SSH_EDGE_LISTEN__SSH=0.0.0.0:2222`).
 pub fn load_raw(file: Option<&Path>) -> Result<RawConfig, ConfigError> {
-    let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
+    load_over(RawConfig::default(), file)
+}
+
+/// `base` with `SSH_EDGE_*` variables on top (the demo's generated config, for example).
+pub fn with_env_overrides(base: RawConfig) -> Result<RawConfig, ConfigError> {
+    load_over(base, None)
+}
+
+fn load_over(base: RawConfig, file: Option<&Path>) -> Result<RawConfig, ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(base));
     if let Some(file) = file {
         if !file.exists() {
             return Err(ConfigError::Invalid(vec![format!(
