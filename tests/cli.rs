@@ -34,6 +34,10 @@ force_command = "sometimes"
 [remotes.default]
 trusted_user_cas = ["not a key"]
 
+[backend]
+multiplex = true
+multiplex_max_clients = 0
+
 [[routes]]
 kind = "notebook"
 backend = "{job_id}:22"
@@ -58,11 +62,12 @@ principal = "{job_id}"
         "routes[0].kind: unknown kind \"notebook\"",
         "backend: set edge_ca_key_file",
         "backend: no way to verify backend host keys",
+        "backend.multiplex_max_clients: must be at least 1",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
     assert!(
-        text.contains("invalid configuration (8 problems)") || text.contains("problems)"),
+        text.contains("invalid configuration (9 problems)"),
         "{text}"
     );
 }
