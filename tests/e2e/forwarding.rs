@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::world::*;
 
-struct Killed(Child);
+pub struct Killed(Child);
 impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -17,13 +17,8 @@ impl Drop for Killed {
     }
 }
 
-fn sha256(data: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(data))
-}
-
 /// An HTTP server "inside the workload", serving one 2 MiB file.
-fn http_server(w: &World) -> (Killed, u16, Vec<u8>) {
+pub fn http_server(w: &World) -> (Killed, u16, Vec<u8>) {
     let root = w.lab.path("www");
     std::fs::create_dir_all(&root).unwrap();
     let data: Vec<u8> = (0..2u32 << 20)
@@ -52,7 +47,7 @@ fn http_server(w: &World) -> (Killed, u16, Vec<u8>) {
     (Killed(child), port, data)
 }
 
-fn http_get(port: u16, path: &str) -> Option<Vec<u8>> {
+pub fn http_get(port: u16, path: &str) -> Option<Vec<u8>> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
     s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())

@@ -1,16 +1,11 @@
 //! One connection, many uses: OpenSSH ControlMaster reuse (as VS Code does), 50 concurrent
-//! exec channels on it with verified data, and keepalives that detect a frozen client and clean
-//! its session up.
+//! exec and forwarded channels on it with verified data, and keepalives that detect a frozen
+//! client and clean its session up.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::world::*;
-
-fn sha256(data: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(data))
-}
 
 fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
@@ -24,19 +19,37 @@ fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 }
 
 #[test]
-fn control_master_reuses_one_edge_session_for_fifty_concurrent_channels() {
+fn control_master_carries_fifty_concurrent_exec_and_forwarded_channels_on_one_login() {
     let w = World::start();
+    let (_http, http_port, file) = crate::forwarding::http_server(&w);
     let control = w.lab.path("cm.sock");
     let args = w.ssh_args_muxed(Via::Connect, HOST, &control);
+    let (opts, dest) = args.split_at(args.len() - 1);
     let out = run_with_timeout(
         Command::new("ssh").args(&args).arg("echo first"),
         Duration::from_secs(60),
     );
     assert_eq!(stdout(&out), "first\n", "{}", stderr(&out));
+    // A local forward on the master, as VS Code adds for its server port.
+    let local = ssh_edge::lab::free_port();
+    let out = run_with_timeout(
+        Command::new("ssh")
+            .args(opts)
+            .args([
+                "-O",
+                "forward",
+                "-L",
+                &format!("{local}:127.0.0.1:{http_port}"),
+            ])
+            .args(dest),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "-O forward: {}", stderr(&out));
 
-    // 50 channels at once over the master: each produces a different length, checked by hash.
+    // 40 exec channels (each a different length, checked by hash) and 10 forwarded fetches
+    // of a 2 MiB file, all at once over the master.
     let mut children = Vec::new();
-    for i in 0..50 {
+    for i in 0..40 {
         let cmd = format!("head -c {} /dev/zero | sha256sum", 100_000 + i * 1000);
         let child = Command::new("ssh")
             .args(&args)
@@ -47,6 +60,9 @@ fn control_master_reuses_one_edge_session_for_fifty_concurrent_channels() {
             .unwrap();
         children.push((i, child));
     }
+    let fetches: Vec<_> = (0..10)
+        .map(|_| std::thread::spawn(move || crate::forwarding::http_get(local, "/model.bin")))
+        .collect();
     for (i, child) in children {
         let out = child.wait_with_output().unwrap();
         let expected = sha256(&vec![0u8; 100_000 + i * 1000]);
@@ -57,6 +73,10 @@ fn control_master_reuses_one_edge_session_for_fifty_concurrent_channels() {
             stderr(&out)
         );
     }
+    for (i, fetch) in fetches.into_iter().enumerate() {
+        let body = fetch.join().unwrap().expect("fetch through the forward");
+        assert_eq!(sha256(&body), sha256(&file), "forwarded fetch {i} differs");
+    }
     // All of it went over one login.
     assert_eq!(
         w.metric("ssh_edge_logins_total{front=\"tls\"}"),
@@ -64,11 +84,12 @@ fn control_master_reuses_one_edge_session_for_fifty_concurrent_channels() {
         "{}",
         w.metrics.render()
     );
-    assert!(w.metric("ssh_edge_channels_total{outcome=\"opened\"}") >= 51);
+    assert!(w.metric("ssh_edge_channels_total{outcome=\"opened\"}") >= 41);
+    assert!(w.metric("ssh_edge_channels_total{outcome=\"opened_direct_tcpip\"}") >= 10);
     let _ = Command::new("ssh")
-        .args(&args[..args.len() - 1])
+        .args(opts)
         .args(["-O", "exit"])
-        .arg(args.last().unwrap())
+        .args(dest)
         .output();
 }
 
