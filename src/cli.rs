@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use ssh_edge::config;
 use ssh_edge::connect::{self, ConnectOptions};
-use ssh_edge::edge::{Edge, Listeners};
+use ssh_edge::edge::{Edge, Listeners, LiveEdge};
 use ssh_edge::helper;
 use ssh_edge::lab::Lab;
 use ssh_edge::metrics::Metrics;
@@ -257,27 +257,87 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
 
 async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     let config = config::load(path.as_deref())?;
-    serve(config).await
+    serve(config, path).await
 }
 
-async fn serve(config: config::EdgeConfig) -> anyhow::Result<()> {
-    let listeners = Listeners::bind(&config).await?;
+/// What a reload cannot change: the sockets are bound once.
+fn listen_addresses(c: &config::EdgeConfig) -> [Option<std::net::SocketAddr>; 4] {
+    [
+        c.tls_listen,
+        c.ssh_listen,
+        c.admin_listen,
+        c.token_plain_listen,
+    ]
+}
+
+fn warn_insecure(config: &config::EdgeConfig) {
     if config.backend.host_keys.accept_any {
         tracing::warn!(
             "INSECURE: backend.accept_any_host_key = true; backend host keys are not verified"
         );
     }
+}
+
+/// SIGHUP: re-reads the config file and environment. A valid config becomes the generation
+/// for new connections (open sessions keep theirs); an invalid one is logged with every
+/// problem and the running config stays.
+fn reload(
+    live: &LiveEdge,
+    path: Option<&std::path::Path>,
+    listen: &[Option<std::net::SocketAddr>; 4],
+) {
+    let edge = live.current();
+    let outcome = match config::load(path) {
+        Ok(config) => {
+            if &listen_addresses(&config) != listen {
+                tracing::warn!(
+                    "reload: listen addresses cannot change without a restart; keeping the bound ones"
+                );
+            }
+            warn_insecure(&config);
+            match edge.reconfigured(config) {
+                Ok(next) => {
+                    live.replace(next);
+                    tracing::info!("configuration reloaded; new connections use it");
+                    "ok"
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reload failed: TLS configuration; keeping the running config");
+                    "error"
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reload failed; keeping the running config");
+            "error"
+        }
+    };
+    edge.metrics
+        .config_reloads
+        .with_label_values(&[outcome])
+        .inc();
+}
+
+async fn serve(config: config::EdgeConfig, path: Option<PathBuf>) -> anyhow::Result<()> {
+    let listeners = Listeners::bind(&config).await?;
+    warn_insecure(&config);
     let metrics = Arc::new(Metrics::new());
     let drain_timeout = config.drain_timeout;
-    let edge = Edge::new(config, metrics).context("TLS configuration")?;
+    let listen = listen_addresses(&config);
+    let live = LiveEdge::new(Edge::new(config, metrics).context("TLS configuration")?);
     tracing::info!(tls = ?listeners.tls_addr(), ssh = ?listeners.ssh_addr(), admin = ?listeners.admin_addr(), "ssh-edge listening");
-    tokio::spawn(edge.clone().serve(listeners));
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("SIGTERM handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    tokio::spawn(live.clone().serve(listeners));
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = hup.recv() => reload(&live, path.as_deref(), &listen),
+        }
     }
+    let edge = live.current();
     let open = edge.metrics.sessions_active.get();
     tracing::info!(
         open_sessions = open,

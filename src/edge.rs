@@ -25,7 +25,9 @@ use crate::metrics::Metrics;
 use crate::route::RouteTable;
 use crate::upstream::{Connector, preferred_algorithms};
 
-/// Everything a connection needs, shared read-only by all of them.
+/// Everything a connection needs, shared read-only by all of them: one generation of the
+/// configuration. A reload (SIGHUP) builds the next generation with [`Edge::reconfigured`]
+/// and swaps it into the [`LiveEdge`]; sessions keep the generation they started with.
 pub struct Edge {
     pub grammar: HostGrammar,
     pub routes: RouteTable,
@@ -36,8 +38,9 @@ pub struct Edge {
     pub(crate) tokens: HashMap<String, Arc<crate::auth::token::TokenPolicy>>,
     pub(crate) preamble_timeout: Duration,
     ssh_config: Arc<ServerConfig>,
-    /// Becomes true on shutdown: listeners close, `/readyz` answers 503.
-    draining: tokio::sync::watch::Sender<bool>,
+    /// Becomes true on shutdown: listeners close, `/readyz` answers 503. Shared by all
+    /// generations.
+    draining: Arc<tokio::sync::watch::Sender<bool>>,
     login_grace: Duration,
     tls: Option<(TlsAcceptor, Duration)>,
 }
@@ -87,6 +90,23 @@ impl Listeners {
 
 impl Edge {
     pub fn new(config: EdgeConfig, metrics: Arc<Metrics>) -> Result<Arc<Self>, rustls::Error> {
+        Self::build(
+            config,
+            metrics,
+            Arc::new(tokio::sync::watch::Sender::new(false)),
+        )
+    }
+
+    /// The next generation: `config` with this edge's metrics and drain state.
+    pub fn reconfigured(&self, config: EdgeConfig) -> Result<Arc<Self>, rustls::Error> {
+        Self::build(config, self.metrics.clone(), self.draining.clone())
+    }
+
+    fn build(
+        config: EdgeConfig,
+        metrics: Arc<Metrics>,
+        draining: Arc<tokio::sync::watch::Sender<bool>>,
+    ) -> Result<Arc<Self>, rustls::Error> {
         let ssh = &config.ssh;
         let ssh_config = ServerConfig {
             server_id: SshId::Standard(
@@ -136,7 +156,7 @@ impl Edge {
             ssh_config: Arc::new(ssh_config),
             login_grace: config.ssh.login_grace,
             tls,
-            draining: tokio::sync::watch::Sender::new(false),
+            draining,
         }))
     }
 
@@ -157,72 +177,9 @@ impl Edge {
         true
     }
 
-    /// Serves the listeners until the process ends.
+    /// Serves the listeners until the process ends, always with this generation.
     pub async fn serve(self: Arc<Self>, listeners: Listeners) {
-        let mut tasks = Vec::new();
-        if let Some(l) = listeners.ssh {
-            let edge = self.clone();
-            tasks.push(tokio::spawn(async move {
-                edge.accept_loop(l, Front::Ssh).await
-            }));
-        }
-        if let Some(l) = listeners.tls {
-            let edge = self.clone();
-            tasks.push(tokio::spawn(async move {
-                edge.accept_loop(l, Front::Tls).await
-            }));
-        }
-        if let Some(l) = listeners.token_plain {
-            let edge = self.clone();
-            tasks.push(tokio::spawn(async move {
-                edge.accept_loop(l, Front::TokenPlain).await
-            }));
-        }
-        if let Some(l) = listeners.admin {
-            tasks.push(tokio::spawn(crate::admin::serve(
-                l,
-                self.metrics.clone(),
-                self.draining.subscribe(),
-            )));
-        }
-        for t in tasks {
-            let _ = t.await;
-        }
-    }
-
-    async fn accept_loop(self: Arc<Self>, listener: TcpListener, front: Front) {
-        let mut draining = self.draining.subscribe();
-        loop {
-            let accepted = tokio::select! {
-                a = listener.accept() => a,
-                _ = draining.wait_for(|d| *d) => {
-                    info!(front = front.as_str(), "draining: listener closed");
-                    return;
-                }
-            };
-            let (stream, peer) = match accepted {
-                Ok(c) => c,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    warn!(front = front.as_str(), error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            self.metrics
-                .connections
-                .with_label_values(&[front.as_str()])
-                .inc();
-            let _ = stream.set_nodelay(true);
-            let edge = self.clone();
-            tokio::spawn(async move {
-                match front {
-                    Front::Ssh => edge.run_ssh(stream, peer, Front::Ssh, None).await,
-                    Front::Tls => edge.handle_tls(stream, peer).await,
-                    Front::TokenPlain => edge.serve_token(stream, peer).await,
-                }
-            });
-        }
+        LiveEdge::new(self).serve(listeners).await
     }
 
     fn reject(&self, front: Front, reason: &str, peer: SocketAddr, detail: &str) {
@@ -330,5 +287,90 @@ impl Edge {
             }
         }
         watchdog.abort();
+    }
+}
+
+/// The generation in force. The accept loops read it for every new connection, so a reload
+/// ([`LiveEdge::replace`]) takes effect for the next connection without touching open ones.
+#[derive(Clone)]
+pub struct LiveEdge(Arc<std::sync::RwLock<Arc<Edge>>>);
+
+impl LiveEdge {
+    pub fn new(edge: Arc<Edge>) -> Self {
+        Self(Arc::new(std::sync::RwLock::new(edge)))
+    }
+
+    pub fn current(&self) -> Arc<Edge> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn replace(&self, edge: Arc<Edge>) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = edge;
+    }
+
+    /// Serves the listeners until the process ends (or the edge drains).
+    pub async fn serve(self, listeners: Listeners) {
+        let edge = self.current();
+        let mut tasks = Vec::new();
+        for (listener, front) in [
+            (listeners.ssh, Front::Ssh),
+            (listeners.tls, Front::Tls),
+            (listeners.token_plain, Front::TokenPlain),
+        ] {
+            if let Some(l) = listener {
+                tasks.push(tokio::spawn(self.clone().accept_loop(l, front)));
+            }
+        }
+        if let Some(l) = listeners.admin {
+            tasks.push(tokio::spawn(crate::admin::serve(
+                l,
+                edge.metrics.clone(),
+                edge.draining.subscribe(),
+            )));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    async fn accept_loop(self, listener: TcpListener, front: Front) {
+        let mut draining = self.current().draining.subscribe();
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = draining.wait_for(|d| *d) => {
+                    info!(front = front.as_str(), "draining: listener closed");
+                    return;
+                }
+            };
+            let (stream, peer) = match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    warn!(front = front.as_str(), error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let edge = self.current();
+            edge.metrics
+                .connections
+                .with_label_values(&[front.as_str()])
+                .inc();
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                match front {
+                    Front::Ssh => edge.run_ssh(stream, peer, Front::Ssh, None).await,
+                    Front::Tls => edge.handle_tls(stream, peer).await,
+                    Front::TokenPlain => edge.serve_token(stream, peer).await,
+                }
+            });
+        }
     }
 }

@@ -23,6 +23,7 @@ pub struct Metrics {
     pub backend_failures: IntCounterVec,
     pub backend_connect_seconds: HistogramVec,
     pub backend_logins: IntCounterVec,
+    pub config_reloads: IntCounterVec,
     /// Bytes forwarded by the channel bridge: direction "up" (client → backend) / "down".
     pub bridge_bytes: IntCounterVec,
     /// Bytes forwarded by passthrough (front B), counted as they flow.
@@ -97,6 +98,11 @@ impl Metrics {
             "User logins served by a backend connection: upstream = new, shared (multiplexed)",
             &["upstream"],
         );
+        let config_reloads = counter(
+            "ssh_edge_config_reloads_total",
+            "Configuration reloads (SIGHUP), by outcome: ok, error (running config kept)",
+            &["outcome"],
+        );
         let bridge_bytes = counter(
             "ssh_edge_bridge_bytes_total",
             "Channel bytes forwarded",
@@ -119,6 +125,7 @@ impl Metrics {
             backend_failures,
             backend_connect_seconds,
             backend_logins,
+            config_reloads,
             bridge_bytes,
             splice_bytes,
         }

@@ -1,5 +1,5 @@
-//! The binary's configuration commands: `check-config` lists every problem at once, and
-//! `SSH_EDGE_*` variables override the file.
+//! The binary itself: `check-config` lists every problem at once, `SSH_EDGE_*` variables
+//! override the file, SIGHUP reloads the config and SIGTERM drains.
 
 use std::process::Command;
 
@@ -168,55 +168,166 @@ fn wait_until(timeout: std::time::Duration, mut f: impl FnMut() -> bool) -> bool
     f()
 }
 
+/// The real binary running `ssh-edge run` on a lab config, with an ssh config for it.
+struct RunningEdge {
+    child: std::process::Child,
+    lab: Lab,
+    raw: ssh_edge::config::RawConfig,
+    ssh: u16,
+    admin: u16,
+    ssh_config: std::path::PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl RunningEdge {
+    fn start() -> RunningEdge {
+        use ssh_edge::lab::{free_port, wait_for_port};
+        use std::time::Duration;
+
+        let tmp = tempfile::tempdir().unwrap();
+        let lab = Lab::create(&tmp.path().join("lab"), &["abc1234"]).unwrap();
+        let (tls, ssh, admin) = (free_port(), free_port(), free_port());
+        let mut raw = lab
+            .edge_config(&format!("127.0.0.1:{tls}"), &format!("127.0.0.1:{ssh}"))
+            .unwrap();
+        raw.listen.admin = Some(format!("127.0.0.1:{admin}"));
+        let file = lab.write_config(&raw).unwrap();
+        let child = ssh_edge()
+            .args(["run", "--config"])
+            .arg(&file)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(
+            wait_for_port(ssh, Duration::from_secs(20)),
+            "edge did not start"
+        );
+        let key = lab
+            .issue_user_certificate("k", "edge-user", &["abc1234"], Duration::from_secs(600))
+            .unwrap();
+        let ssh_config = lab
+            .write_ssh_config(
+                &key,
+                std::path::Path::new(env!("CARGO_BIN_EXE_ssh-edge")),
+                tls,
+                ssh,
+            )
+            .unwrap();
+        RunningEdge {
+            child,
+            lab,
+            raw,
+            ssh,
+            admin,
+            ssh_config,
+            _tmp: tmp,
+        }
+    }
+
+    /// `ssh … command` to the job through front C, not yet waited for.
+    fn ssh(&self, command: &str) -> std::process::Child {
+        std::process::Command::new("ssh")
+            .arg("-F")
+            .arg(&self.ssh_config)
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "training-job-abc1234-0@127.0.0.1",
+                command,
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn signal(&self, name: &str) {
+        assert!(
+            std::process::Command::new("kill")
+                .args([name, &self.child.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    fn metrics(&self) -> String {
+        http_get(self.admin, "/metrics")
+    }
+}
+
+impl Drop for RunningEdge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
-fn sigterm_closes_the_listeners_and_lets_open_sessions_finish() {
-    use ssh_edge::lab::{free_port, wait_for_port};
-    use std::process::Stdio;
+fn sighup_reloads_the_config_for_new_logins_and_keeps_open_sessions() {
     use std::time::Duration;
 
-    let tmp = tempfile::tempdir().unwrap();
-    let lab = Lab::create(&tmp.path().join("lab"), &["abc1234"]).unwrap();
-    let (tls, ssh, admin) = (free_port(), free_port(), free_port());
-    let mut raw = lab
-        .edge_config(&format!("127.0.0.1:{tls}"), &format!("127.0.0.1:{ssh}"))
-        .unwrap();
-    raw.listen.admin = Some(format!("127.0.0.1:{admin}"));
-    let file = lab.write_config(&raw).unwrap();
-    let mut edge = ssh_edge()
-        .args(["run", "--config"])
-        .arg(&file)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut edge = RunningEdge::start();
+    let open = edge.ssh("sleep 4; echo survived");
     assert!(
-        wait_for_port(ssh, Duration::from_secs(20)),
-        "edge did not start"
+        wait_until(Duration::from_secs(20), || edge
+            .metrics()
+            .contains("ssh_edge_sessions_active 1")),
+        "session never became active"
     );
+    // Revoke the user's key id and reload.
+    edge.raw.remotes.get_mut("default").unwrap().revoked_key_ids = vec!["edge-user".into()];
+    edge.lab.write_config(&edge.raw).unwrap();
+    edge.signal("-HUP");
+    assert!(
+        wait_until(Duration::from_secs(20), || edge
+            .metrics()
+            .contains("ssh_edge_config_reloads_total{outcome=\"ok\"} 1")),
+        "reload not counted: {}",
+        edge.metrics()
+    );
+    // New logins follow the new config...
+    let denied = edge.ssh("echo let-in").wait_with_output().unwrap();
+    assert!(
+        !denied.status.success(),
+        "a revoked key id logged in after the reload"
+    );
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("Permission denied"));
+    assert!(
+        edge.metrics()
+            .contains("ssh_edge_auth_failures_total{reason=\"revoked\"} 1")
+    );
+    // ...the session opened before it carries on.
+    let out = open.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "survived\n");
 
-    let key = lab
-        .issue_user_certificate("k", "drain-user", &["abc1234"], Duration::from_secs(600))
-        .unwrap();
-    let cfg = lab
-        .write_ssh_config(
-            &key,
-            std::path::Path::new(env!("CARGO_BIN_EXE_ssh-edge")),
-            tls,
-            ssh,
-        )
-        .unwrap();
-    let session = std::process::Command::new("ssh")
-        .arg("-F")
-        .arg(&cfg)
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "training-job-abc1234-0@127.0.0.1",
-            "sleep 3; echo finished",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // A broken config is refused; the running one stays (still revoking).
+    std::fs::write(edge.lab.path("edge.toml"), "[listen]\nssh = \"nonsense\"\n").unwrap();
+    edge.signal("-HUP");
+    assert!(
+        wait_until(Duration::from_secs(20), || edge
+            .metrics()
+            .contains("ssh_edge_config_reloads_total{outcome=\"error\"} 1")),
+        "failed reload not counted: {}",
+        edge.metrics()
+    );
+    let still_denied = edge.ssh("echo let-in").wait_with_output().unwrap();
+    assert!(!still_denied.status.success());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", edge.ssh)).is_ok());
+    assert!(
+        edge.child.try_wait().unwrap().is_none(),
+        "the edge died on a bad reload"
+    );
+}
+
+#[test]
+fn sigterm_closes_the_listeners_and_lets_open_sessions_finish() {
+    use std::time::Duration;
+
+    let mut edge = RunningEdge::start();
+    let (ssh, admin) = (edge.ssh, edge.admin);
+    let session = edge.ssh("sleep 3; echo finished");
     assert!(
         wait_until(Duration::from_secs(20), || http_get(admin, "/metrics")
             .contains("ssh_edge_sessions_active 1")),
@@ -224,13 +335,7 @@ fn sigterm_closes_the_listeners_and_lets_open_sessions_finish() {
     );
     assert!(http_get(admin, "/readyz").starts_with("HTTP/1.1 200"));
 
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &edge.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    edge.signal("-TERM");
     // Listeners close and readiness fails at once; the open session carries on.
     assert!(
         wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
@@ -254,10 +359,11 @@ fn sigterm_closes_the_listeners_and_lets_open_sessions_finish() {
     // Then the edge exits by itself.
     assert!(
         wait_until(Duration::from_secs(30), || edge
+            .child
             .try_wait()
             .unwrap()
             .is_some()),
         "edge did not exit after draining"
     );
-    assert!(edge.wait().unwrap().success());
+    assert!(edge.child.wait().unwrap().success());
 }
