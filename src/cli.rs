@@ -428,9 +428,13 @@ async fn demo(dir: Option<PathBuf>, tls_port: u16, ssh_port: u16) -> anyhow::Res
         token = token_file.display(),
         user = lab.login_user,
     );
+    // SIGTERM too (scripts stop the demo with `kill`): dropping the lab stops its sshd.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("SIGTERM handler")?;
     tokio::select! {
         _ = edge.serve(listeners) => {}
         _ = tokio::signal::ctrl_c() => println!("stopping demo"),
+        _ = term.recv() => println!("stopping demo"),
     }
     drop(lab);
     Ok(())

@@ -1,1 +1,116 @@
-fn main() {}
+//! `ssh-edge-loadtest`: see the library docs. Prints a summary, or JSON with `--json`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use ssh_edge_loadtest::{Mode, Options, Report, run};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Load generator for ssh-edge (and any sshd, as a baseline)"
+)]
+struct Cli {
+    /// host:port of an edge front C or an sshd.
+    #[arg(long)]
+    addr: String,
+    /// SSH user: the workload target on front C (`training-job-abc1234-0`), the login user on
+    /// an sshd.
+    #[arg(long)]
+    user: String,
+    /// Private key; its certificate must be next to it as `<key>-cert.pub`.
+    #[arg(long)]
+    key: PathBuf,
+    #[arg(long, value_enum, default_value = "logins")]
+    mode: Mode,
+    /// Concurrent connections (workers in `logins` mode).
+    #[arg(long, default_value_t = 10)]
+    connections: usize,
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Command each session runs (default: `true`, `sleep …`, `cat > /dev/null` per mode).
+    #[arg(long)]
+    command: Option<String>,
+    /// Process whose memory (with its children) the idle mode reports; repeatable.
+    #[arg(long = "watch-pid")]
+    watch_pids: Vec<u32>,
+    /// Process (with its children) to leave out of the watched memory; repeatable.
+    #[arg(long = "exclude-pid")]
+    exclude_pids: Vec<u32>,
+    /// Allow a target that is not loopback.
+    #[arg(long)]
+    allow_remote: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn print(r: &Report) {
+    println!(
+        "{:?} against {}: {} connections, {:.1} s",
+        r.mode, r.addr, r.connections, r.elapsed_secs
+    );
+    println!(
+        "  ok {}   errors {}   {:.1}/s",
+        r.ok,
+        r.errors.total(),
+        r.per_sec
+    );
+    if let Some(l) = r.latency {
+        println!(
+            "  latency p50 {:.1} ms   p99 {:.1} ms   max {:.1} ms",
+            l.p50_ms, l.p99_ms, l.max_ms
+        );
+    }
+    if r.bytes_sent > 0 {
+        println!("  sent {} bytes, {:.1} MiB/s", r.bytes_sent, r.mib_per_sec);
+    }
+    if let Some(m) = &r.memory {
+        println!(
+            "  memory {} -> {} bytes, {} bytes per held session",
+            m.before_bytes, m.held_bytes, m.per_session_bytes
+        );
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let opts = Options {
+        addr: cli.addr,
+        user: cli.user,
+        key: cli.key,
+        mode: cli.mode,
+        connections: cli.connections,
+        duration: Duration::from_secs(cli.duration_secs),
+        command: cli.command,
+        watch_pids: cli.watch_pids,
+        exclude_pids: cli.exclude_pids,
+        allow_remote: cli.allow_remote,
+    };
+    match run(opts).await {
+        Ok(report) => {
+            if cli.json {
+                match serde_json::to_string(&report) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => {
+                        eprintln!("ssh-edge-loadtest: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                print(&report);
+            }
+            if report.ok == 0 {
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ssh-edge-loadtest: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
