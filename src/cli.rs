@@ -250,13 +250,35 @@ pub fn main() -> ExitCode {
 }
 
 fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
-    config::load(path.as_deref())?;
+    let raw = config::load_raw(path.as_deref())?;
+    config::validate(&raw)?;
+    for warning in config::warnings(&raw) {
+        println!("warning: {warning}");
+    }
     println!("configuration OK");
     Ok(())
 }
 
+/// Raises the soft open-files limit to the hard one: every connection is a descriptor (two
+/// with its backend), and the common default of 1024 would cap the edge long before its
+/// pre-auth limits do.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(
+            open_files = limit,
+            "open-files limit raised to the hard limit"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
+}
+
 async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = config::load(path.as_deref())?;
+    let raw = config::load_raw(path.as_deref())?;
+    let config = config::validate(&raw)?;
+    for warning in config::warnings(&raw) {
+        tracing::warn!("{warning}");
+    }
+    raise_open_files_limit();
     serve(config, path).await
 }
 
@@ -373,6 +395,7 @@ async fn demo(dir: Option<PathBuf>, tls_port: u16, ssh_port: u16) -> anyhow::Res
     )?)?;
     let config_path = lab.write_config(&raw)?;
     let config = config::validate(&raw)?;
+    raise_open_files_limit();
     let listeners = Listeners::bind(&config).await?;
     let (tls, ssh, admin) = (
         listeners.tls_addr().map_or(0, |a| a.port()),

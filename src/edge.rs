@@ -2,47 +2,40 @@
 //! tasks. One connection's failure never touches another: each runs in its own task and every
 //! error ends only that task.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use russh::server::Config as ServerConfig;
-use russh::{Disconnect, MethodKind, MethodSet, SshId};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info, warn};
+use russh::{MethodKind, MethodSet, SshId};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tracing::{info, warn};
 
-use crate::auth::cert_policy::CertPolicy;
+use crate::admission::Admission;
 use crate::bridge::BridgeSettings;
 use crate::config::EdgeConfig;
-use crate::front::ssh::{EdgeSession, Front};
-use crate::front::tls::{self, FirstByte};
-use crate::hostname::{HostGrammar, Target};
+use crate::front::Fronts;
+use crate::front::admit::Admit;
+use crate::front::reject::{self, Listener};
+use crate::front::ssh::SshFront;
+use crate::front::tls::{self, TlsFront};
+use crate::front::token::TokenFront;
 use crate::metrics::Metrics;
-use crate::route::RouteTable;
 use crate::upstream::{Connector, preferred_algorithms};
 
-/// Everything a connection needs, shared read-only by all of them: one generation of the
-/// configuration. A reload (SIGHUP) builds the next generation with [`Edge::reconfigured`]
-/// and swaps it into the [`LiveEdge`]; sessions keep the generation they started with.
+/// One generation of the configuration, shared read-only by the connections it accepts: the
+/// admission pipeline and the fronts. A reload (SIGHUP) builds the next generation with
+/// [`Edge::reconfigured`] and swaps it into the [`LiveEdge`]; sessions keep the generation
+/// they started with.
 pub struct Edge {
-    pub grammar: HostGrammar,
-    pub routes: RouteTable,
-    pub remotes: HashMap<String, Arc<CertPolicy>>,
-    pub connector: Connector,
+    pub admission: Arc<Admission>,
+    pub fronts: Arc<Fronts>,
     pub metrics: Arc<Metrics>,
-    pub bridge_settings: BridgeSettings,
-    pub(crate) tokens: HashMap<String, Arc<crate::auth::token::TokenPolicy>>,
-    pub(crate) preamble_timeout: Duration,
-    ssh_config: Arc<ServerConfig>,
+    /// Bearer token of the admin endpoint.
+    admin_token: Option<Arc<str>>,
     /// Becomes true on shutdown: listeners close, `/readyz` answers 503. Shared by all
     /// generations.
     draining: Arc<tokio::sync::watch::Sender<bool>>,
-    login_grace: Duration,
-    tls: Option<(TlsAcceptor, Duration)>,
 }
 
 /// The edge's bound listeners, so callers (tests, the demo) learn the real ports.
@@ -55,9 +48,10 @@ pub struct Listeners {
 
 impl Listeners {
     pub async fn bind(config: &EdgeConfig) -> std::io::Result<Self> {
+        let backlog = config.listen_backlog;
         let bind = |addr: Option<SocketAddr>| async move {
             match addr {
-                Some(a) => TcpListener::bind(a).await.map(Some).map_err(|e| {
+                Some(a) => listen(a, backlog).map(Some).map_err(|e| {
                     std::io::Error::new(e.kind(), format!("cannot listen on {a}: {e}"))
                 }),
                 None => Ok(None),
@@ -90,22 +84,35 @@ impl Listeners {
 
 impl Edge {
     pub fn new(config: EdgeConfig, metrics: Arc<Metrics>) -> Result<Arc<Self>, rustls::Error> {
+        let admission = Arc::new(Admission::new(
+            config.admission.clone(),
+            metrics.unauthenticated.clone(),
+        ));
         Self::build(
             config,
             metrics,
             Arc::new(tokio::sync::watch::Sender::new(false)),
+            admission,
         )
     }
 
-    /// The next generation: `config` with this edge's metrics and drain state.
+    /// The next generation: `config` with this edge's metrics, drain state and (when the
+    /// limits are unchanged) live pre-auth counts.
     pub fn reconfigured(&self, config: EdgeConfig) -> Result<Arc<Self>, rustls::Error> {
-        Self::build(config, self.metrics.clone(), self.draining.clone())
+        let admission = Arc::new(self.admission.reconfigured(config.admission.clone()));
+        Self::build(
+            config,
+            self.metrics.clone(),
+            self.draining.clone(),
+            admission,
+        )
     }
 
     fn build(
         config: EdgeConfig,
         metrics: Arc<Metrics>,
         draining: Arc<tokio::sync::watch::Sender<bool>>,
+        admission: Arc<Admission>,
     ) -> Result<Arc<Self>, rustls::Error> {
         let ssh = &config.ssh;
         let ssh_config = ServerConfig {
@@ -133,8 +140,12 @@ impl Edge {
             certificate_validity_by_handler: true,
             ..ServerConfig::default()
         };
+        let admin_token = config.admin_token.as_deref().map(Arc::from);
         let tls = match &config.tls {
-            Some(settings) => Some((tls::acceptor(settings)?, settings.handshake_timeout)),
+            Some(settings) => Some(TlsFront {
+                acceptor: tls::acceptor(settings)?,
+                handshake_timeout: settings.handshake_timeout,
+            }),
             None => None,
         };
         let connector = Connector::new(Arc::new(config.backend), &config.ssh, metrics.clone());
@@ -144,18 +155,31 @@ impl Edge {
             channels_active: metrics.channels_active.clone(),
             window_size: ssh.window_size,
         };
-        Ok(Arc::new(Self {
+        let admit = Arc::new(Admit {
             grammar: config.grammar,
             routes: config.routes,
             remotes: config.remotes,
-            connector,
-            metrics,
-            bridge_settings,
             tokens: config.tokens,
-            preamble_timeout: config.preamble_timeout,
-            ssh_config: Arc::new(ssh_config),
-            login_grace: config.ssh.login_grace,
+            connector,
+            metrics: metrics.clone(),
+            bridge_settings,
+        });
+        let fronts = Arc::new(Fronts {
+            ssh: SshFront {
+                admit: admit.clone(),
+                config: Arc::new(ssh_config),
+            },
+            token: TokenFront {
+                admit,
+                preamble_timeout: config.preamble_timeout,
+            },
             tls,
+        });
+        Ok(Arc::new(Self {
+            admission,
+            fronts,
+            metrics,
+            admin_token,
             draining,
         }))
     }
@@ -182,111 +206,20 @@ impl Edge {
         LiveEdge::new(self).serve(listeners).await
     }
 
-    fn reject(&self, front: Front, reason: &str, peer: SocketAddr, detail: &str) {
-        self.metrics
-            .rejections
-            .with_label_values(&[front.as_str(), reason])
-            .inc();
-        info!(peer = %peer, front = front.as_str(), reason, detail, "connection rejected");
-    }
-
-    async fn handle_tls(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
-        let Some((acceptor, timeout)) = &self.tls else {
-            return;
-        };
-        let tls = match tokio::time::timeout(*timeout, acceptor.accept(tls::buffered(stream))).await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return self.reject(Front::Tls, "tls_handshake", peer, &e.to_string()),
-            Err(_) => {
-                return self.reject(Front::Tls, "tls_timeout", peer, "no TLS handshake in time");
+    /// One accepted connection: admission, then the fronts of this generation.
+    async fn handle(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, listener: Listener) {
+        match self.admission.admit(stream, peer, listener).await {
+            Ok(entry) => {
+                if let Some(version) = entry.proxy {
+                    self.metrics
+                        .proxy_headers
+                        .with_label_values(&[version])
+                        .inc();
+                }
+                self.fronts.clone().serve(entry, listener).await
             }
-        };
-        let sni = tls.get_ref().1.server_name().map(str::to_owned);
-        let (first, stream) = match tokio::time::timeout(*timeout, tls::read_first_byte(tls)).await
-        {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => return self.reject(Front::Tls, "read_error", peer, &e.to_string()),
-            Err(_) => {
-                return self.reject(
-                    Front::Tls,
-                    "silent_client",
-                    peer,
-                    "nothing sent after the TLS handshake",
-                );
-            }
-        };
-        match first {
-            FirstByte::Ssh => {}
-            FirstByte::Eof => {
-                return self.reject(Front::Tls, "eof", peer, "closed after the TLS handshake");
-            }
-            // Anything but `S` is the length prefix of a token preamble (front B).
-            FirstByte::Other(_) => return self.serve_token(stream, peer).await,
+            Err((rejection, client)) => reject::record(&self.metrics, listener, client, &rejection),
         }
-        let target = match sni {
-            Some(name) => self.grammar.parse_host(&name).map_err(|e| {
-                self.metrics
-                    .rejections
-                    .with_label_values(&[Front::Tls.as_str(), e.reason()])
-                    .inc();
-                e.to_string()
-            }),
-            None => {
-                self.metrics
-                    .rejections
-                    .with_label_values(&[Front::Tls.as_str(), "no_sni"])
-                    .inc();
-                Err(format!(
-                    "TLS without SNI: set the server name to the workload host (e.g. ssh-edge connect %h, or openssl s_client -servername %h); expected {}",
-                    self.grammar.expected()
-                ))
-            }
-        };
-        self.run_ssh(stream, peer, Front::Tls, Some(target)).await;
-    }
-
-    async fn run_ssh<S>(
-        self: Arc<Self>,
-        stream: S,
-        peer: SocketAddr,
-        front: Front,
-        sni_target: Option<Result<Target, String>>,
-    ) where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let handler = EdgeSession::new(self.clone(), peer, front, sni_target);
-        let authenticated = handler.authenticated_flag();
-        // run_stream reads the client's identification line before returning: bound it.
-        let started = russh::server::run_stream(self.ssh_config.clone(), stream, handler);
-        let running = match tokio::time::timeout(self.login_grace, started).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => return self.reject(front, "ssh_handshake", peer, &e.to_string()),
-            Err(_) => {
-                return self.reject(front, "ssh_timeout", peer, "no SSH identification in time");
-            }
-        };
-        let handle = running.handle();
-        let grace = self.login_grace;
-        let watchdog = tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
-            if !authenticated.load(Ordering::Relaxed) {
-                let _ = handle
-                    .disconnect(
-                        Disconnect::ByApplication,
-                        "ssh-edge: login grace time exceeded".into(),
-                        "en".into(),
-                    )
-                    .await;
-            }
-        });
-        match running.await {
-            Ok(()) => debug!(peer = %peer, front = front.as_str(), "connection closed"),
-            Err(e) => {
-                debug!(peer = %peer, front = front.as_str(), error = %e, "connection ended with error")
-            }
-        }
-        watchdog.abort();
     }
 }
 
@@ -318,34 +251,69 @@ impl LiveEdge {
     pub async fn serve(self, listeners: Listeners) {
         let edge = self.current();
         let mut tasks = Vec::new();
-        for (listener, front) in [
-            (listeners.ssh, Front::Ssh),
-            (listeners.tls, Front::Tls),
-            (listeners.token_plain, Front::TokenPlain),
+        for (listener, kind) in [
+            (listeners.ssh, Listener::Ssh),
+            (listeners.tls, Listener::Tls),
+            (listeners.token_plain, Listener::TokenPlain),
         ] {
             if let Some(l) = listener {
-                tasks.push(tokio::spawn(self.clone().accept_loop(l, front)));
+                tasks.push(tokio::spawn(self.clone().accept_loop(l, kind)));
             }
         }
         if let Some(l) = listeners.admin {
+            let live = self.clone();
             tasks.push(tokio::spawn(crate::admin::serve(
                 l,
                 edge.metrics.clone(),
                 edge.draining.subscribe(),
+                Arc::new(move || live.current().admin_token.clone()),
             )));
         }
+        tokio::spawn(self.clone().summarize_drops());
         for t in tasks {
             let _ = t.await;
         }
     }
 
-    async fn accept_loop(self, listener: TcpListener, front: Front) {
+    /// Pre-auth drops are logged at debug one by one; this logs at most one info line per
+    /// [`DROP_SUMMARY_INTERVAL`] with what was dropped, and forgets idle sources.
+    async fn summarize_drops(self) {
+        let mut last = std::collections::HashMap::new();
+        let mut tick = tokio::time::interval(DROP_SUMMARY_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let edge = self.current();
+            let limits = edge.admission.limits();
+            limits.sweep(std::time::Instant::now());
+            let counts = reject::flood_counts(&edge.metrics);
+            let mut parts = Vec::new();
+            for (label, n) in &counts {
+                let before = last.get(label).copied().unwrap_or(0);
+                if *n > before {
+                    parts.push(format!("{label}={}", n - before));
+                }
+            }
+            last = counts.into_iter().collect();
+            if !parts.is_empty() {
+                info!(
+                    dropped = %parts.join(" "),
+                    unauthenticated = limits.unauthenticated(),
+                    tracked_sources = limits.tracked_sources(),
+                    interval_secs = DROP_SUMMARY_INTERVAL.as_secs(),
+                    "pre-auth drops in the last interval (per-connection detail at debug)"
+                );
+            }
+        }
+    }
+
+    async fn accept_loop(self, listener: TcpListener, kind: Listener) {
         let mut draining = self.current().draining.subscribe();
         loop {
             let accepted = tokio::select! {
                 a = listener.accept() => a,
                 _ = draining.wait_for(|d| *d) => {
-                    info!(front = front.as_str(), "draining: listener closed");
+                    info!(listener = kind.as_str(), "draining: listener closed");
                     return;
                 }
             };
@@ -353,7 +321,7 @@ impl LiveEdge {
                 Ok(c) => c,
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.
-                    warn!(front = front.as_str(), error = %e, "accept failed");
+                    warn!(listener = kind.as_str(), error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -361,16 +329,26 @@ impl LiveEdge {
             let edge = self.current();
             edge.metrics
                 .connections
-                .with_label_values(&[front.as_str()])
+                .with_label_values(&[kind.as_str()])
                 .inc();
             let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                match front {
-                    Front::Ssh => edge.run_ssh(stream, peer, Front::Ssh, None).await,
-                    Front::Tls => edge.handle_tls(stream, peer).await,
-                    Front::TokenPlain => edge.serve_token(stream, peer).await,
-                }
-            });
+            tokio::spawn(edge.handle(stream, peer, kind));
         }
     }
 }
+
+/// A listening socket with the configured backlog (`listen.backlog`; the kernel caps it at
+/// `net.core.somaxconn`).
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+/// How often pre-auth drops are summed up in the log.
+pub const DROP_SUMMARY_INTERVAL: Duration = Duration::from_secs(10);

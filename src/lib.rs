@@ -10,12 +10,15 @@
 //! - [`route`]: pure target → backend table.
 //! - [`auth`]: pure certificate policy (CA, principals, validity, critical options, revocation)
 //!   and ES256 token verification.
+//! - [`admission`]: the pipeline every connection passes first — PROXY protocol, pre-auth
+//!   limits, the login-grace deadline on the socket.
 //! - [`front`]: the public doors — `tls` (SNI, first-byte detection), `ssh` (russh handler),
-//!   `token` (front B preamble and passthrough).
+//!   `token` (front B preamble and passthrough), `admit` (the shared route/policy/backend
+//!   step), `reject` (typed rejection reasons, counted in one place).
 //! - [`upstream`]: the edge as SSH client of backends: host-key checks, minted certificates.
 //! - [`bridge`]: channel ⇄ channel forwarding, the hot path (terminate mode).
 //! - [`splice`]: byte-stream forwarding, the hot path (passthrough mode, front B).
-//! - [`edge`]: listeners and per-connection tasks.
+//! - [`edge`]: listeners, configuration generations and per-connection tasks.
 //! - [`metrics`]: Prometheus registry owned by a struct; [`admin`] serves it over HTTP.
 //! - [`connect`]: `ssh-edge connect`, the TLS ProxyCommand.
 //! - [`helper`]: `ssh-edge setup` / `sign`, our own client helper for the signing API.
@@ -24,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod admission;
 pub mod auth;
 pub mod bridge;
 pub mod config;

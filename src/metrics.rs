@@ -8,15 +8,20 @@ use prometheus::{
 
 pub struct Metrics {
     registry: Registry,
-    /// Accepted TCP connections, by front ("tls", "ssh").
+    /// Accepted TCP connections, by listener ("tls", "ssh", "token_plain").
     pub connections: IntCounterVec,
-    /// Connections refused before a session existed, by front and reason.
+    /// Connections refused before a session existed, by listener and reason
+    /// (`front::reject`).
     pub rejections: IntCounterVec,
     /// Failed certificate checks, by reason (`CertRejection::reason`).
     pub auth_failures: IntCounterVec,
-    /// Successful logins, by front.
+    /// Successful logins, by front ("tls" = A, "token" = B, "ssh" = C).
     pub logins: IntCounterVec,
     pub sessions_active: IntGauge,
+    /// Connections admitted and not yet authenticated (the pre-auth limits count these).
+    pub unauthenticated: IntGauge,
+    /// PROXY protocol headers honoured, by version.
+    pub proxy_headers: IntCounterVec,
     pub channels_active: IntGauge,
     pub channels: IntCounterVec,
     /// Backend connection failures, by reason.
@@ -50,13 +55,13 @@ impl Metrics {
         };
         let connections = counter(
             "ssh_edge_connections_total",
-            "TCP connections accepted",
-            &["front"],
+            "TCP connections accepted, by listener",
+            &["listener"],
         );
         let rejections = counter(
             "ssh_edge_connections_rejected_total",
-            "Connections refused before a session existed",
-            &["front", "reason"],
+            "Connections refused before a session existed, by listener and reason",
+            &["listener", "reason"],
         );
         let auth_failures = counter(
             "ssh_edge_auth_failures_total",
@@ -65,6 +70,15 @@ impl Metrics {
         );
         let logins = counter("ssh_edge_logins_total", "Successful logins", &["front"]);
         let sessions_active = gauge("ssh_edge_sessions_active", "Client sessions currently open");
+        let unauthenticated = gauge(
+            "ssh_edge_unauthenticated_connections",
+            "Connections admitted and not yet authenticated",
+        );
+        let proxy_headers = counter(
+            "ssh_edge_proxy_headers_total",
+            "PROXY protocol headers honoured, by version (v1, v2, local: the balancer's own)",
+            &["version"],
+        );
         let channels_active = gauge(
             "ssh_edge_channels_active",
             "Bridged channels currently open",
@@ -120,6 +134,8 @@ impl Metrics {
             auth_failures,
             logins,
             sessions_active,
+            unauthenticated,
+            proxy_headers,
             channels_active,
             channels,
             backend_failures,

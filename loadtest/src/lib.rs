@@ -3,8 +3,9 @@
 //!
 //! - `logins`: workers log in, run a command, log out, in a loop — logins per second and
 //!   time-to-exit percentiles.
-//! - `idle`: N sessions log in and hold a running command — connect percentiles and the memory
-//!   each held session costs the watched processes (`--watch-pid`, process tree PSS).
+//! - `idle`: N sessions log in (16 at a time) and hold a running command for the duration
+//!   once all are up — connect percentiles and the memory each held session costs the watched
+//!   processes (`--watch-pid`, process tree PSS).
 //! - `bulk`: N sessions push data into `cat > /dev/null` — aggregate MiB/s.
 //!
 //! It is bounded (connections, duration) and, unless told otherwise, refuses targets that are
@@ -170,42 +171,55 @@ pub async fn run(opts: Options) -> Result<Report, OptionsError> {
             .sum()
     };
     let memory_before = watched();
-    // Idle sessions report here once established (true) or failed (false).
+    // Idle mode: sessions report once established (true) or failed (false), then hold until
+    // released; at most IDLE_HANDSHAKES log in at once, as users trickle in rather than all
+    // in the same millisecond (burst capacity is what `logins` measures).
     let (held_tx, mut held_rx) = tokio::sync::mpsc::channel::<bool>(opts.connections);
+    let (release_tx, release_rx) = tokio::sync::watch::channel(false);
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(IDLE_HANDSHAKES));
 
     let mut workers = Vec::new();
     for _ in 0..opts.connections {
         let target = target.clone();
         let command = opts.command.clone();
-        let held = held_tx.clone();
+        let idle_hold = IdleHold {
+            held: held_tx.clone(),
+            release: release_rx.clone(),
+            handshakes: handshakes.clone(),
+        };
         workers.push(tokio::spawn(async move {
             match opts.mode {
                 Mode::Logins => logins(&target, command.as_deref(), deadline).await,
-                Mode::Idle => idle(&target, command.as_deref(), deadline, held).await,
+                Mode::Idle => idle(&target, command.as_deref(), idle_hold).await,
                 Mode::Bulk => bulk(&target, command.as_deref(), deadline).await,
             }
         }));
     }
     drop(held_tx);
 
-    // Idle mode: sample memory once every session is up (or has failed), while all are held.
+    // Idle mode: once every session is up (or has failed), sample memory, hold for the
+    // duration, release.
     let mut memory = None;
-    if opts.mode == Mode::Idle && !opts.watch_pids.is_empty() {
-        let (mut up, mut reported) = (0, 0);
+    if opts.mode == Mode::Idle {
+        let (mut up, mut reported) = (0u64, 0);
         while reported < opts.connections
-            && let Ok(Some(established)) = tokio::time::timeout_at(deadline, held_rx.recv()).await
+            && let Some(established) = held_rx.recv().await
         {
             reported += 1;
-            up += usize::from(established);
+            up += u64::from(established);
         }
-        // Let the servers settle (buffers, lazily allocated state) before sampling.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let held = watched();
-        memory = Some(MemoryReport {
-            before_bytes: memory_before,
-            held_bytes: held,
-            per_session_bytes: held.saturating_sub(memory_before) / (up.max(1) as u64),
-        });
+        if !opts.watch_pids.is_empty() {
+            // Let the servers settle (buffers, lazily allocated state) before sampling.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let held = watched();
+            memory = Some(MemoryReport {
+                before_bytes: memory_before,
+                held_bytes: held,
+                per_session_bytes: held.saturating_sub(memory_before) / up.max(1),
+            });
+        }
+        tokio::time::sleep(opts.duration).await;
+        let _ = release_tx.send(true);
     }
 
     let mut tally = Tally::default();
@@ -254,36 +268,45 @@ async fn logins(t: &Target, command: Option<&str>, deadline: tokio::time::Instan
     tally
 }
 
-/// Log in, start the command (default: sleep past the deadline) and hold the session until
-/// the deadline; reports on `held` once established (or failed).
-async fn idle(
-    t: &Target,
-    command: Option<&str>,
-    deadline: tokio::time::Instant,
+/// At most this many idle-mode logins in flight at once.
+pub const IDLE_HANDSHAKES: usize = 16;
+
+/// An idle session's links to the orchestrator.
+struct IdleHold {
     held: tokio::sync::mpsc::Sender<bool>,
-) -> Tally {
+    release: tokio::sync::watch::Receiver<bool>,
+    handshakes: Arc<tokio::sync::Semaphore>,
+}
+
+/// Log in, start the command (default: a long sleep), report, and hold the session until
+/// released.
+async fn idle(t: &Target, command: Option<&str>, mut hold: IdleHold) -> Tally {
     let mut tally = Tally::default();
-    let t0 = Instant::now();
-    let hold_for =
-        deadline.saturating_duration_since(tokio::time::Instant::now()) + Duration::from_secs(30);
-    let sleep = format!("sleep {}", hold_for.as_secs());
     let session = async {
-        let handle = client::login(t).await?;
-        let channel = client::start(&handle, command.unwrap_or(&sleep)).await?;
-        Ok::<_, LoadError>((handle, channel))
+        let _permit = hold.handshakes.acquire().await;
+        let t0 = Instant::now();
+        let attempt = async {
+            let handle = client::login(t).await?;
+            let channel = client::start(&handle, command.unwrap_or("sleep 7200")).await?;
+            Ok::<_, LoadError>((handle, channel))
+        };
+        let result = tokio::time::timeout(client::LOGIN_TIMEOUT, attempt)
+            .await
+            .unwrap_or(Err(LoadError::Timeout));
+        result.map(|s| (s, t0.elapsed()))
     }
     .await;
     match session {
-        Ok((handle, channel)) => {
+        Ok(((handle, channel), took)) => {
             tally.ok += 1;
-            tally.latency.record(t0.elapsed());
-            let _ = held.send(true).await;
-            tokio::time::sleep_until(deadline).await;
+            tally.latency.record(took);
+            let _ = hold.held.send(true).await;
+            let _ = hold.release.wait_for(|r| *r).await;
             drop(channel);
             client::disconnect(handle).await;
         }
         Err(e) => {
-            let _ = held.send(false).await;
+            let _ = hold.held.send(false).await;
             tally.fail(e);
         }
     }

@@ -3,6 +3,7 @@
 //! Validation collects every problem before failing, so `ssh-edge check-config` shows them all
 //! at once. Secrets (private keys) are loaded here and never printed.
 
+mod admission;
 mod raw;
 
 use std::collections::{HashMap, HashSet};
@@ -16,6 +17,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use russh::keys::ssh_key::{Certificate, Fingerprint, PrivateKey};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+pub use admission::{RawAdmin, RawLimits, warnings};
 pub use raw::*;
 
 use crate::auth::cert_policy::{CertPolicy, ForceCommandPolicy, parse_ca_entry};
@@ -98,6 +100,11 @@ pub struct EdgeConfig {
     /// Token policy per remote, for front B (remotes without token keys are absent).
     pub tokens: HashMap<String, Arc<TokenPolicy>>,
     pub preamble_timeout: Duration,
+    /// PROXY protocol, pre-auth limits and the login grace.
+    pub admission: crate::admission::AdmissionSettings,
+    pub listen_backlog: u32,
+    /// Bearer token required on the admin endpoint (but /healthz, /readyz).
+    pub admin_token: Option<String>,
 }
 
 /// Reads defaults, then `file` (if any), then `SSH_EDGE_*` variables (`__` separates levels,
@@ -238,6 +245,13 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
         );
     }
 
+    let admission = admission::validate_admission(
+        &raw.listen,
+        &raw.limits,
+        raw.ssh.login_grace_secs,
+        &mut problems,
+    );
+    let admin_token = admission::load_admin_token(&raw.admin, &mut problems);
     let backend = validate_backend(&raw.backend, &mut problems);
     let tokens = validate_tokens(raw, &mut problems);
 
@@ -303,6 +317,9 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
             routes: RouteTable::new(rules, remote_forwarding),
             tokens,
             preamble_timeout: Duration::from_secs(raw.token.preamble_timeout_secs.max(1)),
+            admission,
+            listen_backlog: raw.listen.backlog.max(1),
+            admin_token,
         }),
         _ => Err(ConfigError::Invalid(problems)),
     }

@@ -24,6 +24,8 @@ pub struct RawConfig {
     pub backend: RawBackend,
     pub routes: Vec<RawRoute>,
     pub token: RawToken,
+    pub limits: super::admission::RawLimits,
+    pub admin: super::admission::RawAdmin,
 }
 
 impl Default for RawListen {
@@ -34,6 +36,9 @@ impl Default for RawListen {
             admin: None,
             token_plain: None,
             drain_timeout_secs: 30,
+            proxy_protocol: "off".into(),
+            proxy_trusted_cidrs: Vec::new(),
+            backlog: 1024,
         }
     }
 }
@@ -87,6 +92,13 @@ pub struct RawListen {
     pub token_plain: Option<String>,
     /// On SIGTERM/SIGINT: listeners close at once, open sessions get this many seconds to end.
     pub drain_timeout_secs: u64,
+    /// PROXY protocol on every listener: "off", "v1", "v2" or "any". When on, only
+    /// `proxy_trusted_cidrs` may connect, and each connection must start with a header.
+    pub proxy_protocol: String,
+    /// The load balancers: CIDRs (or addresses) whose PROXY headers are believed.
+    pub proxy_trusted_cidrs: Vec<String>,
+    /// Listen backlog of every listener (the kernel caps it at net.core.somaxconn).
+    pub backlog: u32,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

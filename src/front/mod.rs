@@ -1,5 +1,122 @@
 //! The public doors: TLS with SNI (front A), TLS with a token preamble (front B) and plain
-//! SSH (front C).
+//! SSH (front C), and the one place a connection is handed to them.
+//!
+//! - [`reject`]: the typed rejection reasons, counted and logged in one place.
+//! - [`admit`]: the shared step from target and client to route, policy and backend.
+//! - [`tls`]: the TLS handshake and the first byte that tells front A from front B.
+//! - [`ssh`]: the russh handler of the terminating fronts (A and C).
+//! - [`token`]: front B's preamble and passthrough.
+
+pub mod admit;
+pub mod reject;
 pub mod ssh;
 pub mod tls;
 pub mod token;
+
+use std::sync::Arc;
+
+use crate::admission::Entry;
+use admit::Client;
+use reject::{Listener, Reason, Rejection};
+use ssh::SshFront;
+use tls::{FirstByte, TlsFront};
+use token::TokenFront;
+
+/// Which public door a session came through. Labels `ssh_edge_logins_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Front {
+    /// A: TLS with SNI naming the workload, SSH terminated.
+    Tls,
+    /// B: a token preamble (over TLS or on the plain token listener), SSH passed through.
+    Token,
+    /// C: plain SSH with the workload in the user name, terminated.
+    Ssh,
+}
+
+impl Front {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Front::Tls => "tls",
+            Front::Token => "token",
+            Front::Ssh => "ssh",
+        }
+    }
+}
+
+/// The fronts of one configuration generation.
+pub struct Fronts {
+    pub ssh: SshFront,
+    pub token: TokenFront,
+    /// `None` without `listen.tls`.
+    pub tls: Option<TlsFront>,
+}
+
+impl Fronts {
+    /// Serves one admitted connection by the listener it came in on; records a login-grace
+    /// cut when the deadline ended it.
+    pub async fn serve(self: Arc<Self>, entry: Entry, listener: Listener) {
+        let client = Client {
+            addr: entry.client,
+            listener,
+        };
+        let ticket = entry.ticket.clone();
+        match listener {
+            Listener::Ssh => {
+                self.ssh
+                    .serve(entry.stream, client, Front::Ssh, None, entry.ticket)
+                    .await
+            }
+            Listener::TokenPlain => self.token.serve(entry.stream, client, entry.ticket).await,
+            Listener::Tls => self.serve_tls(entry, client).await,
+        }
+        if ticket.expired() {
+            self.ssh.admit.reject(
+                &client,
+                &Rejection::new(
+                    Reason::Grace,
+                    "not authenticated within the login grace time",
+                ),
+            );
+        }
+    }
+
+    async fn serve_tls(&self, entry: Entry, client: Client) {
+        let Some(tls) = &self.tls else { return };
+        let admit = &self.ssh.admit;
+        let (first, stream, sni) = match tls.accept(entry.stream).await {
+            Ok(accepted) => accepted,
+            Err(rejection) => {
+                // A cut by the grace deadline is recorded as such by the caller.
+                if !entry.ticket.expired() {
+                    admit.reject(&client, &rejection);
+                }
+                return;
+            }
+        };
+        match first {
+            FirstByte::Ssh => {}
+            FirstByte::Eof => {
+                return admit.reject(
+                    &client,
+                    &Rejection::new(Reason::Eof, "closed after the TLS handshake"),
+                );
+            }
+            // Anything but `S` is the length prefix of a token preamble (front B).
+            FirstByte::Other(_) => return self.token.serve(stream, client, entry.ticket).await,
+        }
+        let target = match sni {
+            Some(name) => admit.parse_host(&client, &name),
+            None => {
+                let message = format!(
+                    "TLS without SNI: set the server name to the workload host (e.g. ssh-edge connect %h, or openssl s_client -servername %h); expected {}",
+                    admit.grammar.expected()
+                );
+                admit.reject(&client, &Rejection::new(Reason::NoSni, &message));
+                Err(message)
+            }
+        };
+        self.ssh
+            .serve(stream, client, Front::Tls, Some(target), entry.ticket)
+            .await;
+    }
+}

@@ -9,111 +9,124 @@
 mod forwarding;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use russh::keys::Certificate;
-use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
+use russh::server::{Auth, ChannelOpenHandle, Config, Msg, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelOpenFailure, Disconnect, MethodKind, MethodSet, Pty, Sig};
-use tracing::{info, warn};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::{debug, info, warn};
 
-use crate::auth::cert_policy::{CertCheck, CertIdentity, check_user_certificate};
+use super::Front;
+use super::admit::{Admit, Admitted, Client, Denied};
+use super::reject::{Reason, Rejection};
+use crate::admission::Ticket;
 use crate::bridge::{BackendRequest, BridgeControl};
-use crate::edge::Edge;
 use crate::hostname::Target;
-use crate::route::{Forwarding, Route};
-use crate::upstream::{ClientLink, LoginContext, REQUEST_REPLY_TIMEOUT, Upstream};
+use crate::upstream::{ClientLink, REQUEST_REPLY_TIMEOUT};
 
-/// Which public door a connection came through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Front {
-    /// TLS with SNI naming the workload.
-    Tls,
-    /// Plain SSH with the workload in the user name.
-    Ssh,
-    /// Front B's token preamble on plain TCP (the helpers' "insecure" switch).
-    TokenPlain,
+/// The terminating fronts' context: the shared admit step and the russh server settings.
+pub struct SshFront {
+    pub admit: Arc<Admit>,
+    pub config: Arc<Config>,
 }
 
-impl Front {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Front::Tls => "tls",
-            Front::Ssh => "ssh",
-            Front::TokenPlain => "token_plain",
+impl SshFront {
+    /// Runs one SSH connection (front A after TLS, or front C) to its end. The login grace is
+    /// enforced beneath, on the admitted stream.
+    pub async fn serve<S>(
+        &self,
+        stream: S,
+        client: Client,
+        front: Front,
+        sni_target: Option<Result<Target, String>>,
+        ticket: Ticket,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let handler = EdgeSession::new(
+            self.admit.clone(),
+            client,
+            front,
+            sni_target,
+            ticket.clone(),
+        );
+        let result = match russh::server::run_stream(self.config.clone(), stream, handler).await {
+            Ok(running) => running.await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => debug!(client = %client.addr, front = front.as_str(), "connection closed"),
+            // Before authentication a failed transport is a rejection; the deadline's cut is
+            // recorded by the caller.
+            Err(e) if !ticket.is_authenticated() && !ticket.expired() => self.admit.reject(
+                &client,
+                &Rejection::new(Reason::SshHandshake, e.to_string()),
+            ),
+            Err(e) => {
+                debug!(client = %client.addr, front = front.as_str(), error = %e, "connection ended with error")
+            }
         }
     }
 }
 
-struct Login {
-    target: Target,
-    identity: CertIdentity,
-    upstream: Upstream,
-    /// Forwarding allowed by the route, its remote and the certificate's extensions, all.
-    forwarding: Forwarding,
-}
-
 /// One client connection's state.
 pub struct EdgeSession {
-    edge: Arc<Edge>,
-    peer: SocketAddr,
+    admit: Arc<Admit>,
+    client: Client,
     front: Front,
-    /// Front A decides the target from SNI before SSH starts; front C leaves this `None` and
-    /// parses the user name.
+    /// Front A decides the target from SNI before SSH starts; front C parses the user name
+    /// (once per distinct name: clients retry auth with the same one).
+    target: Option<(String, Result<Target, String>)>,
     sni_target: Option<Result<Target, String>>,
     /// Set when the session must end with this message once authentication completes.
     refusal: Option<String>,
-    login: Option<Login>,
+    login: Option<Admitted>,
     channels: HashMap<ChannelId, Arc<BridgeControl>>,
     counted: bool,
-    authenticated: Arc<AtomicBool>,
+    ticket: Ticket,
 }
 
 impl EdgeSession {
     pub fn new(
-        edge: Arc<Edge>,
-        peer: SocketAddr,
+        admit: Arc<Admit>,
+        client: Client,
         front: Front,
         sni_target: Option<Result<Target, String>>,
+        ticket: Ticket,
     ) -> Self {
         Self {
-            edge,
-            peer,
+            admit,
+            client,
             front,
+            target: None,
             sni_target,
             refusal: None,
             login: None,
             channels: HashMap::new(),
             counted: false,
-            authenticated: Arc::new(AtomicBool::new(false)),
+            ticket,
         }
     }
 
-    /// Flag the connection runner watches for the login grace time.
-    pub fn authenticated_flag(&self) -> Arc<AtomicBool> {
-        self.authenticated.clone()
-    }
-
-    fn target(&self, user: &str) -> Result<Target, String> {
-        match &self.sni_target {
-            Some(t) => t.clone(),
-            None => self.edge.grammar.parse_user_target(user).map_err(|e| {
-                self.edge
-                    .metrics
-                    .rejections
-                    .with_label_values(&[self.front.as_str(), e.reason()])
-                    .inc();
-                e.to_string()
-            }),
+    fn target(&mut self, user: &str) -> Result<Target, String> {
+        if let Some(t) = &self.sni_target {
+            return t.clone();
+        }
+        match &self.target {
+            Some((name, t)) if name == user => t.clone(),
+            _ => {
+                let t = self.admit.parse_user_target(&self.client, user);
+                self.target = Some((user.to_string(), t.clone()));
+                t
+            }
         }
     }
 
     /// Remember a message to end the session with; accepting the login is what lets the
     /// client see it (see module docs). No channel can be opened on such a session.
     fn refuse(&mut self, message: String) -> Auth {
-        warn!(peer = %self.peer, front = self.front.as_str(), %message, "refusing session");
+        warn!(client = %self.client.addr, front = self.front.as_str(), %message, "refusing session");
         self.refusal = Some(message);
         Auth::Accept
     }
@@ -132,7 +145,7 @@ impl EdgeSession {
         let name = req.name();
         let ok = control.request(req).await;
         if !ok {
-            info!(peer = %self.peer, request = name, "backend refused channel request");
+            info!(client = %self.client.addr, request = name, "backend refused channel request");
         }
         ok
     }
@@ -151,82 +164,15 @@ impl EdgeSession {
             session.channel_failure(channel)
         }
     }
-
-    async fn check_and_connect(
-        &mut self,
-        target: Target,
-        route: Route,
-        cert: &Certificate,
-    ) -> Auth {
-        let edge = self.edge.clone();
-        let Some(policy) = edge.remotes.get(target.remote_name()) else {
-            return self.refuse(format!(
-                "{}: remote \"{}\" has no certificate policy",
-                target.host,
-                target.remote_name()
-            ));
-        };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let check = CertCheck {
-            cert,
-            required_principal: &route.required_principal,
-            peer_ip: self.peer.ip(),
-            now_unix: now,
-        };
-        let identity = match check_user_certificate(policy, &check) {
-            Ok(identity) => identity,
-            Err(rejection) => {
-                warn!(peer = %self.peer, front = self.front.as_str(), target = %target.host, key_id = cert.key_id(),
-                    serial = cert.serial(), reason = rejection.reason(), detail = %rejection, "certificate refused");
-                edge.metrics
-                    .auth_failures
-                    .with_label_values(&[rejection.reason()])
-                    .inc();
-                return Auth::reject();
-            }
-        };
-        let who = LoginContext {
-            user_key_id: identity.key_id.clone(),
-            user_serial: identity.serial,
-            user_key_fingerprint: cert
-                .public_key()
-                .fingerprint(russh::keys::HashAlg::Sha256)
-                .to_string(),
-            target_host: target.host.clone(),
-        };
-        match edge.connector.connect(&route, &who).await {
-            Ok(upstream) => {
-                info!(peer = %self.peer, front = self.front.as_str(), target = %target.host, key_id = %identity.key_id,
-                    serial = identity.serial, backend = %upstream.addr(), shared = upstream.reused, login_user = %route.login_user, "session authorized");
-                // As OpenSSH: permit-port-forwarding covers -L, -D and -R.
-                let by_certificate = Forwarding {
-                    local: identity.permits("permit-port-forwarding"),
-                    remote: identity.permits("permit-port-forwarding"),
-                    agent: identity.permits("permit-agent-forwarding"),
-                };
-                self.login = Some(Login {
-                    target,
-                    identity,
-                    upstream,
-                    forwarding: route.forwarding.and(by_certificate),
-                });
-                Auth::Accept
-            }
-            Err(e) => self.refuse(format!("{}: {e}", target.host)),
-        }
-    }
 }
 
 impl Drop for EdgeSession {
     fn drop(&mut self) {
         if self.counted {
-            self.edge.metrics.sessions_active.dec();
+            self.admit.metrics.sessions_active.dec();
         }
         if let Some(login) = &self.login {
-            info!(peer = %self.peer, target = %login.target.host, key_id = %login.identity.key_id,
+            info!(client = %self.client.addr, target = %login.target.host, key_id = %login.identity.key_id,
                 serial = login.identity.serial, "session closed");
         }
     }
@@ -247,8 +193,8 @@ impl russh::server::Handler for EdgeSession {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        warn!(peer = %self.peer, user, algorithm = %key.algorithm, "plain public key refused: a certificate is required");
-        self.edge
+        warn!(client = %self.client.addr, user, algorithm = %key.algorithm, "plain public key refused: a certificate is required");
+        self.admit
             .metrics
             .auth_failures
             .with_label_values(&["not_certificate"])
@@ -265,22 +211,20 @@ impl russh::server::Handler for EdgeSession {
             Ok(t) => t,
             Err(message) => return Ok(self.refuse(message)),
         };
-        let route = match self.edge.routes.resolve(&target) {
-            Ok(r) => r,
-            Err(e) => {
-                self.edge
-                    .metrics
-                    .rejections
-                    .with_label_values(&[self.front.as_str(), e.reason()])
-                    .inc();
-                return Ok(self.refuse(e.to_string()));
-            }
-        };
-        Ok(self.check_and_connect(target, route, cert).await)
+        let admit = self.admit.clone();
+        Ok(
+            match admit.admit_certificate(&self.client, target, cert).await {
+                Ok(admitted) => {
+                    self.login = Some(admitted);
+                    Auth::Accept
+                }
+                Err(Denied::Certificate) => Auth::reject(),
+                Err(Denied::Refused(message)) => self.refuse(message),
+            },
+        )
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
-        self.authenticated.store(true, Ordering::Relaxed);
         if let Some(message) = &self.refusal {
             session.disconnect(
                 Disconnect::ByApplication,
@@ -289,17 +233,18 @@ impl russh::server::Handler for EdgeSession {
             )?;
             return Ok(());
         }
-        self.edge
+        self.ticket.authenticated();
+        self.admit
             .metrics
             .logins
             .with_label_values(&[self.front.as_str()])
             .inc();
-        self.edge.metrics.sessions_active.inc();
+        self.admit.metrics.sessions_active.inc();
         self.counted = true;
         if let Some(login) = &mut self.login {
             login.upstream.attach(ClientLink {
                 handle: session.handle(),
-                bridge: self.edge.bridge_settings.clone(),
+                bridge: self.admit.bridge_settings.clone(),
                 forwarding: login.forwarding,
             });
         }
@@ -408,7 +353,7 @@ impl russh::server::Handler for EdgeSession {
             .as_ref()
             .is_some_and(|l| l.identity.permits("permit-pty"));
         if !permitted {
-            info!(peer = %self.peer, "pty refused: certificate lacks permit-pty");
+            info!(client = %self.client.addr, "pty refused: certificate lacks permit-pty");
         }
         let req = BackendRequest::Pty {
             term: term.to_string(),

@@ -27,7 +27,7 @@ impl EdgeSession {
         reply: ChannelOpenHandle,
         session: &mut Session,
     ) {
-        let metrics = &self.edge.metrics;
+        let metrics = &self.admit.metrics;
         let (reason, message) = match opened {
             Ok(Ok(backend)) => {
                 reply.accept().await;
@@ -36,7 +36,7 @@ impl EdgeSession {
                     channel,
                     backend,
                     session.handle(),
-                    self.edge.bridge_settings.clone(),
+                    self.admit.bridge_settings.clone(),
                 );
                 self.channels.insert(id, control);
                 metrics.channels.with_label_values(&[outcome]).inc();
@@ -52,7 +52,7 @@ impl EdgeSession {
             ),
         };
         metrics.channels.with_label_values(&[reason]).inc();
-        info!(peer = %self.peer, reason = %message, "channel refused");
+        info!(client = %self.client.addr, reason = %message, "channel refused");
         reply
             .reject(ChannelOpenFailure::Other {
                 code: 2,
@@ -63,12 +63,12 @@ impl EdgeSession {
 
     /// Counts and logs a forwarding refusal (`outcome` is the metric label).
     fn deny(&self, outcome: &str, what: &str, extension: &str) {
-        self.edge
+        self.admit
             .metrics
             .channels
             .with_label_values(&[outcome])
             .inc();
-        info!(peer = %self.peer, key_id = self.login.as_ref().map(|l| l.identity.key_id.as_str()).unwrap_or(""),
+        info!(client = %self.client.addr, key_id = self.login.as_ref().map(|l| l.identity.key_id.as_str()).unwrap_or(""),
             "{what} refused by the route, its remote or the certificate ({extension})");
     }
 
@@ -136,7 +136,7 @@ impl EdgeSession {
                     *port = bound;
                 }
                 login.upstream.note_remote_forward(address, *port);
-                info!(peer = %self.peer, target = %login.target.host, address, port = *port, "remote forwarding opened");
+                info!(client = %self.client.addr, target = %login.target.host, address, port = *port, "remote forwarding opened");
                 true
             }
             _ => false,

@@ -1,18 +1,18 @@
-//! Front A: TLS with SNI naming the workload, then SSH terminated by russh.
-//!
-//! After the handshake the first byte tells what follows: `S` starts an SSH identification
-//! string; anything else would be a token preamble (front B, not served yet) and is refused.
+//! The TLS listener: the handshake, then the first decrypted byte tells the fronts apart —
+//! `S` starts an SSH identification string (front A, target from SNI); anything else is the
+//! length prefix of a token preamble (front B).
 
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::time::Duration;
 
 use rustls::ServerConfig;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
+use super::reject::{Reason, Rejection};
+use crate::admission::stream::Prefixed;
 use crate::config::TlsSettings;
 
 /// Builds the rustls acceptor (aws-lc-rs provider, TLS 1.2 and 1.3).
@@ -35,7 +35,7 @@ pub enum FirstByte {
 /// Reads the first byte of the decrypted stream; the returned stream replays it.
 pub async fn read_first_byte<S: AsyncRead + Unpin>(
     mut stream: S,
-) -> io::Result<(FirstByte, Rewind<S>)> {
+) -> io::Result<(FirstByte, Prefixed<S>)> {
     let mut byte = [0u8; 1];
     let n = stream.read(&mut byte).await?;
     let kind = match (n, byte[0]) {
@@ -43,61 +43,49 @@ pub async fn read_first_byte<S: AsyncRead + Unpin>(
         (_, b'S') => FirstByte::Ssh,
         (_, other) => FirstByte::Other(other),
     };
-    Ok((
-        kind,
-        Rewind {
-            prefix: if n == 1 { Some(byte[0]) } else { None },
-            inner: stream,
-        },
-    ))
+    Ok((kind, Prefixed::new(byte[..n].to_vec(), stream)))
 }
 
-/// A stream that yields one already-read byte before reading from the inner stream.
-pub struct Rewind<S> {
-    prefix: Option<u8>,
-    inner: S,
+/// The decrypted stream a TLS front serves.
+pub type Decrypted<S> = Prefixed<TlsStream<tokio::io::BufReader<S>>>;
+
+/// The TLS listener's context.
+pub struct TlsFront {
+    pub acceptor: TlsAcceptor,
+    pub handshake_timeout: Duration,
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if let Some(b) = self.prefix
-            && buf.remaining() > 0
+impl TlsFront {
+    /// Handshake and first byte, each within the handshake timeout. Returns the kind of what
+    /// follows, the stream (first byte replayed) and the SNI name, if any.
+    pub async fn accept<S>(
+        &self,
+        stream: S,
+    ) -> Result<(FirstByte, Decrypted<S>, Option<String>), Rejection>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let timeout = self.handshake_timeout;
+        let tls = match tokio::time::timeout(timeout, self.acceptor.accept(buffered(stream))).await
         {
-            buf.put_slice(&[b]);
-            self.prefix = None;
-            return Poll::Ready(Ok(()));
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(Rejection::new(Reason::TlsHandshake, e.to_string())),
+            Err(_) => {
+                return Err(Rejection::new(
+                    Reason::TlsTimeout,
+                    "no TLS handshake in time",
+                ));
+            }
+        };
+        let sni = tls.get_ref().1.server_name().map(str::to_owned);
+        match tokio::time::timeout(timeout, read_first_byte(tls)).await {
+            Ok(Ok((first, stream))) => Ok((first, stream, sni)),
+            Ok(Err(e)) => Err(Rejection::new(Reason::ReadError, e.to_string())),
+            Err(_) => Err(Rejection::new(
+                Reason::SilentClient,
+                "nothing sent after the TLS handshake",
+            )),
         }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
     }
 }
 
@@ -106,7 +94,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
 pub const TLS_READ_BUFFER: usize = 64 * 1024;
 
 /// The TCP side of a TLS connection: reads buffered (see [`TLS_READ_BUFFER`]), writes direct.
-pub fn buffered(stream: TcpStream) -> tokio::io::BufReader<TcpStream> {
+pub fn buffered<S: AsyncRead>(stream: S) -> tokio::io::BufReader<S> {
     tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, stream)
 }
 

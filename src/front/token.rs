@@ -8,15 +8,15 @@
 //! bytes sharing that record would sit unseen in its TLS buffer. Reasons for a rejection are
 //! logged and counted, never sent.
 
-use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tracing::{info, warn};
+use tracing::info;
 
-use crate::auth::token::verify_token;
-use crate::edge::Edge;
+use super::admit::{Admit, Client};
+use super::reject::{Reason, Rejection};
+use crate::admission::Ticket;
 use crate::splice::splice;
 
 /// Longest accepted token.
@@ -25,25 +25,15 @@ pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 pub const ACCEPTED: u8 = 0x00;
 pub const REJECTED: u8 = 0x01;
 
-/// Why a preamble was refused: a stable label for metrics plus the detail for the log.
-#[derive(Debug)]
-pub struct Refusal {
-    pub reason: &'static str,
-    pub detail: String,
-}
-
-fn refusal(reason: &'static str, detail: impl Into<String>) -> Refusal {
-    Refusal {
-        reason,
-        detail: detail.into(),
-    }
+fn refusal(reason: &'static str, detail: impl Into<String>) -> Rejection {
+    Rejection::new(Reason::Token(reason), detail)
 }
 
 /// Reads the length prefix and the token, bounded in size and time.
 pub async fn read_preamble<S: AsyncRead + Unpin>(
     stream: &mut S,
     timeout: Duration,
-) -> Result<Vec<u8>, Refusal> {
+) -> Result<Vec<u8>, Rejection> {
     let read = async {
         let mut len = [0u8; 4];
         stream.read_exact(&mut len).await.map_err(|_| {
@@ -80,112 +70,55 @@ pub async fn read_preamble<S: AsyncRead + Unpin>(
     }
 }
 
-impl Edge {
-    /// Serves one front-B connection whose first byte was not `S`.
-    pub(crate) async fn serve_token<S>(&self, mut stream: S, peer: SocketAddr)
+/// Front B's context: the shared admit step and the preamble's time limit.
+pub struct TokenFront {
+    pub admit: Arc<Admit>,
+    pub preamble_timeout: Duration,
+}
+
+impl TokenFront {
+    /// Serves one front-B connection (its first byte was not `S`, or it came on the plain
+    /// token listener).
+    pub async fn serve<S>(&self, mut stream: S, client: Client, ticket: Ticket)
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let backend = match self.authorize_token(&mut stream, peer).await {
-            Ok(b) => b,
+        let admitted = match read_preamble(&mut stream, self.preamble_timeout).await {
+            Ok(token) => self.admit.admit_token(&client, &token).await,
             Err(r) => {
-                self.metrics
-                    .rejections
-                    .with_label_values(&["token", r.reason])
-                    .inc();
-                warn!(peer = %peer, front = "token", reason = r.reason, detail = %r.detail, "token preamble rejected");
+                self.admit.reject(&client, &r);
+                Err(r)
+            }
+        };
+        let admitted = match admitted {
+            Ok(a) => a,
+            Err(_) => {
                 let _ = stream.write_all(&[REJECTED]).await;
                 let _ = stream.flush().await;
                 let _ = stream.shutdown().await;
                 return;
             }
         };
-        let (backend, target) = backend;
         if stream.write_all(&[ACCEPTED]).await.is_err() || stream.flush().await.is_err() {
             return;
         }
-        self.metrics.logins.with_label_values(&["token"]).inc();
-        self.metrics.sessions_active.inc();
-        let up = self.metrics.splice_bytes.with_label_values(&["up"]);
-        let down = self.metrics.splice_bytes.with_label_values(&["down"]);
-        let result = splice(stream, backend, up, down).await;
-        self.metrics.sessions_active.dec();
+        // From here the backend's sshd authenticates the user: the login grace is its job.
+        ticket.authenticated();
+        let metrics = &self.admit.metrics;
+        metrics.logins.with_label_values(&["token"]).inc();
+        metrics.sessions_active.inc();
+        let up = metrics.splice_bytes.with_label_values(&["up"]);
+        let down = metrics.splice_bytes.with_label_values(&["down"]);
+        let result = splice(stream, admitted.backend, up, down).await;
+        metrics.sessions_active.dec();
+        let target = &admitted.target.host;
         match result {
             Ok(n) => {
-                info!(peer = %peer, target = %target, up = n.up, down = n.down, "passthrough session closed");
+                info!(client = %client.addr, target = %target, up = n.up, down = n.down, "passthrough session closed");
             }
             Err(e) => {
-                info!(peer = %peer, target = %target, error = %e, "passthrough session ended with error")
+                info!(client = %client.addr, target = %target, error = %e, "passthrough session ended with error")
             }
         }
-    }
-
-    /// Preamble → verified claims → target → route → connected backend socket.
-    async fn authorize_token<S>(
-        &self,
-        stream: &mut S,
-        peer: SocketAddr,
-    ) -> Result<(TcpStream, String), Refusal>
-    where
-        S: AsyncRead + Unpin,
-    {
-        let token = read_preamble(stream, self.preamble_timeout).await?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        // The kid selects the remote: try each remote's key set (kids are unique across remotes).
-        let mut verified = None;
-        let mut last = refusal("unknown_kid", "no remote has token keys configured");
-        for (remote, policy) in &self.tokens {
-            match verify_token(policy, &token, now) {
-                Ok(claims) => {
-                    verified = Some((remote.clone(), claims));
-                    break;
-                }
-                Err(e) if e.reason() == "unknown_kid" => {
-                    last = refusal("unknown_kid", e.to_string())
-                }
-                Err(e) => return Err(refusal(e.reason(), e.to_string())),
-            }
-        }
-        let (remote, claims) = verified.ok_or(last)?;
-        let target = self
-            .grammar
-            .parse_host(&claims.host)
-            .map_err(|e| refusal("bad_host", e.to_string()))?;
-        if target.remote_name() != remote {
-            return Err(refusal(
-                "foreign_workload",
-                format!(
-                    "token signed for remote \"{remote}\" names {} of remote \"{}\"",
-                    target.host,
-                    target.remote_name()
-                ),
-            ));
-        }
-        let route = self
-            .routes
-            .resolve(&target)
-            .map_err(|e| refusal(e.reason(), e.to_string()))?;
-        info!(peer = %peer, front = "token", target = %target.host, sub = %claims.sub, jti = %claims.jti,
-            backend = %route.backend_addr, "token accepted");
-        let timeout = self.connector.connect_timeout();
-        let backend = tokio::time::timeout(timeout, TcpStream::connect(&route.backend_addr))
-            .await
-            .map_err(|_| {
-                refusal(
-                    "backend_timeout",
-                    format!("backend {} did not answer in time", route.backend_addr),
-                )
-            })?
-            .map_err(|e| {
-                refusal(
-                    "backend_connect",
-                    format!("cannot connect to backend {}: {e}", route.backend_addr),
-                )
-            })?;
-        let _ = backend.set_nodelay(true);
-        Ok((backend, target.host))
     }
 }

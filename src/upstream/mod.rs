@@ -161,12 +161,54 @@ impl Connector {
         route: &Route,
         who: &LoginContext,
     ) -> Result<BackendConn, UpstreamError> {
+        self.timed(&route.backend_addr, self.connect_inner(route, who))
+            .await
+    }
+
+    /// Resolves `addr` and connects to the first address that answers (no timeout of its own).
+    async fn tcp(addr: &str) -> Result<TcpStream, UpstreamError> {
+        let resolved: Vec<_> = tokio::net::lookup_host(addr)
+            .await
+            .map_err(|e| UpstreamError::Resolve {
+                addr: addr.to_string(),
+                reason: e.to_string(),
+            })?
+            .collect();
+        let mut last_err = None;
+        for sock in resolved {
+            match TcpStream::connect(sock).await {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    return Ok(s);
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(UpstreamError::Connect {
+            addr: addr.to_string(),
+            reason: last_err.map_or_else(|| "no addresses".to_string(), |e| e.to_string()),
+        })
+    }
+
+    /// A plain TCP connection to a backend for passthrough (front B): resolved and connected
+    /// within the connect timeout, timed and counted like SSH logins.
+    pub async fn connect_stream(&self, addr: &str) -> Result<TcpStream, UpstreamError> {
+        self.timed(addr, Self::tcp(addr)).await
+    }
+
+    /// Runs one backend connection attempt under the connect timeout, observing its duration
+    /// and counting its failure.
+    async fn timed<T>(
+        &self,
+        addr: &str,
+        attempt: impl std::future::Future<Output = Result<T, UpstreamError>>,
+    ) -> Result<T, UpstreamError> {
         let started = Instant::now();
         let timeout = self.settings.connect_timeout;
-        let result = match tokio::time::timeout(timeout, self.connect_inner(route, who)).await {
+        let result = match tokio::time::timeout(timeout, attempt).await {
             Ok(r) => r,
             Err(_) => Err(UpstreamError::Timeout {
-                addr: route.backend_addr.clone(),
+                addr: addr.to_string(),
                 secs: timeout.as_secs(),
             }),
         };
@@ -190,29 +232,7 @@ impl Connector {
         who: &LoginContext,
     ) -> Result<BackendConn, UpstreamError> {
         let addr = route.backend_addr.clone();
-        let resolved: Vec<_> = tokio::net::lookup_host(&addr)
-            .await
-            .map_err(|e| UpstreamError::Resolve {
-                addr: addr.clone(),
-                reason: e.to_string(),
-            })?
-            .collect();
-        let mut last_err = None;
-        let mut stream = None;
-        for sock in resolved {
-            match TcpStream::connect(sock).await {
-                Ok(s) => {
-                    stream = Some(s);
-                    break;
-                }
-                Err(e) => last_err = Some(e),
-            }
-        }
-        let stream = stream.ok_or_else(|| UpstreamError::Connect {
-            addr: addr.clone(),
-            reason: last_err.map_or_else(|| "no addresses".to_string(), |e| e.to_string()),
-        })?;
-        let _ = stream.set_nodelay(true);
+        let stream = Self::tcp(&addr).await?;
 
         let check = BackendKeyCheck::new(self.settings.host_keys.clone(), &addr);
         let verdict = check.verdict();

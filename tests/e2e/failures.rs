@@ -84,7 +84,7 @@ fn malformed_host_names_get_a_message_saying_what_was_expected() {
         .iter()
         .map(|r| {
             w.metric(&format!(
-                "ssh_edge_connections_rejected_total{{front=\"{front}\",reason=\"{r}\"}}"
+                "ssh_edge_connections_rejected_total{{listener=\"{front}\",reason=\"{r}\"}}"
             ))
         })
         .sum()
@@ -112,7 +112,9 @@ fn tls_without_sni_is_refused_with_a_message() {
     let text = stderr(&out);
     assert_eq!(out.status.code(), Some(255), "{text}");
     assert!(text.contains("TLS without SNI"), "{text}");
-    assert!(w.metric("ssh_edge_connections_rejected_total{front=\"tls\",reason=\"no_sni\"}") >= 1);
+    assert!(
+        w.metric("ssh_edge_connections_rejected_total{listener=\"tls\",reason=\"no_sni\"}") >= 1
+    );
 }
 
 fn down_and_badkey_routes(raw: &mut ssh_edge::config::RawConfig) {
@@ -245,13 +247,14 @@ fn garbage_and_silence_on_the_ports_are_dropped_and_counted() {
         );
     }
     assert!(
-        w.metric("ssh_edge_connections_rejected_total{front=\"tls\",reason=\"tls_handshake\"}")
+        w.metric("ssh_edge_connections_rejected_total{listener=\"tls\",reason=\"tls_handshake\"}")
             >= 1,
         "{}",
         w.metrics.render()
     );
     assert!(
-        w.metric("ssh_edge_connections_rejected_total{front=\"tls\",reason=\"tls_timeout\"}") >= 1,
+        w.metric("ssh_edge_connections_rejected_total{listener=\"tls\",reason=\"tls_timeout\"}")
+            >= 1,
         "{}",
         w.metrics.render()
     );

@@ -169,7 +169,7 @@ fn the_helper_reports_a_rejected_token_and_exits_1() {
     );
     assert!(
         w.metric(
-            "ssh_edge_connections_rejected_total{front=\"token\",reason=\"foreign_workload\"}"
+            "ssh_edge_connections_rejected_total{listener=\"tls\",reason=\"foreign_workload\"}"
         ) >= 1
     );
 }
@@ -319,7 +319,7 @@ fn bad_preambles_get_status_1_and_a_counted_reason() {
     ];
     for (name, bytes, reason) in cases {
         let before = w.metric(&format!(
-            "ssh_edge_connections_rejected_total{{front=\"token\",reason=\"{reason}\"}}"
+            "ssh_edge_connections_rejected_total{{listener=\"tls\",reason=\"{reason}\"}}"
         ));
         assert_eq!(
             status_for(&w, bytes),
@@ -327,7 +327,7 @@ fn bad_preambles_get_status_1_and_a_counted_reason() {
             "{name}: expected status 0x01"
         );
         let after = w.metric(&format!(
-            "ssh_edge_connections_rejected_total{{front=\"token\",reason=\"{reason}\"}}"
+            "ssh_edge_connections_rejected_total{{listener=\"tls\",reason=\"{reason}\"}}"
         ));
         assert!(
             after > before,
@@ -363,5 +363,5 @@ fn the_helpers_insecure_switch_speaks_the_preamble_on_plain_tcp() {
     args.extend([HOST.to_string(), "echo plain-tcp-ok".to_string()]);
     let out = run_with_timeout(Command::new("ssh").args(&args), Duration::from_secs(60));
     assert_eq!(stdout(&out), "plain-tcp-ok\n", "{}", stderr(&out));
-    assert!(w.metric("ssh_edge_connections_total{front=\"token_plain\"}") >= 1);
+    assert!(w.metric("ssh_edge_connections_total{listener=\"token_plain\"}") >= 1);
 }

@@ -1,0 +1,231 @@
+//! The admission pipeline every accepted connection passes before any front sees it:
+//! global pre-auth cap → PROXY header (trusted CIDRs only) → per-source rate and cap → the
+//! login-grace deadline on the socket. The result is a stream for the fronts, the client's real
+//! address and a [`Ticket`] that holds the pre-auth slots until the front says the client
+//! authenticated.
+//!
+//! - [`limits`]: the pure counting rules (random early drop, per-source caps, token buckets).
+//! - [`proxy`]: the pure PROXY v1/v2 parser and its socket reader.
+//! - [`stream`]: the deadline beneath TLS and russh, and the replay of bytes read ahead.
+
+pub mod limits;
+pub mod proxy;
+pub mod stream;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::front::reject::{Listener, Reason, Rejection};
+use limits::{GlobalPermit, LimitSettings, PreauthLimits, SourcePermit};
+use proxy::ProxyMode;
+use stream::{GraceStream, Prefixed};
+
+/// One connection's admission state, shared by the deadline stream and the front.
+#[derive(Clone, Default)]
+pub struct Ticket(Arc<TicketState>);
+
+#[derive(Default)]
+struct TicketState {
+    authenticated: AtomicBool,
+    expired: AtomicBool,
+    permits: Mutex<(Option<GlobalPermit>, Option<SourcePermit>)>,
+}
+
+impl Ticket {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn hold(&self, global: Option<GlobalPermit>, source: Option<SourcePermit>) {
+        let mut permits = self
+            .0
+            .permits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if global.is_some() {
+            permits.0 = global;
+        }
+        if source.is_some() {
+            permits.1 = source;
+        }
+    }
+
+    /// The client authenticated: the deadline stops applying and the pre-auth slots free up.
+    pub fn authenticated(&self) {
+        self.0.authenticated.store(true, Ordering::Release);
+        let released = std::mem::take(
+            &mut *self
+                .0
+                .permits
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        drop(released);
+    }
+
+    pub fn is_authenticated(&self) -> bool {
+        self.0.authenticated.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_expired(&self) {
+        self.0.expired.store(true, Ordering::Relaxed);
+    }
+
+    /// The login-grace deadline cut this connection.
+    pub fn expired(&self) -> bool {
+        self.0.expired.load(Ordering::Relaxed)
+    }
+}
+
+/// The validated admission settings (`listen.proxy_*`, `[limits]`, `ssh.login_grace_secs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdmissionSettings {
+    pub proxy_mode: ProxyMode,
+    /// Peers whose PROXY header is believed; with PROXY protocol on, nobody else may connect.
+    pub proxy_trusted: Vec<IpNet>,
+    pub limits: LimitSettings,
+    /// From TCP accept until authentication, every phase included.
+    pub login_grace: Duration,
+}
+
+/// What admission hands to the fronts.
+pub type AdmittedStream = Prefixed<GraceStream<TcpStream>>;
+
+/// An admitted connection: the stream, the client's address and its ticket.
+pub struct Entry {
+    pub stream: AdmittedStream,
+    pub client: SocketAddr,
+    pub ticket: Ticket,
+    /// The PROXY header's version ("v1", "v2"), or "local" when it named no client.
+    pub proxy: Option<&'static str>,
+}
+
+/// The pipeline's settings and live counts; one per edge, kept across reloads unless the
+/// limits change.
+pub struct Admission {
+    settings: AdmissionSettings,
+    limits: Arc<PreauthLimits>,
+}
+
+impl Admission {
+    /// `unauthenticated` is the gauge that follows the unauthenticated connections.
+    pub fn new(settings: AdmissionSettings, unauthenticated: prometheus::IntGauge) -> Self {
+        let limits = PreauthLimits::new(settings.limits, unauthenticated);
+        Self { settings, limits }
+    }
+
+    /// The next generation's admission: keeps the live counts when the limits are unchanged.
+    pub fn reconfigured(&self, settings: AdmissionSettings) -> Self {
+        let limits = if settings.limits == self.settings.limits {
+            self.limits.clone()
+        } else {
+            PreauthLimits::new(settings.limits, self.limits.gauge())
+        };
+        Self { settings, limits }
+    }
+
+    pub fn limits(&self) -> &Arc<PreauthLimits> {
+        &self.limits
+    }
+
+    pub fn login_grace(&self) -> Duration {
+        self.settings.login_grace
+    }
+
+    fn trusted(&self, peer: SocketAddr) -> bool {
+        self.settings
+            .proxy_trusted
+            .iter()
+            .any(|net| net.contains(&peer.ip()))
+    }
+
+    /// Runs one accepted connection through the pipeline. A refused connection is closed
+    /// (front C first hears one line saying why, as OpenSSH's MaxStartups does); the caller
+    /// records the rejection.
+    pub async fn admit(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        listener: Listener,
+    ) -> Result<Entry, (Rejection, SocketAddr)> {
+        let deadline = Instant::now() + self.settings.login_grace;
+        let ticket = Ticket::new();
+        // The global cap first: under a flood the cheapest drop is before reading anything.
+        let global = self
+            .limits
+            .admit_global(rand::random::<f64>())
+            .map_err(|r| {
+                refuse(&stream, listener, r);
+                (
+                    Rejection::new(r, "too many unauthenticated connections"),
+                    peer,
+                )
+            })?;
+        ticket.hold(Some(global), None);
+        let mut stream = GraceStream::new(stream, ticket.clone(), deadline);
+        let (client, rest, proxy) = if self.settings.proxy_mode == ProxyMode::Off {
+            (peer, Vec::new(), None)
+        } else if !self.trusted(peer) {
+            return Err((
+                Rejection::new(
+                    Reason::ProxyUntrusted,
+                    format!("{peer} is not in listen.proxy_trusted_cidrs"),
+                ),
+                peer,
+            ));
+        } else {
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            match proxy::read_header(&mut stream, self.settings.proxy_mode, timeout).await {
+                Ok(h) => match h.source {
+                    Some(source) => (source, h.rest, Some(h.version)),
+                    None => (peer, h.rest, Some("local")),
+                },
+                Err(e) => {
+                    let reason = if e.is_missing() {
+                        Reason::ProxyMissing
+                    } else {
+                        Reason::ProxyMalformed
+                    };
+                    return Err((Rejection::new(reason, format!("from {peer}: {e}")), peer));
+                }
+            }
+        };
+        let source = self
+            .limits
+            .admit_source(client.ip(), std::time::Instant::now())
+            .map_err(|r| {
+                let detail = match r {
+                    Reason::Rate => "source opens connections too fast",
+                    _ => "too many unauthenticated connections from this source",
+                };
+                refuse(stream.get_ref(), listener, r);
+                (Rejection::new(r, detail), client)
+            })?;
+        ticket.hold(None, Some(source));
+        Ok(Entry {
+            stream: Prefixed::new(rest, stream),
+            client,
+            ticket,
+            proxy,
+        })
+    }
+}
+
+/// A best-effort line for plain-SSH clients (OpenSSH shows it); TLS listeners just close.
+fn refuse(stream: &TcpStream, listener: Listener, reason: Reason) {
+    if listener != Listener::Ssh {
+        return;
+    }
+    let why = match reason {
+        Reason::Rate => "too many connections from your address, slow down",
+        Reason::PerSource => "too many unauthenticated connections from your address",
+        _ => "too many unauthenticated connections, try again later",
+    };
+    let _ = stream.try_write(format!("ssh-edge: {why}\r\n").as_bytes());
+}

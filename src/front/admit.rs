@@ -1,0 +1,247 @@
+//! The one `admit` step every front shares: target + client identity → route → policy →
+//! backend, always through the one [`Connector`].
+//!
+//! [`Admit`] is the narrow context a front gets instead of the whole edge: the host grammar,
+//! the routes, the per-remote certificate and token policies, the connector and the metrics of
+//! one configuration generation.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use russh::keys::Certificate;
+use tokio::net::TcpStream;
+use tracing::{info, warn};
+
+use super::reject::{self, Listener, Reason, Rejection};
+use crate::auth::cert_policy::{CertCheck, CertIdentity, CertPolicy, check_user_certificate};
+use crate::auth::token::{TokenClaims, TokenPolicy, verify_token};
+use crate::bridge::BridgeSettings;
+use crate::hostname::{HostGrammar, Target};
+use crate::metrics::Metrics;
+use crate::route::{Forwarding, Route, RouteTable};
+use crate::upstream::{Connector, LoginContext, Upstream};
+
+/// Who is asking: the client's address (from a trusted PROXY header, else the TCP peer) and
+/// the listener it came in on.
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    pub addr: SocketAddr,
+    pub listener: Listener,
+}
+
+/// Route, policy and backend for one configuration generation.
+pub struct Admit {
+    pub grammar: HostGrammar,
+    pub routes: RouteTable,
+    /// Certificate policy per remote name.
+    pub remotes: HashMap<String, Arc<CertPolicy>>,
+    /// Token policy per remote (front B); remotes without token keys are absent.
+    pub tokens: HashMap<String, Arc<TokenPolicy>>,
+    pub connector: Connector,
+    pub metrics: Arc<Metrics>,
+    pub bridge_settings: BridgeSettings,
+}
+
+/// A certificate login the edge accepted, with its backend connection.
+pub struct Admitted {
+    pub target: Target,
+    pub route: Route,
+    pub identity: CertIdentity,
+    pub upstream: Upstream,
+    /// Forwarding allowed by the route, its remote and the certificate's extensions, all.
+    pub forwarding: Forwarding,
+}
+
+/// Why a certificate login was not admitted.
+pub enum Denied {
+    /// The certificate itself was refused (counted in `ssh_edge_auth_failures_total`): the
+    /// client hears only "Permission denied", as from sshd.
+    Certificate,
+    /// Everything else: the client is told this message (it names the target, never secrets).
+    Refused(String),
+}
+
+/// A front-B login the edge accepted: the connected backend socket for passthrough.
+pub struct TokenAdmitted {
+    pub backend: TcpStream,
+    pub backend_addr: String,
+    pub target: Target,
+    pub claims: TokenClaims,
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Admit {
+    /// Counts and logs a rejection (see [`reject::record`]).
+    pub fn reject(&self, client: &Client, rejection: &Rejection) {
+        reject::record(&self.metrics, client.listener, client.addr, rejection);
+    }
+
+    /// A workload host name (SNI, token claim) → target; a bad one is counted.
+    pub fn parse_host(&self, client: &Client, host: &str) -> Result<Target, String> {
+        self.grammar.parse_host(host).map_err(|e| {
+            let message = e.to_string();
+            self.reject(client, &Rejection::new(Reason::Host(e.reason()), &message));
+            message
+        })
+    }
+
+    /// Front C's user name (`<workload>` or the full host) → target; a bad one is counted.
+    pub fn parse_user_target(&self, client: &Client, user: &str) -> Result<Target, String> {
+        self.grammar.parse_user_target(user).map_err(|e| {
+            let message = e.to_string();
+            self.reject(client, &Rejection::new(Reason::Host(e.reason()), &message));
+            message
+        })
+    }
+
+    fn route(&self, client: &Client, target: &Target) -> Result<Route, Rejection> {
+        self.routes.resolve(target).map_err(|e| {
+            let rejection = Rejection::new(Reason::Route(e.reason()), e.to_string());
+            self.reject(client, &rejection);
+            rejection
+        })
+    }
+
+    /// Terminating fronts: route → certificate policy → backend login.
+    pub async fn admit_certificate(
+        &self,
+        client: &Client,
+        target: Target,
+        cert: &Certificate,
+    ) -> Result<Admitted, Denied> {
+        let route = self
+            .route(client, &target)
+            .map_err(|r| Denied::Refused(r.detail))?;
+        let Some(policy) = self.remotes.get(target.remote_name()) else {
+            return Err(Denied::Refused(format!(
+                "{}: remote \"{}\" has no certificate policy",
+                target.host,
+                target.remote_name()
+            )));
+        };
+        let check = CertCheck {
+            cert,
+            required_principal: &route.required_principal,
+            peer_ip: client.addr.ip(),
+            now_unix: now_unix(),
+        };
+        let identity = check_user_certificate(policy, &check).map_err(|rejection| {
+            warn!(client = %client.addr, listener = client.listener.as_str(), target = %target.host, key_id = cert.key_id(),
+                serial = cert.serial(), reason = rejection.reason(), detail = %rejection, "certificate refused");
+            self.metrics
+                .auth_failures
+                .with_label_values(&[rejection.reason()])
+                .inc();
+            Denied::Certificate
+        })?;
+        let who = LoginContext {
+            user_key_id: identity.key_id.clone(),
+            user_serial: identity.serial,
+            user_key_fingerprint: cert
+                .public_key()
+                .fingerprint(russh::keys::HashAlg::Sha256)
+                .to_string(),
+            target_host: target.host.clone(),
+        };
+        let upstream = self
+            .connector
+            .connect(&route, &who)
+            .await
+            .map_err(|e| Denied::Refused(format!("{}: {e}", target.host)))?;
+        info!(client = %client.addr, listener = client.listener.as_str(), target = %target.host, key_id = %identity.key_id,
+            serial = identity.serial, backend = %upstream.addr(), shared = upstream.reused, login_user = %route.login_user, "session authorized");
+        // As OpenSSH: permit-port-forwarding covers -L, -D and -R.
+        let by_certificate = Forwarding {
+            local: identity.permits("permit-port-forwarding"),
+            remote: identity.permits("permit-port-forwarding"),
+            agent: identity.permits("permit-agent-forwarding"),
+        };
+        let forwarding = route.forwarding.and(by_certificate);
+        Ok(Admitted {
+            target,
+            route,
+            identity,
+            upstream,
+            forwarding,
+        })
+    }
+
+    /// Front B: verified token → target → route → connected backend socket. Every refusal is
+    /// counted here.
+    pub async fn admit_token(
+        &self,
+        client: &Client,
+        token: &[u8],
+    ) -> Result<TokenAdmitted, Rejection> {
+        let result = self.admit_token_inner(client, token).await;
+        if let Err(r) = &result
+            && !matches!(r.reason, Reason::Route(_))
+        {
+            self.reject(client, r);
+        }
+        result
+    }
+
+    async fn admit_token_inner(
+        &self,
+        client: &Client,
+        token: &[u8],
+    ) -> Result<TokenAdmitted, Rejection> {
+        let now = now_unix();
+        // The kid selects the remote: try each remote's key set (kids are unique across remotes).
+        let mut verified = None;
+        let mut last = Rejection::new(
+            Reason::Token("unknown_kid"),
+            "no remote has token keys configured",
+        );
+        for (remote, policy) in &self.tokens {
+            match verify_token(policy, token, now) {
+                Ok(claims) => {
+                    verified = Some((remote.clone(), claims));
+                    break;
+                }
+                Err(e) if e.reason() == "unknown_kid" => {
+                    last = Rejection::new(Reason::Token("unknown_kid"), e.to_string())
+                }
+                Err(e) => return Err(Rejection::new(Reason::Token(e.reason()), e.to_string())),
+            }
+        }
+        let (remote, claims) = verified.ok_or(last)?;
+        let target = self
+            .grammar
+            .parse_host(&claims.host)
+            .map_err(|e| Rejection::new(Reason::Token("bad_host"), e.to_string()))?;
+        if target.remote_name() != remote {
+            return Err(Rejection::new(
+                Reason::Token("foreign_workload"),
+                format!(
+                    "token signed for remote \"{remote}\" names {} of remote \"{}\"",
+                    target.host,
+                    target.remote_name()
+                ),
+            ));
+        }
+        let route = self.route(client, &target)?;
+        info!(client = %client.addr, listener = client.listener.as_str(), target = %target.host, sub = %claims.sub, jti = %claims.jti,
+            backend = %route.backend_addr, "token accepted");
+        let backend = self
+            .connector
+            .connect_stream(&route.backend_addr)
+            .await
+            .map_err(|e| Rejection::new(Reason::Backend(e.reason()), e.to_string()))?;
+        Ok(TokenAdmitted {
+            backend,
+            backend_addr: route.backend_addr,
+            target,
+            claims,
+        })
+    }
+}
