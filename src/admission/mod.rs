@@ -228,4 +228,8 @@ fn refuse(stream: &TcpStream, listener: Listener, reason: Reason) {
         _ => "too many unauthenticated connections, try again later",
     };
     let _ = stream.try_write(format!("ssh-edge: {why}\r\n").as_bytes());
+    // Unread input turns the close into a reset, which can destroy the line before the
+    // client reads it: drain what has arrived.
+    let mut sink = [0u8; 1024];
+    while matches!(stream.try_read(&mut sink), Ok(n) if n > 0) {}
 }

@@ -1,0 +1,18 @@
+//! The public door, with the real `ssh-edge run` binary: the login grace enforced on the socket
+//! under a flood, pre-auth caps per source, PROXY protocol behind a real HAProxy, the admin
+//! bearer token and the open-files limit. Real OpenSSH `ssh` and `sshd` throughout.
+
+#[path = "door/harness.rs"]
+mod harness;
+
+#[path = "door/grace.rs"]
+mod grace;
+
+#[path = "door/limits.rs"]
+mod limits;
+
+#[path = "door/proxy.rs"]
+mod proxy;
+
+#[path = "door/admin.rs"]
+mod admin;

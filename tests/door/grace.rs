@@ -1,0 +1,185 @@
+//! The login grace, enforced on the socket: silent and stalled connections are cut at
+//! `ssh.login_grace_secs` in every pre-auth phase, while real logins still land.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{Door, text};
+
+const GRACE_SECS: u64 = 8;
+const PER_KIND: usize = 300;
+
+/// How a flood connection stalls.
+#[derive(Clone, Copy)]
+enum Stall {
+    /// TCP to front C, the identification line, then nothing.
+    SshIdent,
+    /// TLS to the TLS listener (SNI naming the job), `SSH-2.0-x`, then nothing.
+    TlsIdent,
+}
+
+/// One stalled connection: how long after it was established the edge closed it (`Err` if
+/// the edge never did within `limit`).
+async fn stall(
+    kind: Stall,
+    port: u16,
+    tls: Arc<tokio_rustls::TlsConnector>,
+    limit: Duration,
+) -> Result<Duration, String> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    let closed = async {
+        match kind {
+            Stall::SshIdent => {
+                let mut s = tcp;
+                s.write_all(b"SSH-2.0-x\r\n").await.ok();
+                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+            }
+            Stall::TlsIdent => {
+                let name = rustls::pki_types::ServerName::try_from(
+                    "training-job-abc1234-0.ssh.baseten.co",
+                )
+                .expect("valid name");
+                let Ok(mut s) = tls.connect(name, tcp).await else {
+                    return;
+                };
+                s.write_all(b"SSH-2.0-x\r\n").await.ok();
+                s.flush().await.ok();
+                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+            }
+        }
+    };
+    match tokio::time::timeout(limit, closed).await {
+        Ok(()) => Ok(started.elapsed()),
+        Err(_) => Err(format!("still open after {limit:?}")),
+    }
+}
+
+fn tls_connector(ca_pem: &[u8]) -> Arc<tokio_rustls::TlsConnector> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut &ca_pem[..]) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+#[test]
+fn stalled_connections_are_cut_at_the_grace_time_while_a_real_login_lands() {
+    let door = Door::start(|raw, _| {
+        raw.ssh.login_grace_secs = GRACE_SECS;
+        // This test is about the deadline: no cap may drop the flood first.
+        raw.limits.preauth_start = 0;
+        raw.limits.preauth_full = 0;
+        raw.limits.per_source_max = 0;
+        raw.limits.per_source_rate = 0.0;
+        raw.tls.handshake_timeout_secs = 60;
+    });
+    let tls = tls_connector(&std::fs::read(door.lab.path("tls-ca.pem")).unwrap());
+    let limit = Duration::from_secs(GRACE_SECS + 2);
+    let (ssh_port, tls_port) = (door.ssh, door.tls);
+    let flood = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut tasks = Vec::new();
+            for i in 0..2 * PER_KIND {
+                let (kind, port) = if i % 2 == 0 {
+                    (Stall::SshIdent, ssh_port)
+                } else {
+                    (Stall::TlsIdent, tls_port)
+                };
+                tasks.push(tokio::spawn(stall(kind, port, tls.clone(), limit)));
+            }
+            let mut results = Vec::new();
+            for t in tasks {
+                results.push(t.await.unwrap_or_else(|e| Err(e.to_string())));
+            }
+            results
+        })
+    });
+
+    // The whole flood is held, unauthenticated...
+    door.wait_metric(
+        "ssh_edge_unauthenticated_connections",
+        Duration::from_secs(GRACE_SECS - 2),
+        |n| n >= (2 * PER_KIND) as u64,
+    );
+    // ...a real login lands through it...
+    let out = door.ssh(&door.user_key, &[], "echo landed");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "landed\n",
+        "{}",
+        text(&out)
+    );
+    // ...and the flood was still there when it did.
+    assert!(
+        door.metric("ssh_edge_unauthenticated_connections") >= (2 * PER_KIND) as u64,
+        "the flood ended before the login finished; the test proves nothing"
+    );
+
+    let results = flood.join().unwrap();
+    let grace = Duration::from_secs(GRACE_SECS);
+    let mut cut = 0;
+    for (i, r) in results.iter().enumerate() {
+        let kind = if i % 2 == 0 { "ssh" } else { "tls" };
+        match r {
+            Ok(after) => {
+                // Closed by the deadline, not by something earlier.
+                assert!(
+                    *after + Duration::from_millis(500) >= grace,
+                    "{kind} connection {i} closed after {after:?}, before the grace time"
+                );
+                cut += 1;
+            }
+            Err(e) => panic!("{kind} connection {i}: {e}"),
+        }
+    }
+    assert_eq!(cut, 2 * PER_KIND);
+    for listener in ["ssh", "tls"] {
+        let series = format!(
+            "ssh_edge_connections_rejected_total{{listener=\"{listener}\",reason=\"grace\"}}"
+        );
+        assert!(
+            door.metric(&series) >= PER_KIND as u64,
+            "{series} below {PER_KIND}"
+        );
+    }
+    door.wait_metric(
+        "ssh_edge_unauthenticated_connections",
+        Duration::from_secs(10),
+        |n| n == 0,
+    );
+    // One summary line for the drops (every 10 s at most), not one info line per drop.
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let log = loop {
+        let log = door.log();
+        if log.contains("pre-auth drops in the last interval") && log.contains("grace=") {
+            break log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no drop summary in the log:\n{}",
+            &log[log.len().saturating_sub(3000)..]
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        log.matches("connection dropped").count() == 0,
+        "per-drop lines logged at info"
+    );
+}
