@@ -86,7 +86,10 @@ impl TokenFront {
         let admitted = match read_preamble(&mut stream, self.preamble_timeout).await {
             Ok(token) => self.admit.admit_token(&client, &token).await,
             Err(r) => {
-                self.admit.reject(&client, &r);
+                // A cut by the login grace is recorded as such by the caller.
+                if !ticket.expired() {
+                    self.admit.reject(&client, &r);
+                }
                 Err(r)
             }
         };

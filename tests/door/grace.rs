@@ -183,3 +183,137 @@ fn stalled_connections_are_cut_at_the_grace_time_while_a_real_login_lands() {
         "per-drop lines logged at info"
     );
 }
+
+/// Accepts any host key: this client never gets as far as trusting anything.
+struct AnyHostKey;
+
+impl russh::client::Handler for AnyHostKey {
+    type Error = russh::Error;
+    async fn check_server_key(
+        &mut self,
+        _key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+/// Reads until the edge closes; how long that took (`Err` past `limit`).
+async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
+    mut s: S,
+    limit: Duration,
+) -> Result<Duration, String> {
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(limit, async {
+        while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await
+    .map(|()| started.elapsed())
+    .map_err(|_| format!("still open after {limit:?}"))
+}
+
+#[test]
+fn every_phase_before_authentication_is_under_the_grace_time() {
+    const GRACE: u64 = 2;
+    let door = Door::start(|raw, _| {
+        raw.ssh.login_grace_secs = GRACE;
+        // Longer phase timers, so the grace deadline is what cuts.
+        raw.tls.handshake_timeout_secs = 60;
+        raw.token.preamble_timeout_secs = 60;
+    });
+    let tls = tls_connector(&std::fs::read(door.lab.path("tls-ca.pem")).unwrap());
+    let limit = Duration::from_secs(GRACE + 2);
+    let (ssh_port, tls_port) = (door.ssh, door.tls);
+    let before = door.metrics();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let connect = |port: u16| tokio::net::TcpStream::connect(("127.0.0.1", port));
+    let name = || {
+        rustls::pki_types::ServerName::try_from("training-job-abc1234-0.ssh.baseten.co").unwrap()
+    };
+    let phases: Vec<(&str, Result<Duration, String>)> = rt.block_on(async {
+        let mut out = Vec::new();
+        // TLS handshake: half a ClientHello, then nothing.
+        let mut s = connect(tls_port).await.unwrap();
+        s.write_all(&[0x16, 0x03, 0x01, 0x00, 0x80, 0x01])
+            .await
+            .unwrap();
+        out.push(("tls handshake", closed_within(s, limit).await));
+        // Token preamble: TLS done, half a length prefix.
+        let mut s = tls
+            .connect(name(), connect(tls_port).await.unwrap())
+            .await
+            .unwrap();
+        s.write_all(&[0, 0]).await.unwrap();
+        s.flush().await.unwrap();
+        out.push(("token preamble", closed_within(s, limit).await));
+        // SSH identification: half a line.
+        let mut s = connect(ssh_port).await.unwrap();
+        s.write_all(b"SSH-2.0-hal").await.unwrap();
+        out.push(("ssh identification", closed_within(s, limit).await));
+        // Key exchange: identification, then half a binary packet.
+        let mut s = connect(ssh_port).await.unwrap();
+        s.write_all(b"SSH-2.0-x\r\n\x00\x00\x01\x00\x0a\x14")
+            .await
+            .unwrap();
+        out.push(("key exchange", closed_within(s, limit).await));
+        // Authentication: a real SSH client finishes the key exchange and never logs in.
+        let started = Instant::now();
+        let config = Arc::new(russh::client::Config::default());
+        let handle = russh::client::connect(config, ("127.0.0.1", ssh_port), AnyHostKey)
+            .await
+            .unwrap();
+        let closed = tokio::time::timeout(limit, async {
+            while !handle.is_closed() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        out.push((
+            "authentication",
+            closed
+                .map(|()| started.elapsed())
+                .map_err(|_| format!("still open after {limit:?}")),
+        ));
+        out
+    });
+    for (phase, result) in &phases {
+        let after = result.as_ref().unwrap_or_else(|e| panic!("{phase}: {e}"));
+        assert!(
+            *after + Duration::from_millis(500) >= Duration::from_secs(GRACE),
+            "{phase}: closed after {after:?}, before the grace time"
+        );
+    }
+    // Each cut is counted once, as a grace drop, on its listener.
+    assert_eq!(
+        door.metric("ssh_edge_connections_rejected_total{listener=\"tls\",reason=\"grace\"}"),
+        2
+    );
+    assert_eq!(
+        door.metric("ssh_edge_connections_rejected_total{listener=\"ssh\",reason=\"grace\"}"),
+        3
+    );
+    // The phases' own reasons did not count them a second time (the harness's start-up
+    // probe, a bare connect, is the one ssh_handshake).
+    let after = door.metrics();
+    for (reason, listener) in [
+        ("tls_timeout", "tls"),
+        ("tls_handshake", "tls"),
+        ("preamble_timeout", "tls"),
+        ("truncated_preamble", "tls"),
+        ("ssh_handshake", "ssh"),
+    ] {
+        let series = format!(
+            "ssh_edge_connections_rejected_total{{listener=\"{listener}\",reason=\"{reason}\"}}"
+        );
+        let count = |text: &str| crate::harness::metric_in(text, &series).unwrap_or(0);
+        assert_eq!(
+            count(&after),
+            count(&before),
+            "also counted as {reason}:\n{after}"
+        );
+    }
+}
