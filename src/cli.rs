@@ -362,7 +362,7 @@ async fn serve(config: config::EdgeConfig, path: Option<PathBuf>) -> anyhow::Res
         }
     }
     let edge = live.current();
-    let open = edge.metrics.sessions_active.get();
+    let open = edge.sessions.count();
     tracing::info!(
         open_sessions = open,
         timeout_secs = drain_timeout.as_secs(),
@@ -373,7 +373,7 @@ async fn serve(config: config::EdgeConfig, path: Option<PathBuf>) -> anyhow::Res
         tracing::info!("drained, stopping");
     } else {
         tracing::warn!(
-            open_sessions = edge.metrics.sessions_active.get(),
+            open_sessions = edge.sessions.count(),
             "drain timeout, stopping with sessions open"
         );
     }

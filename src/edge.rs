@@ -21,6 +21,7 @@ use crate::front::ssh::SshFront;
 use crate::front::tls::{self, TlsFront};
 use crate::front::token::TokenFront;
 use crate::metrics::Metrics;
+use crate::session::Sessions;
 use crate::upstream::{Connector, preferred_algorithms};
 
 /// One generation of the configuration, shared read-only by the connections it accepts: the
@@ -31,6 +32,8 @@ pub struct Edge {
     pub admission: Arc<Admission>,
     pub fronts: Arc<Fronts>,
     pub metrics: Arc<Metrics>,
+    /// Open sessions, shared by all generations.
+    pub sessions: Arc<Sessions>,
     /// Bearer token of the admin endpoint.
     admin_token: Option<Arc<str>>,
     /// Becomes true on shutdown: listeners close, `/readyz` answers 503. Shared by all
@@ -88,11 +91,13 @@ impl Edge {
             config.admission.clone(),
             metrics.unauthenticated.clone(),
         ));
+        let sessions = Sessions::new(metrics.sessions_active.clone());
         Self::build(
             config,
             metrics,
             Arc::new(tokio::sync::watch::Sender::new(false)),
             admission,
+            sessions,
         )
     }
 
@@ -105,6 +110,7 @@ impl Edge {
             self.metrics.clone(),
             self.draining.clone(),
             admission,
+            self.sessions.clone(),
         )
     }
 
@@ -113,6 +119,7 @@ impl Edge {
         metrics: Arc<Metrics>,
         draining: Arc<tokio::sync::watch::Sender<bool>>,
         admission: Arc<Admission>,
+        sessions: Arc<Sessions>,
     ) -> Result<Arc<Self>, rustls::Error> {
         let ssh = &config.ssh;
         let ssh_config = ServerConfig {
@@ -163,6 +170,7 @@ impl Edge {
             connector,
             metrics: metrics.clone(),
             bridge_settings,
+            sessions: sessions.clone(),
         });
         let fronts = Arc::new(Fronts {
             ssh: SshFront {
@@ -179,6 +187,7 @@ impl Edge {
             admission,
             fronts,
             metrics,
+            sessions,
             admin_token,
             draining,
         }))
@@ -191,14 +200,7 @@ impl Edge {
 
     /// Waits until no session is open, at most `timeout`; true when they all ended.
     pub async fn wait_drained(&self, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while self.metrics.sessions_active.get() > 0 {
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        true
+        self.sessions.wait_empty(timeout).await
     }
 
     /// Serves the listeners until the process ends, always with this generation.

@@ -19,6 +19,7 @@
 //! - [`bridge`]: channel ⇄ channel forwarding, the hot path (terminate mode).
 //! - [`splice`]: byte-stream forwarding, the hot path (passthrough mode, front B).
 //! - [`edge`]: listeners, configuration generations and per-connection tasks.
+//! - [`session`]: the count of open sessions, and waiting for none (drain).
 //! - [`metrics`]: Prometheus registry owned by a struct; [`admin`] serves it over HTTP.
 //! - [`connect`]: `ssh-edge connect`, the TLS ProxyCommand.
 //! - [`helper`]: `ssh-edge setup` / `sign`, our own client helper for the signing API.
@@ -40,6 +41,7 @@ pub mod issuer;
 pub mod lab;
 pub mod metrics;
 pub mod route;
+pub mod session;
 pub mod splice;
 pub mod text;
 pub mod upstream;

@@ -21,6 +21,7 @@ use crate::bridge::BridgeSettings;
 use crate::hostname::{HostGrammar, Target};
 use crate::metrics::Metrics;
 use crate::route::{Forwarding, Route, RouteTable};
+use crate::session::Sessions;
 use crate::upstream::{Connector, LoginContext, Upstream};
 
 /// Who is asking: the client's address (from a trusted PROXY header, else the TCP peer) and
@@ -42,6 +43,8 @@ pub struct Admit {
     pub connector: Connector,
     pub metrics: Arc<Metrics>,
     pub bridge_settings: BridgeSettings,
+    /// Open sessions, across generations.
+    pub sessions: Arc<Sessions>,
 }
 
 /// A certificate login the edge accepted, with its backend connection.

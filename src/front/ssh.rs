@@ -23,6 +23,7 @@ use super::reject::{Reason, Rejection};
 use crate::admission::Ticket;
 use crate::bridge::{BackendRequest, BridgeControl};
 use crate::hostname::Target;
+use crate::session::SessionGuard;
 use crate::upstream::{ClientLink, REQUEST_REPLY_TIMEOUT};
 
 /// The terminating fronts' context: the shared admit step and the russh server settings.
@@ -83,7 +84,8 @@ pub struct EdgeSession {
     refusal: Option<String>,
     login: Option<Admitted>,
     channels: HashMap<ChannelId, Arc<BridgeControl>>,
-    counted: bool,
+    /// Held while the session is open (counted, and awaited by drain).
+    open: Option<SessionGuard>,
     ticket: Ticket,
 }
 
@@ -104,7 +106,7 @@ impl EdgeSession {
             refusal: None,
             login: None,
             channels: HashMap::new(),
-            counted: false,
+            open: None,
             ticket,
         }
     }
@@ -168,9 +170,6 @@ impl EdgeSession {
 
 impl Drop for EdgeSession {
     fn drop(&mut self) {
-        if self.counted {
-            self.admit.metrics.sessions_active.dec();
-        }
         if let Some(login) = &self.login {
             info!(client = %self.client.addr, target = %login.target.host, key_id = %login.identity.key_id,
                 serial = login.identity.serial, "session closed");
@@ -239,8 +238,7 @@ impl russh::server::Handler for EdgeSession {
             .logins
             .with_label_values(&[self.front.as_str()])
             .inc();
-        self.admit.metrics.sessions_active.inc();
-        self.counted = true;
+        self.open = Some(self.admit.sessions.open());
         if let Some(login) = &mut self.login {
             login.upstream.attach(ClientLink {
                 handle: session.handle(),

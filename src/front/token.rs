@@ -109,11 +109,11 @@ impl TokenFront {
         ticket.authenticated();
         let metrics = &self.admit.metrics;
         metrics.logins.with_label_values(&["token"]).inc();
-        metrics.sessions_active.inc();
+        let open = self.admit.sessions.open();
         let up = metrics.splice_bytes.with_label_values(&["up"]);
         let down = metrics.splice_bytes.with_label_values(&["down"]);
         let result = splice(stream, admitted.backend, up, down).await;
-        metrics.sessions_active.dec();
+        drop(open);
         let target = &admitted.target.host;
         match result {
             Ok(n) => {

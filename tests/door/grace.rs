@@ -224,6 +224,13 @@ fn every_phase_before_authentication_is_under_the_grace_time() {
     let tls = tls_connector(&std::fs::read(door.lab.path("tls-ca.pem")).unwrap());
     let limit = Duration::from_secs(GRACE + 2);
     let (ssh_port, tls_port) = (door.ssh, door.tls);
+    // The harness's start-up probe (a bare connect) is counted as ssh_handshake: let that
+    // land before the snapshot.
+    door.wait_metric(
+        "ssh_edge_connections_rejected_total{listener=\"ssh\",reason=\"ssh_handshake\"}",
+        Duration::from_secs(10),
+        |n| n >= 1,
+    );
     let before = door.metrics();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
