@@ -2,6 +2,9 @@
 //! under a flood, pre-auth caps per source, PROXY protocol behind a real HAProxy, the admin
 //! bearer token and the open-files limit. Real OpenSSH `ssh` and `sshd` throughout.
 
+#[path = "common/process.rs"]
+mod process;
+
 #[path = "door/harness.rs"]
 mod harness;
 

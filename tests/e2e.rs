@@ -1,6 +1,9 @@
 //! End-to-end tests: real OpenSSH `ssh`/`scp`/`sftp`/`ssh-keygen` and a real `sshd` backend on
 //! loopback, with the edge in between. One binary, one module per area.
 
+#[path = "common/process.rs"]
+mod process;
+
 #[path = "e2e/world.rs"]
 mod world;
 

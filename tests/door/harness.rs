@@ -206,27 +206,7 @@ pub fn http_get(port: u16, path: &str, token: Option<&str>) -> String {
     body
 }
 
-/// Runs a command with a hard timeout so a hang fails the test instead of stalling CI.
-pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let id = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(timeout) {
-        Ok(out) => out.expect("wait"),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &id.to_string()]).status();
-            panic!("command timed out after {timeout:?}: {cmd:?}");
-        }
-    }
-}
+pub use crate::process::run_with_timeout;
 
 pub fn text(out: &Output) -> String {
     format!(

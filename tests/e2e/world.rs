@@ -2,7 +2,7 @@
 //! in-process on random loopback ports, and helpers that drive the real OpenSSH tools.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -283,27 +283,7 @@ pub fn metric_value(text: &str, name_and_labels: &str) -> u64 {
         .map_or(0, |v| v as u64)
 }
 
-/// Runs a command with a hard timeout so a hang fails the test instead of stalling CI.
-pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let id = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(timeout) {
-        Ok(out) => out.expect("wait"),
-        Err(_) => {
-            let _ = Command::new("kill").arg("-9").arg(id.to_string()).status();
-            panic!("command timed out after {timeout:?}: {cmd:?}");
-        }
-    }
-}
+pub use crate::process::run_with_timeout;
 
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
