@@ -7,6 +7,10 @@
 //!   once all are up — connect percentiles and the memory each held session costs the watched
 //!   processes (`--watch-pid`, process tree PSS).
 //! - `bulk`: N sessions push data into `cat > /dev/null` — aggregate MiB/s.
+//! - `stall`: a pre-authentication flood — N connections that connect and stall (`silent`:
+//!   send nothing; `ident`: send an SSH identification line, then nothing), reconnecting when
+//!   the server closes them, optionally from the source addresses 127.0.1.1..=K (`--sources`);
+//!   counts what the server accepted, refused and cut (see [`stall`]). No login, no key.
 //!
 //! It is bounded (connections, duration) and, unless told otherwise, refuses targets that are
 //! not loopback, so a stray run cannot load a production edge.
@@ -15,14 +19,16 @@
 
 pub mod client;
 pub mod memory;
+pub mod stall;
 pub mod stats;
 
-use std::net::ToSocketAddrs;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use client::{LoadError, Target};
+use stall::{Stall, StallReport};
 use stats::{Errors, Latencies, Percentiles};
 
 /// At most this many concurrent connections / seconds per run.
@@ -35,13 +41,15 @@ pub enum Mode {
     Logins,
     Idle,
     Bulk,
+    Stall,
 }
 
 #[derive(Debug, Clone)]
 pub struct Options {
     pub addr: String,
+    /// Unused by `stall`.
     pub user: String,
-    /// Private key; its certificate is `<key>-cert.pub`.
+    /// Private key; its certificate is `<key>-cert.pub`. Unused by `stall`.
     pub key: PathBuf,
     pub mode: Mode,
     pub connections: usize,
@@ -53,6 +61,10 @@ pub struct Options {
     /// Processes (with their children) left out of that.
     pub exclude_pids: Vec<u32>,
     pub allow_remote: bool,
+    /// What `stall` connections send.
+    pub stall: Stall,
+    /// `stall`: spread the connections over 127.0.1.1..=sources (0: don't bind).
+    pub sources: usize,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -76,6 +88,8 @@ pub struct Report {
     pub bytes_sent: u64,
     pub mib_per_sec: f64,
     pub memory: Option<MemoryReport>,
+    /// `stall` mode's counts.
+    pub stall: Option<StallReport>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,9 +104,15 @@ pub enum OptionsError {
     Duration,
     #[error("cannot read {path}: {reason}")]
     Key { path: String, reason: String },
+    #[error(
+        "--sources must be 0..={}, with --mode stall and an IPv4 target",
+        stall::MAX_SOURCES
+    )]
+    Sources,
 }
 
-fn check(opts: &Options) -> Result<(), OptionsError> {
+/// Checks the options; returns the target address (the first one `addr` resolves to).
+fn check(opts: &Options) -> Result<SocketAddr, OptionsError> {
     if opts.connections == 0 || opts.connections > MAX_CONNECTIONS {
         return Err(OptionsError::Connections(opts.connections));
     }
@@ -110,7 +130,12 @@ fn check(opts: &Options) -> Result<(), OptionsError> {
     if !opts.allow_remote && !addrs.iter().all(|a| a.ip().is_loopback()) {
         return Err(OptionsError::NotLoopback(opts.addr.clone()));
     }
-    Ok(())
+    if opts.sources > 0
+        && (opts.sources > stall::MAX_SOURCES || opts.mode != Mode::Stall || !addrs[0].is_ipv4())
+    {
+        return Err(OptionsError::Sources);
+    }
+    Ok(addrs[0])
 }
 
 fn target(opts: &Options) -> Result<Target, OptionsError> {
@@ -160,7 +185,10 @@ impl Tally {
 
 /// Runs the load and returns the report; stops by itself after `duration`.
 pub async fn run(opts: Options) -> Result<Report, OptionsError> {
-    check(&opts)?;
+    let addr = check(&opts)?;
+    if opts.mode == Mode::Stall {
+        return Ok(run_stall(&opts, addr).await);
+    }
     let target = Arc::new(target(&opts)?);
     let deadline = tokio::time::Instant::now() + opts.duration;
     let started = Instant::now();
@@ -192,6 +220,7 @@ pub async fn run(opts: Options) -> Result<Report, OptionsError> {
                 Mode::Logins => logins(&target, command.as_deref(), deadline).await,
                 Mode::Idle => idle(&target, command.as_deref(), idle_hold).await,
                 Mode::Bulk => bulk(&target, command.as_deref(), deadline).await,
+                Mode::Stall => Tally::default(),
             }
         }));
     }
@@ -241,7 +270,33 @@ pub async fn run(opts: Options) -> Result<Report, OptionsError> {
         bytes_sent: tally.bytes,
         mib_per_sec: tally.bytes as f64 / (1 << 20) as f64 / elapsed.max(1e-9),
         memory,
+        stall: None,
     })
+}
+
+/// The pre-authentication flood: `ok` is the connections established, `errors.connect` the
+/// connects that failed.
+async fn run_stall(opts: &Options, addr: SocketAddr) -> Report {
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + opts.duration;
+    let report = stall::flood(addr, opts.stall, opts.connections, opts.sources, deadline).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut errors = Errors::default();
+    errors.add("connect", report.connect_failed);
+    Report {
+        mode: Mode::Stall,
+        addr: opts.addr.clone(),
+        connections: opts.connections,
+        elapsed_secs: elapsed,
+        ok: report.established,
+        errors,
+        per_sec: report.established as f64 / elapsed.max(1e-9),
+        latency: None,
+        bytes_sent: 0,
+        mib_per_sec: 0.0,
+        memory: None,
+        stall: Some(report),
+    }
 }
 
 /// Log in, run the command (default `true`), log out; again until the deadline.

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use ssh_edge_loadtest::stall::Stall;
 use ssh_edge_loadtest::{Mode, Options, Report, run};
 
 #[derive(Parser)]
@@ -17,15 +18,16 @@ struct Cli {
     #[arg(long)]
     addr: String,
     /// SSH user: the workload target on front C (`training-job-abc1234-0`), the login user on
-    /// an sshd.
+    /// an sshd. Required except with `--mode stall`.
     #[arg(long)]
-    user: String,
-    /// Private key; its certificate must be next to it as `<key>-cert.pub`.
+    user: Option<String>,
+    /// Private key; its certificate must be next to it as `<key>-cert.pub`. Required except
+    /// with `--mode stall`.
     #[arg(long)]
-    key: PathBuf,
+    key: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "logins")]
     mode: Mode,
-    /// Concurrent connections (workers in `logins` mode).
+    /// Concurrent connections (workers in `logins` mode, held connections in `stall`).
     #[arg(long, default_value_t = 10)]
     connections: usize,
     #[arg(long, default_value_t = 10)]
@@ -39,6 +41,14 @@ struct Cli {
     /// Process (with its children) to leave out of the watched memory; repeatable.
     #[arg(long = "exclude-pid")]
     exclude_pids: Vec<u32>,
+    /// `stall` mode: what each connection sends before stalling (`silent`: nothing; `ident`:
+    /// an SSH identification line).
+    #[arg(long, value_enum, default_value = "silent")]
+    stall: Stall,
+    /// `stall` mode: bind the connections to the source addresses 127.0.1.1..=N, round-robin
+    /// (0: the system picks).
+    #[arg(long, default_value_t = 0)]
+    sources: usize,
     /// Allow a target that is not loopback.
     #[arg(long)]
     allow_remote: bool,
@@ -67,6 +77,17 @@ fn print(r: &Report) {
     if r.bytes_sent > 0 {
         println!("  sent {} bytes, {:.1} MiB/s", r.bytes_sent, r.mib_per_sec);
     }
+    if let Some(s) = &r.stall {
+        println!(
+            "  attempts {}   established {}   closed by server {} ({} refused with a notice)   still open at end {}   peak open {}",
+            s.attempts,
+            s.established,
+            s.closed_by_edge,
+            s.refused_with_notice,
+            s.still_open_at_end,
+            s.peak_open
+        );
+    }
     if let Some(m) = &r.memory {
         println!(
             "  memory {} -> {} bytes, {} bytes per held session",
@@ -78,10 +99,20 @@ fn print(r: &Report) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let (user, key) = match (cli.user, cli.key) {
+        (Some(user), Some(key)) => (user, key),
+        (user, key) if cli.mode == Mode::Stall => {
+            (user.unwrap_or_default(), key.unwrap_or_default())
+        }
+        _ => {
+            eprintln!("ssh-edge-loadtest: --user and --key are required except with --mode stall");
+            return ExitCode::from(2);
+        }
+    };
     let opts = Options {
         addr: cli.addr,
-        user: cli.user,
-        key: cli.key,
+        user,
+        key,
         mode: cli.mode,
         connections: cli.connections,
         duration: Duration::from_secs(cli.duration_secs),
@@ -89,6 +120,8 @@ async fn main() -> ExitCode {
         watch_pids: cli.watch_pids,
         exclude_pids: cli.exclude_pids,
         allow_remote: cli.allow_remote,
+        stall: cli.stall,
+        sources: cli.sources,
     };
     match run(opts).await {
         Ok(report) => {

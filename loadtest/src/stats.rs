@@ -58,7 +58,14 @@ pub struct Errors(BTreeMap<&'static str, u64>);
 
 impl Errors {
     pub fn count(&mut self, kind: &'static str) {
-        *self.0.entry(kind).or_default() += 1;
+        self.add(kind, 1);
+    }
+
+    /// Counts `n` failures of `kind` (none: no entry).
+    pub fn add(&mut self, kind: &'static str, n: u64) {
+        if n > 0 {
+            *self.0.entry(kind).or_default() += n;
+        }
     }
 
     pub fn merge(&mut self, other: Errors) {
