@@ -5,6 +5,11 @@
 //! - **Global:** at most `full` unauthenticated connections. From `start` on, a new one is
 //!   dropped with a probability rising linearly from `drop_percent`% to 100% at `full`
 //!   (random early drop), so a flood degrades service gradually instead of at a cliff.
+//!   Unlike OpenSSH's `MaxStartups`, the early drop spares a source that has nothing else
+//!   pending: a flood from a few sources fills the band with *their* second, third, …
+//!   connections, and those are what gets dropped, while a user logging in once still lands.
+//!   Only the hard `full` cap applies to everyone. (When sources are not tracked — per-source
+//!   limits off, or too many sources — everyone takes the dice, as with OpenSSH.)
 //! - **Per source** (an address, or its network block: IPv4 /32 and IPv6 /64 by default, as
 //!   one IPv6 host usually owns a /64): at most `per_source_max` unauthenticated connections,
 //!   and a connection rate of `per_source_rate` per second with bursts of `per_source_burst`
@@ -80,22 +85,45 @@ pub struct PreauthLimits {
 
 /// Holds one global slot until dropped.
 #[derive(Debug)]
-pub struct GlobalPermit(Arc<PreauthLimits>);
+pub struct GlobalPermit {
+    limits: Arc<PreauthLimits>,
+    /// Unauthenticated connections when this one arrived.
+    held_before: usize,
+}
+
+impl GlobalPermit {
+    /// Random early drop: whether this connection goes, given what its source already had
+    /// pending (`None`: not tracked) and the dice (`roll` in 0..1).
+    pub fn early_drop(&self, source_pending: Option<usize>, roll: f64) -> bool {
+        if source_pending == Some(0) {
+            return false;
+        }
+        roll < self.limits.drop_probability(self.held_before)
+    }
+}
 
 impl Drop for GlobalPermit {
     fn drop(&mut self) {
-        self.0.unauthenticated.fetch_sub(1, Ordering::Relaxed);
-        self.0.gauge.dec();
+        self.limits.unauthenticated.fetch_sub(1, Ordering::Relaxed);
+        self.limits.gauge.dec();
     }
 }
 
 /// Holds one slot of a source until dropped (`None` inside: the source is not tracked).
 #[derive(Debug)]
-pub struct SourcePermit(Option<(Arc<PreauthLimits>, IpAddr)>);
+pub struct SourcePermit(Option<(Arc<PreauthLimits>, IpAddr, usize)>);
+
+impl SourcePermit {
+    /// Unauthenticated connections the source had pending before this one (`None`: the
+    /// source is not tracked).
+    pub fn pending_before(&self) -> Option<usize> {
+        self.0.as_ref().map(|(_, _, n)| *n)
+    }
+}
 
 impl Drop for SourcePermit {
     fn drop(&mut self) {
-        if let Some((limits, key)) = &self.0
+        if let Some((limits, key, _)) = &self.0
             && let Some(mut s) = limits.sources.get_mut(key)
         {
             s.unauthenticated = s.unauthenticated.saturating_sub(1);
@@ -176,12 +204,17 @@ impl PreauthLimits {
         base + (1.0 - base) * (held - s.start) as f64 / span
     }
 
-    /// A global slot, unless the cap (or the dice, `roll` in 0..1) says drop.
-    pub fn admit_global(self: &Arc<Self>, roll: f64) -> Result<GlobalPermit, Reason> {
+    /// A global slot, unless the hard cap is reached. The permit remembers how many were
+    /// held before it, for [`GlobalPermit::early_drop`].
+    pub fn admit_global(self: &Arc<Self>) -> Result<GlobalPermit, Reason> {
         let held = self.unauthenticated.fetch_add(1, Ordering::Relaxed);
         self.gauge.inc();
-        let permit = GlobalPermit(self.clone());
-        if roll < self.drop_probability(held) {
+        let permit = GlobalPermit {
+            limits: self.clone(),
+            held_before: held,
+        };
+        let s = &self.settings;
+        if (s.full > 0 || s.start > 0) && held >= s.full {
             return Err(Reason::PreauthFull);
         }
         Ok(permit)
@@ -219,8 +252,9 @@ impl PreauthLimits {
         if s.per_source_max > 0 && source.unauthenticated >= s.per_source_max {
             return Err(Reason::PerSource);
         }
+        let pending = source.unauthenticated;
         source.unauthenticated += 1;
-        Ok(SourcePermit(Some((self.clone(), key))))
+        Ok(SourcePermit(Some((self.clone(), key, pending))))
     }
 
     /// Forgets sources with nothing open and a full bucket; returns how many remain.
@@ -279,37 +313,53 @@ mod tests {
     fn the_global_cap_holds_slots_until_permits_drop() {
         let l = limits(|s| {
             s.start = 3;
-            s.drop_percent = 100;
             s.full = 3;
         });
-        let held: Vec<_> = (0..3).map(|_| l.admit_global(0.99).unwrap()).collect();
+        let held: Vec<_> = (0..3).map(|_| l.admit_global().unwrap()).collect();
         assert_eq!(l.unauthenticated(), 3);
         assert_eq!(l.gauge.get(), 3);
-        // Even the luckiest roll is dropped when full, and the refusal holds no slot.
-        assert_eq!(l.admit_global(0.999_999).unwrap_err(), Reason::PreauthFull);
+        // Full: dropped whatever the source, and the refusal holds no slot.
+        assert_eq!(l.admit_global().unwrap_err(), Reason::PreauthFull);
         assert_eq!(l.unauthenticated(), 3);
         drop(held);
         assert_eq!(l.unauthenticated(), 0);
         assert_eq!(l.gauge.get(), 0);
-        assert!(l.admit_global(0.0).is_ok());
+        assert!(l.admit_global().is_ok());
     }
 
     #[test]
-    fn between_start_and_full_the_roll_decides() {
+    fn early_drop_spares_sources_with_nothing_pending() {
         let l = limits(|s| {
             s.start = 1;
             s.full = 11;
+            s.per_source_max = 100;
         });
-        let _first = l.admit_global(0.0).unwrap();
-        // One held: probability 0.30.
-        assert!(l.admit_global(0.29).is_err());
-        assert!(l.admit_global(0.31).is_ok());
+        let now = Instant::now();
+        let flood = ip("127.0.1.1");
+        let _first = (
+            l.admit_global().unwrap(),
+            l.admit_source(flood, now).unwrap(),
+        );
+        // One held: probability 0.30 for a source with something pending...
+        let g = l.admit_global().unwrap();
+        let s = l.admit_source(flood, now).unwrap();
+        assert_eq!(s.pending_before(), Some(1));
+        assert!(g.early_drop(s.pending_before(), 0.29));
+        assert!(!g.early_drop(s.pending_before(), 0.31));
+        drop((g, s));
+        // ...none for a source with nothing pending, however bad the roll...
+        let g = l.admit_global().unwrap();
+        let s = l.admit_source(ip("127.0.0.1"), now).unwrap();
+        assert_eq!(s.pending_before(), Some(0));
+        assert!(!g.early_drop(s.pending_before(), 0.0));
+        // ...and the dice for everyone when sources are not tracked.
+        assert!(g.early_drop(None, 0.29));
     }
 
     #[test]
     fn no_global_cap_when_unset() {
         let l = limits(|_| {});
-        let held: Vec<_> = (0..1000).map(|_| l.admit_global(0.0).unwrap()).collect();
+        let held: Vec<_> = (0..1000).map(|_| l.admit_global().unwrap()).collect();
         assert_eq!(held.len(), 1000);
     }
 

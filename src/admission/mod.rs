@@ -43,17 +43,11 @@ impl Ticket {
     }
 
     fn hold(&self, global: Option<GlobalPermit>, source: Option<SourcePermit>) {
-        let mut permits = self
+        *self
             .0
             .permits
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if global.is_some() {
-            permits.0 = global;
-        }
-        if source.is_some() {
-            permits.1 = source;
-        }
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = (global, source);
     }
 
     /// The client authenticated: the deadline stops applying and the pre-auth slots free up.
@@ -156,18 +150,14 @@ impl Admission {
     ) -> Result<Entry, (Rejection, SocketAddr)> {
         let deadline = Instant::now() + self.settings.login_grace;
         let ticket = Ticket::new();
-        // The global cap first: under a flood the cheapest drop is before reading anything.
-        let global = self
-            .limits
-            .admit_global(rand::random::<f64>())
-            .map_err(|r| {
-                refuse(&stream, listener, r);
-                (
-                    Rejection::new(r, "too many unauthenticated connections"),
-                    peer,
-                )
-            })?;
-        ticket.hold(Some(global), None);
+        // The hard global cap first: under a flood the cheapest drop is before reading anything.
+        let global = self.limits.admit_global().map_err(|r| {
+            refuse(&stream, listener, r);
+            (
+                Rejection::new(r, "too many unauthenticated connections"),
+                peer,
+            )
+        })?;
         let mut stream = GraceStream::new(stream, ticket.clone(), deadline);
         let (client, rest, proxy) = if self.settings.proxy_mode == ProxyMode::Off {
             (peer, Vec::new(), None)
@@ -207,7 +197,18 @@ impl Admission {
                 refuse(stream.get_ref(), listener, r);
                 (Rejection::new(r, detail), client)
             })?;
-        ticket.hold(None, Some(source));
+        // Random early drop, now that the source is known (see `limits`).
+        if global.early_drop(source.pending_before(), rand::random::<f64>()) {
+            refuse(stream.get_ref(), listener, Reason::PreauthFull);
+            return Err((
+                Rejection::new(
+                    Reason::PreauthFull,
+                    "random early drop: many unauthenticated connections, and this source has more pending",
+                ),
+                client,
+            ));
+        }
+        ticket.hold(Some(global), Some(source));
         Ok(Entry {
             stream: Prefixed::new(rest, stream),
             client,

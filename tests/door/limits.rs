@@ -139,3 +139,43 @@ fn a_source_over_its_rate_is_refused() {
     );
     drop(held);
 }
+
+#[test]
+fn random_early_drop_takes_the_flood_and_spares_a_user_logging_in_once() {
+    let door = Door::start(|raw, _| {
+        raw.limits.preauth_start = 20;
+        raw.limits.preauth_drop_percent = 30;
+        raw.limits.preauth_full = 1000;
+        raw.limits.per_source_max = 100;
+        raw.limits.per_source_rate = 0.0;
+    });
+    // 200 stalled connections from four flood sources: past 20 held, each new one of theirs
+    // takes the dice (30 % and up).
+    let mut held = Vec::new();
+    for i in 0..200 {
+        let mut s = connect_from(&format!("127.0.1.{}", 1 + i % 4), door.ssh).unwrap();
+        if s.write_all(b"SSH-2.0-flood\r\n").is_ok() {
+            held.push(s);
+        }
+    }
+    let dropped = door.wait_metric(
+        "ssh_edge_connections_rejected_total{listener=\"ssh\",reason=\"preauth_full\"}",
+        Duration::from_secs(20),
+        |n| n > 0,
+    );
+    let pending = door.metric("ssh_edge_unauthenticated_connections");
+    assert!(pending >= 20, "the flood holds only {pending}");
+    // A user with nothing pending is never the one dropped.
+    for i in 0..5 {
+        let out = door.ssh(&door.user_key, &["-b", "127.0.0.2"], "echo landed");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "landed\n",
+            "login {i} during the flood: {}",
+            text(&out)
+        );
+    }
+    assert!(door.metric("ssh_edge_unauthenticated_connections") >= 20);
+    assert!(dropped > 0);
+    drop(held);
+}
