@@ -5,11 +5,12 @@
 //! - **Global:** at most `full` unauthenticated connections. From `start` on, a new one is
 //!   dropped with a probability rising linearly from `drop_percent`% to 100% at `full`
 //!   (random early drop), so a flood degrades service gradually instead of at a cliff.
-//!   Unlike OpenSSH's `MaxStartups`, the early drop spares a source that has nothing else
-//!   pending: a flood from a few sources fills the band with *their* second, third, …
-//!   connections, and those are what gets dropped, while a user logging in once still lands.
-//!   Only the hard `full` cap applies to everyone. (When sources are not tracked — per-source
-//!   limits off, or too many sources — everyone takes the dice, as with OpenSSH.)
+//!   Unlike OpenSSH's `MaxStartups`, the early drop spares a source holding less than its fair
+//!   share of the band (`start` / sources with something pending): a flood from a few sources
+//!   fills the band with its own connections, and those are what gets dropped, while users
+//!   (and offices behind one NAT) logging in a few at a time still land. Only the hard `full`
+//!   cap applies to everyone. With very many sources the share falls below one and everyone
+//!   takes the dice, as with OpenSSH; so does every connection when sources are not tracked.
 //! - **Per source** (an address, or its network block: IPv4 /32 and IPv6 /64 by default, as
 //!   one IPv6 host usually owns a /64): at most `per_source_max` unauthenticated connections,
 //!   and a connection rate of `per_source_rate` per second with bursts of `per_source_burst`
@@ -78,6 +79,8 @@ struct Source {
 pub struct PreauthLimits {
     settings: LimitSettings,
     unauthenticated: AtomicUsize,
+    /// Sources with at least one unauthenticated connection.
+    active_sources: AtomicUsize,
     /// Mirrors `unauthenticated` for `/metrics`.
     gauge: prometheus::IntGauge,
     sources: DashMap<IpAddr, Source>,
@@ -95,7 +98,9 @@ impl GlobalPermit {
     /// Random early drop: whether this connection goes, given what its source already had
     /// pending (`None`: not tracked) and the dice (`roll` in 0..1).
     pub fn early_drop(&self, source_pending: Option<usize>, roll: f64) -> bool {
-        if source_pending == Some(0) {
+        if let Some(pending) = source_pending
+            && pending < self.limits.fair_share()
+        {
             return false;
         }
         roll < self.limits.drop_probability(self.held_before)
@@ -127,6 +132,9 @@ impl Drop for SourcePermit {
             && let Some(mut s) = limits.sources.get_mut(key)
         {
             s.unauthenticated = s.unauthenticated.saturating_sub(1);
+            if s.unauthenticated == 0 {
+                limits.active_sources.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -162,6 +170,7 @@ impl PreauthLimits {
         Arc::new(Self {
             settings,
             unauthenticated: AtomicUsize::new(0),
+            active_sources: AtomicUsize::new(0),
             gauge,
             sources: DashMap::new(),
         })
@@ -184,6 +193,14 @@ impl PreauthLimits {
     /// Sources with state kept now.
     pub fn tracked_sources(&self) -> usize {
         self.sources.len()
+    }
+
+    /// Pending connections a source may hold and still be spared the early drop: its share
+    /// of the band below `start`, at least 1 (so a source with nothing pending is spared as
+    /// long as fewer than `start` sources are active).
+    pub fn fair_share(&self) -> usize {
+        let active = self.active_sources.load(Ordering::Relaxed).max(1);
+        (self.settings.start / active).max(usize::from(active <= self.settings.start))
     }
 
     /// The probability (0..=1) that a connection arriving with `held` unauthenticated ones
@@ -253,6 +270,9 @@ impl PreauthLimits {
             return Err(Reason::PerSource);
         }
         let pending = source.unauthenticated;
+        if pending == 0 {
+            self.active_sources.fetch_add(1, Ordering::Relaxed);
+        }
         source.unauthenticated += 1;
         Ok(SourcePermit(Some((self.clone(), key, pending))))
     }
@@ -328,32 +348,67 @@ mod tests {
     }
 
     #[test]
-    fn early_drop_spares_sources_with_nothing_pending() {
+    fn early_drop_spares_sources_under_their_fair_share() {
         let l = limits(|s| {
-            s.start = 1;
-            s.full = 11;
+            s.start = 4;
+            s.full = 100;
             s.per_source_max = 100;
         });
         let now = Instant::now();
         let flood = ip("127.0.1.1");
-        let _first = (
-            l.admit_global().unwrap(),
-            l.admit_source(flood, now).unwrap(),
-        );
-        // One held: probability 0.30 for a source with something pending...
+        // The flood holds 4: it is the one active source, its share is 4.
+        let mut held: Vec<_> = (0..4)
+            .map(|_| {
+                (
+                    l.admit_global().unwrap(),
+                    l.admit_source(flood, now).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(l.fair_share(), 4);
+        // Its fifth takes the dice (held 4 = start: probability 0.30)...
         let g = l.admit_global().unwrap();
         let s = l.admit_source(flood, now).unwrap();
-        assert_eq!(s.pending_before(), Some(1));
+        assert_eq!(s.pending_before(), Some(4));
         assert!(g.early_drop(s.pending_before(), 0.29));
         assert!(!g.early_drop(s.pending_before(), 0.31));
-        drop((g, s));
-        // ...none for a source with nothing pending, however bad the roll...
+        held.push((g, s));
+        // ...a user with one pending is spared however bad the roll (two sources: share 2)...
+        let user = ip("127.0.0.1");
+        held.push((
+            l.admit_global().unwrap(),
+            l.admit_source(user, now).unwrap(),
+        ));
+        assert_eq!(l.fair_share(), 2);
         let g = l.admit_global().unwrap();
-        let s = l.admit_source(ip("127.0.0.1"), now).unwrap();
-        assert_eq!(s.pending_before(), Some(0));
+        let s = l.admit_source(user, now).unwrap();
+        assert_eq!(s.pending_before(), Some(1));
         assert!(!g.early_drop(s.pending_before(), 0.0));
-        // ...and the dice for everyone when sources are not tracked.
+        // ...and everyone takes the dice when sources are not tracked.
         assert!(g.early_drop(None, 0.29));
+        drop((g, s));
+        drop(held);
+        assert_eq!(l.fair_share(), 4, "active sources back to none");
+    }
+
+    #[test]
+    fn with_more_sources_than_the_band_everyone_takes_the_dice() {
+        let l = limits(|s| {
+            s.start = 2;
+            s.full = 100;
+            s.per_source_max = 100;
+        });
+        let now = Instant::now();
+        let held: Vec<_> = (1..=3)
+            .map(|i| {
+                let a = l.admit_global().unwrap();
+                (a, l.admit_source(ip(&format!("10.0.0.{i}")), now).unwrap())
+            })
+            .collect();
+        assert_eq!(l.fair_share(), 0);
+        let g = l.admit_global().unwrap();
+        assert!(g.early_drop(Some(0), 0.0));
+        drop(held);
     }
 
     #[test]
