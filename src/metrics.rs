@@ -79,6 +79,10 @@ impl Metrics {
             "PROXY protocol headers honoured, by version (v1, v2, local: the balancer's own)",
             &["version"],
         );
+        // Every series exists from the start (a missing series is not a zero).
+        for version in ["v1", "v2", "local"] {
+            proxy_headers.with_label_values(&[version]);
+        }
         let channels_active = gauge(
             "ssh_edge_channels_active",
             "Bridged channels currently open",

@@ -17,19 +17,24 @@ struct Haproxy {
     child: Child,
     v1: u16,
     v2: u16,
+    /// To the TLS listener, with `send-proxy-v2`.
+    tls: u16,
 }
 
 impl Haproxy {
     fn start(door: &Door) -> Haproxy {
-        let (v1, v2) = (free_port(), free_port());
+        let (v1, v2, tls) = (free_port(), free_port(), free_port());
         let config = format!(
             "global\n  maxconn 200\n\
              defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
              frontend v1\n  bind 127.0.0.1:{v1}\n  default_backend edge_v1\n\
              backend edge_v1\n  server edge 127.0.0.1:{ssh} send-proxy\n\
              frontend v2\n  bind 127.0.0.1:{v2}\n  default_backend edge_v2\n\
-             backend edge_v2\n  server edge 127.0.0.1:{ssh} send-proxy-v2\n",
-            ssh = door.ssh
+             backend edge_v2\n  server edge 127.0.0.1:{ssh} send-proxy-v2\n\
+             frontend tls\n  bind 127.0.0.1:{tls}\n  default_backend edge_tls\n\
+             backend edge_tls\n  server edge 127.0.0.1:{edge_tls} send-proxy-v2\n",
+            ssh = door.ssh,
+            edge_tls = door.tls,
         );
         let path = door.lab.path("haproxy.cfg");
         std::fs::write(&path, config).unwrap();
@@ -53,7 +58,11 @@ impl Haproxy {
             wait_for_port(v2, Duration::from_secs(20)),
             "haproxy did not start"
         );
-        Haproxy { child, v1, v2 }
+        assert!(
+            wait_for_port(tls, Duration::from_secs(20)),
+            "haproxy did not start"
+        );
+        Haproxy { child, v1, v2, tls }
     }
 }
 
@@ -139,6 +148,52 @@ fn behind_haproxy_the_client_address_is_the_one_in_the_header() {
     assert_eq!(
         door.metric("ssh_edge_auth_failures_total{reason=\"source_address\"}"),
         1
+    );
+}
+
+#[test]
+fn the_tls_listener_takes_proxy_headers_too() {
+    let door = behind_haproxy();
+    let haproxy = Haproxy::start(&door);
+    let before = door.metric("ssh_edge_proxy_headers_total{version=\"v2\"}");
+    // Front A through HAProxy: `ssh-edge connect` to HAProxy's TLS frontend, SNI = the job.
+    let proxy_command = format!(
+        "ProxyCommand={} connect --edge 127.0.0.1:{} --ca-file {} %h",
+        env!("CARGO_BIN_EXE_ssh-edge"),
+        haproxy.tls,
+        door.lab.path("tls-ca.pem").display()
+    );
+    let key = door.user_key.display().to_string();
+    let out = crate::harness::run_with_timeout(
+        std::process::Command::new("ssh")
+            .arg("-F")
+            .arg(&door.ssh_config)
+            .args(["-o", "BatchMode=yes", "-o", &proxy_command, "-i", &key])
+            .arg("-o")
+            .arg(format!("CertificateFile={key}-cert.pub"))
+            .args(["training-job-abc1234-0.ssh.baseten.co", "echo landed"]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "landed\n",
+        "{}",
+        text(&out)
+    );
+    // (HAProxy's start-up probes may add theirs too.)
+    assert!(door.metric("ssh_edge_proxy_headers_total{version=\"v2\"}") > before);
+    assert!(door.metric("ssh_edge_logins_total{front=\"tls\"}") == 1);
+    // A TLS client straight to the edge, without a header, is refused before TLS.
+    let mut s = connect_from("127.0.0.1", door.tls).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = s.write_all(b"\x16\x03\x01\x00\x05hello");
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(got.is_empty(), "the edge answered a headerless TLS client");
+    door.wait_metric(
+        "ssh_edge_connections_rejected_total{listener=\"tls\",reason=\"proxy_missing\"}",
+        Duration::from_secs(10),
+        |n| n >= 1,
     );
 }
 
