@@ -2,9 +2,12 @@
 //! Label sets are bounded: fronts, directions and fixed reason codes, never users or jobs.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
+
+/// Outcomes of a backend name lookup, all exported from the start.
+pub const DNS_OUTCOMES: [&str; 5] = ["cached", "negative_cached", "resolved", "nxdomain", "error"];
 
 pub struct Metrics {
     registry: Registry,
@@ -33,6 +36,10 @@ pub struct Metrics {
     pub bridge_bytes: IntCounterVec,
     /// Bytes forwarded by passthrough (front B), counted as they flow.
     pub splice_bytes: IntCounterVec,
+    /// Backend name lookups, by outcome ([`DNS_OUTCOMES`]).
+    pub dns_lookups: IntCounterVec,
+    /// Time of lookups that went to the DNS server.
+    pub dns_lookup_seconds: Histogram,
 }
 
 impl Metrics {
@@ -131,6 +138,73 @@ impl Metrics {
             "Passthrough bytes forwarded",
             &["direction"],
         );
+        let dns_lookups = counter(
+            "ssh_edge_dns_lookups_total",
+            "Backend name lookups: cached, negative_cached, resolved, nxdomain, error",
+            &["outcome"],
+        );
+        for outcome in DNS_OUTCOMES {
+            dns_lookups.with_label_values(&[outcome]);
+        }
+        let dns_lookup_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "ssh_edge_dns_lookup_seconds",
+                "Time of backend name lookups sent to the DNS server",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )
+        .expect("static metric definition");
+        registry
+            .register(Box::new(dns_lookup_seconds.clone()))
+            .expect("unique metric name");
+        // Series with fixed label values exist from the start, so dashboards and alerts
+        // see 0 rather than nothing (a missing series is not a zero).
+        for listener in ["tls", "ssh", "token_plain"] {
+            connections.with_label_values(&[listener]);
+        }
+        for front in ["tls", "token", "ssh"] {
+            logins.with_label_values(&[front]);
+        }
+        for reason in [
+            "not_certificate",
+            "bad_signature",
+            "untrusted_ca",
+            "not_user_cert",
+            "revoked",
+            "expired",
+            "not_yet_valid",
+            "no_principals",
+            "principal_mismatch",
+            "source_address",
+            "force_command",
+            "critical_option",
+        ] {
+            auth_failures.with_label_values(&[reason]);
+        }
+        for reason in [
+            "resolve",
+            "connect",
+            "timeout",
+            "host_key",
+            "handshake",
+            "login_refused",
+            "mint",
+        ] {
+            backend_failures.with_label_values(&[reason]);
+        }
+        for outcome in ["ok", "error"] {
+            backend_connect_seconds.with_label_values(&[outcome]);
+            config_reloads.with_label_values(&[outcome]);
+        }
+        for upstream in ["new", "shared"] {
+            backend_logins.with_label_values(&[upstream]);
+        }
+        for direction in ["up", "down"] {
+            bridge_bytes.with_label_values(&[direction]);
+            splice_bytes.with_label_values(&[direction]);
+        }
         Self {
             registry,
             connections,
@@ -148,6 +222,8 @@ impl Metrics {
             config_reloads,
             bridge_bytes,
             splice_bytes,
+            dns_lookups,
+            dns_lookup_seconds,
         }
     }
 
