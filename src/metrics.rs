@@ -7,7 +7,14 @@ use prometheus::{
 };
 
 /// Outcomes of a backend name lookup, all exported from the start.
-pub const DNS_OUTCOMES: [&str; 5] = ["cached", "negative_cached", "resolved", "nxdomain", "error"];
+pub const DNS_OUTCOMES: [&str; 6] = [
+    "cached",
+    "negative_cached",
+    "resolved",
+    "nxdomain",
+    "stale",
+    "error",
+];
 
 pub struct Metrics {
     registry: Registry,
@@ -140,7 +147,7 @@ impl Metrics {
         );
         let dns_lookups = counter(
             "ssh_edge_dns_lookups_total",
-            "Backend name lookups: cached, negative_cached, resolved, nxdomain, error",
+            "Backend name lookups: cached, negative_cached, resolved, nxdomain, stale (DNS failed, last answer used), error",
             &["outcome"],
         );
         for outcome in DNS_OUTCOMES {
@@ -185,6 +192,7 @@ impl Metrics {
         }
         for reason in [
             "resolve",
+            "not_found",
             "connect",
             "timeout",
             "host_key",

@@ -39,3 +39,6 @@ mod stall;
 
 #[path = "e2e/upstream_mux.rs"]
 mod upstream_mux;
+
+#[path = "e2e/dns.rs"]
+mod dns;

@@ -169,6 +169,13 @@ pub fn warnings(raw: &super::RawConfig) -> Vec<String> {
             "listen.admin {admin} is not loopback and admin.bearer_token_file is not set: anyone who reaches it can read /metrics"
         ));
     }
+    let dns_worst = raw.dns.timeout_ms.saturating_mul(raw.dns.attempts as u64);
+    if dns_worst >= raw.backend.connect_timeout_secs.saturating_mul(1000) {
+        warnings.push(format!(
+            "dns: timeout_ms × attempts ({dns_worst} ms) is not below backend.connect_timeout_secs ({} s): during a DNS outage logins time out before the last known answer is used",
+            raw.backend.connect_timeout_secs
+        ));
+    }
     if raw.limits.preauth_full == 0 && raw.limits.per_source_max == 0 {
         warnings.push(
             "limits: no cap on unauthenticated connections (limits.preauth_full and per_source_max are 0)".into(),

@@ -4,6 +4,7 @@
 //! at once. Secrets (private keys) are loaded here and never printed.
 
 mod admission;
+mod dns;
 mod raw;
 
 use std::collections::{HashMap, HashSet};
@@ -18,6 +19,7 @@ use russh::keys::ssh_key::{Certificate, Fingerprint, PrivateKey};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 pub use admission::{RawAdmin, RawLimits, warnings};
+pub use dns::RawDns;
 pub use raw::*;
 
 use crate::auth::cert_policy::{CertPolicy, ForceCommandPolicy, parse_ca_entry};
@@ -74,6 +76,8 @@ pub struct BackendSettings {
     pub login: BackendLogin,
     pub host_keys: HostKeyPolicy,
     pub multiplex: Option<MultiplexSettings>,
+    /// How backend names are resolved.
+    pub dns: crate::route::dns::DnsSettings,
 }
 
 /// Upstream multiplexing (`backend.multiplex`), see `upstream::pool`.
@@ -252,7 +256,8 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
         &mut problems,
     );
     let admin_token = admission::load_admin_token(&raw.admin, &mut problems);
-    let backend = validate_backend(&raw.backend, &mut problems);
+    let dns = dns::validate_dns(&raw.dns, &mut problems);
+    let backend = validate_backend(&raw.backend, dns, &mut problems);
     let tokens = validate_tokens(raw, &mut problems);
 
     let mut rules = Vec::new();
@@ -451,7 +456,11 @@ fn validate_ssh(raw: &RawSsh, problems: &mut Vec<String>) -> Option<SshSettings>
     })
 }
 
-fn validate_backend(raw: &RawBackend, problems: &mut Vec<String>) -> Option<BackendSettings> {
+fn validate_backend(
+    raw: &RawBackend,
+    dns: crate::route::dns::DnsSettings,
+    problems: &mut Vec<String>,
+) -> Option<BackendSettings> {
     let login = match (&raw.edge_ca_key_file, &raw.identity_file) {
         (Some(ca), None) => load_private_key("backend.edge_ca_key_file", ca, problems).map(|ca| {
             BackendLogin::EdgeCa {
@@ -510,6 +519,7 @@ fn validate_backend(raw: &RawBackend, problems: &mut Vec<String>) -> Option<Back
             idle: Duration::from_secs(raw.multiplex_idle_secs),
             max_clients: raw.multiplex_max_clients,
         }),
+        dns,
     })
 }
 

@@ -26,6 +26,7 @@ pub struct RawConfig {
     pub token: RawToken,
     pub limits: super::admission::RawLimits,
     pub admin: super::admission::RawAdmin,
+    pub dns: super::dns::RawDns,
 }
 
 impl Default for RawListen {

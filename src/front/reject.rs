@@ -92,6 +92,7 @@ impl Reason {
             Reason::Host(r) | Reason::Route(r) | Reason::Token(r) => r,
             Reason::Backend(r) => match r {
                 "timeout" => "backend_timeout",
+                "not_found" => "backend_not_found",
                 "resolve" => "backend_resolve",
                 _ => "backend_connect",
             },

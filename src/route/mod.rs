@@ -2,6 +2,9 @@
 //! principal the user's certificate must carry. Pure: no I/O; address resolution is the
 //! caller's job (see `upstream`).
 
+pub mod dns;
+pub mod dns_cache;
+
 use std::collections::HashMap;
 
 use crate::hostname::{ExpandError, Target};

@@ -17,8 +17,9 @@ pub struct BackendKeyCheck {
 }
 
 impl BackendKeyCheck {
-    pub fn new(policy: HostKeyPolicy, addr: &str) -> Self {
-        let (host, port) = split_host_port(addr);
+    /// `host` is the name (or address) the connection went to, without the port.
+    pub fn new(policy: HostKeyPolicy, host: &str, port: u16) -> Self {
+        let host = host.to_string();
         Self {
             policy,
             host,
@@ -85,30 +86,5 @@ impl BackendKeyCheck {
             *slot = Some(reason);
         }
         false
-    }
-}
-
-/// "host:port" or "[v6]:port" → (host, port); port 22 when absent or unparsable.
-fn split_host_port(addr: &str) -> (String, u16) {
-    if let Some(rest) = addr.strip_prefix('[')
-        && let Some((host, port)) = rest.split_once("]:")
-    {
-        return (host.to_string(), port.parse().unwrap_or(22));
-    }
-    match addr.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => (host.to_string(), port.parse().unwrap_or(22)),
-        _ => (addr.to_string(), 22),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_host_port;
-
-    #[test]
-    fn splits_addresses() {
-        assert_eq!(split_host_port("10.0.0.1:2222"), ("10.0.0.1".into(), 2222));
-        assert_eq!(split_host_port("[::1]:2200"), ("::1".into(), 2200));
-        assert_eq!(split_host_port("job.svc"), ("job.svc".into(), 22));
     }
 }

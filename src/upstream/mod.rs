@@ -22,12 +22,16 @@ pub use pool::{BackendConn, Pool, ShareKey, Upstream};
 use crate::config::{BackendLogin, BackendSettings, SshSettings};
 use crate::metrics::Metrics;
 use crate::route::Route;
+use crate::route::dns::{BackendResolver, Endpoint, ResolveError};
 
 /// Why a backend could not be used. Shown to the user (it names the target, never secrets).
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("cannot resolve backend address {addr}: {reason}")]
     Resolve { addr: String, reason: String },
+    /// The backend's name does not exist (NXDOMAIN): the workload is not there.
+    #[error("{0}")]
+    NotFound(String),
     #[error("cannot connect to backend {addr}: {reason}")]
     Connect { addr: String, reason: String },
     #[error("backend {addr} did not answer within {secs}s")]
@@ -47,6 +51,7 @@ impl UpstreamError {
     pub fn reason(&self) -> &'static str {
         match self {
             UpstreamError::Resolve { .. } => "resolve",
+            UpstreamError::NotFound(_) => "not_found",
             UpstreamError::Connect { .. } => "connect",
             UpstreamError::Timeout { .. } => "timeout",
             UpstreamError::HostKey { .. } => "host_key",
@@ -76,6 +81,8 @@ pub struct Connector {
     metrics: Arc<Metrics>,
     /// Shared backend connections, when `backend.multiplex` is on.
     pool: Option<Arc<Pool>>,
+    /// Backend names → addresses, cached.
+    resolver: BackendResolver,
 }
 
 /// Algorithms for both hops: AES-GCM only (hardware accelerated, AEAD, no separate MAC), and
@@ -106,7 +113,9 @@ impl Connector {
             ..client::Config::default()
         };
         let pool = settings.multiplex.map(|m| Pool::new(m.idle, m.max_clients));
+        let resolver = BackendResolver::new(&settings.dns, metrics.clone());
         Self {
+            resolver,
             settings,
             client_config: Arc::new(client_config),
             metrics,
@@ -165,21 +174,26 @@ impl Connector {
             .await
     }
 
-    /// Resolves `addr` and connects to the first address that answers (no timeout of its own).
-    async fn tcp(addr: &str) -> Result<TcpStream, UpstreamError> {
-        let resolved: Vec<_> = tokio::net::lookup_host(addr)
-            .await
-            .map_err(|e| UpstreamError::Resolve {
+    /// Resolves `addr` (see `route::dns`) and connects to the first endpoint that answers
+    /// (no timeout of its own). Returns the endpoint's name, for the host-key check.
+    async fn tcp(&self, addr: &str) -> Result<(TcpStream, Endpoint), UpstreamError> {
+        let endpoints = self.resolver.resolve(addr).await.map_err(|e| match e {
+            ResolveError::NotFound { .. } => UpstreamError::NotFound(e.to_string()),
+            ResolveError::Failed { reason, .. } => UpstreamError::Resolve {
+                addr: addr.to_string(),
+                reason,
+            },
+            ResolveError::Invalid { .. } => UpstreamError::Resolve {
                 addr: addr.to_string(),
                 reason: e.to_string(),
-            })?
-            .collect();
+            },
+        })?;
         let mut last_err = None;
-        for sock in resolved {
-            match TcpStream::connect(sock).await {
+        for endpoint in endpoints {
+            match TcpStream::connect(endpoint.addr).await {
                 Ok(s) => {
                     let _ = s.set_nodelay(true);
-                    return Ok(s);
+                    return Ok((s, endpoint));
                 }
                 Err(e) => last_err = Some(e),
             }
@@ -193,7 +207,8 @@ impl Connector {
     /// A plain TCP connection to a backend for passthrough (front B): resolved and connected
     /// within the connect timeout, timed and counted like SSH logins.
     pub async fn connect_stream(&self, addr: &str) -> Result<TcpStream, UpstreamError> {
-        self.timed(addr, Self::tcp(addr)).await
+        self.timed(addr, async { self.tcp(addr).await.map(|(s, _)| s) })
+            .await
     }
 
     /// Runs one backend connection attempt under the connect timeout, observing its duration
@@ -232,9 +247,13 @@ impl Connector {
         who: &LoginContext,
     ) -> Result<BackendConn, UpstreamError> {
         let addr = route.backend_addr.clone();
-        let stream = Self::tcp(&addr).await?;
+        let (stream, endpoint) = self.tcp(&addr).await?;
 
-        let check = BackendKeyCheck::new(self.settings.host_keys.clone(), &addr);
+        let check = BackendKeyCheck::new(
+            self.settings.host_keys.clone(),
+            &endpoint.host,
+            endpoint.port,
+        );
         let verdict = check.verdict();
         let links = Arc::new(ClientLinks::default());
         let handler = BackendHandler {
