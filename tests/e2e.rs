@@ -42,3 +42,6 @@ mod upstream_mux;
 
 #[path = "e2e/dns.rs"]
 mod dns;
+
+#[path = "e2e/host_certs.rs"]
+mod host_certs;

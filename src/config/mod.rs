@@ -68,6 +68,10 @@ pub enum BackendLogin {
 pub struct HostKeyPolicy {
     pub known_hosts_file: Option<PathBuf>,
     pub pinned: Vec<Fingerprint>,
+    /// Host CAs (`backend.host_cas`, and `@cert-authority` lines of the known_hosts file).
+    pub host_cas: Vec<crate::upstream::HostCa>,
+    /// Keys and CAs marked `@revoked` in the known_hosts file.
+    pub revoked: Vec<Fingerprint>,
     pub accept_any: bool,
 }
 
@@ -488,17 +492,41 @@ fn validate_backend(
             Err(e) => problems.push(format!("backend.host_keys[{i}]: {e}")),
         }
     }
-    if let Some(path) = &raw.known_hosts_file
-        && !path.is_file()
-    {
-        problems.push(format!(
-            "backend.known_hosts_file {}: not a readable file",
-            path.display()
-        ));
+    let mut host_cas = Vec::new();
+    for (i, entry) in raw.host_cas.iter().enumerate() {
+        match parse_ca_entry(entry) {
+            Ok(fingerprint) => host_cas.push(crate::upstream::HostCa {
+                patterns: None,
+                fingerprint,
+            }),
+            Err(e) => problems.push(format!("backend.host_cas[{i}]: {e}")),
+        }
     }
-    if raw.known_hosts_file.is_none() && pinned.is_empty() && !raw.accept_any_host_key {
+    let mut revoked = Vec::new();
+    if let Some(path) = &raw.known_hosts_file {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let (markers, bad) = crate::upstream::parse_known_hosts_markers(&text);
+                problems.extend(
+                    bad.into_iter()
+                        .map(|b| format!("backend.known_hosts_file {}: {b}", path.display())),
+                );
+                host_cas.extend(markers.cert_authorities);
+                revoked = markers.revoked;
+            }
+            Err(e) => problems.push(format!(
+                "backend.known_hosts_file {}: not a readable file ({e})",
+                path.display()
+            )),
+        }
+    }
+    if raw.known_hosts_file.is_none()
+        && pinned.is_empty()
+        && host_cas.is_empty()
+        && !raw.accept_any_host_key
+    {
         problems.push(
-            "backend: no way to verify backend host keys; set known_hosts_file or host_keys (or, insecurely, accept_any_host_key = true)".into(),
+            "backend: no way to verify backend host keys; set known_hosts_file, host_cas or host_keys (or, insecurely, accept_any_host_key = true)".into(),
         );
     }
     if raw.connect_timeout_secs == 0 {
@@ -513,6 +541,8 @@ fn validate_backend(
         host_keys: HostKeyPolicy {
             known_hosts_file: raw.known_hosts_file.clone(),
             pinned,
+            host_cas,
+            revoked,
             accept_any: raw.accept_any_host_key,
         },
         multiplex: raw.multiplex.then(|| MultiplexSettings {

@@ -220,6 +220,10 @@ pub struct RawBackend {
     pub known_hosts_file: Option<PathBuf>,
     /// Pinned backend host public keys (OpenSSH lines or SHA256 fingerprints), any backend.
     pub host_keys: Vec<String>,
+    /// Host CAs whose host certificates are accepted for any backend (OpenSSH public key
+    /// lines or SHA256 fingerprints). The certificate must name the backend host among its
+    /// principals. For CAs limited to some names, use `@cert-authority` in known_hosts_file.
+    pub host_cas: Vec<String>,
     /// Accept any backend host key. Insecure; logged loudly at start and per session.
     pub accept_any_host_key: bool,
     /// Upstream multiplexing: user connections with the same backend login (same backend,
@@ -241,6 +245,7 @@ impl Default for RawBackend {
             identity_file: None,
             known_hosts_file: None,
             host_keys: Vec::new(),
+            host_cas: Vec::new(),
             accept_any_host_key: false,
             multiplex: false,
             multiplex_idle_secs: 60,

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use russh::keys::PublicKeyOrCertificate;
 use russh::keys::ssh_key::HashAlg;
 
+use super::host_ca::check_host_certificate;
 use crate::config::HostKeyPolicy;
 
 /// Checks one backend's host key and remembers why it was refused, so the user's error
@@ -36,14 +37,30 @@ impl BackendKeyCheck {
     pub fn check(&self, presented: &PublicKeyOrCertificate) -> bool {
         let key = match presented {
             PublicKeyOrCertificate::PublicKey { key, .. } => key,
-            PublicKeyOrCertificate::Certificate(_) => {
-                return self.refuse(
-                    "host certificates are not supported yet; pin the key or use known_hosts"
-                        .into(),
-                );
+            PublicKeyOrCertificate::Certificate(cert) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                return match check_host_certificate(
+                    cert,
+                    &self.host,
+                    self.port,
+                    &self.policy.host_cas,
+                    &self.policy.revoked,
+                    now,
+                ) {
+                    Ok(()) => true,
+                    Err(reason) => self.refuse(reason),
+                };
             }
         };
         let fingerprint = key.fingerprint(HashAlg::Sha256);
+        if self.policy.revoked.contains(&fingerprint) {
+            return self.refuse(format!(
+                "key {fingerprint} is marked @revoked in known_hosts"
+            ));
+        }
         if self.policy.pinned.contains(&fingerprint) {
             return true;
         }

@@ -1,6 +1,7 @@
 //! The edge as an SSH client of backend sshd: connect within the timeout, verify the backend's
 //! host key, log in with a per-session certificate minted from the edge CA (or a fixed key).
 
+mod host_ca;
 mod host_key;
 mod links;
 mod mint;
@@ -14,6 +15,10 @@ use russh::keys::PrivateKeyWithHashAlg;
 use russh::{ChannelOpenFailure, Preferred, cipher};
 use tokio::net::TcpStream;
 
+pub use host_ca::{
+    HostCa, KnownHostsMarkers, check_host_certificate, parse_markers as parse_known_hosts_markers,
+    pattern_list_matches,
+};
 pub use host_key::BackendKeyCheck;
 pub use links::{ClientLink, ClientLinks};
 pub use mint::{MintRequest, mint_backend_certificate, random_ed25519_key};
@@ -99,6 +104,13 @@ pub fn preferred_algorithms() -> Preferred {
 
 impl Connector {
     pub fn new(settings: Arc<BackendSettings>, ssh: &SshSettings, metrics: Arc<Metrics>) -> Self {
+        let mut preferred = preferred_algorithms();
+        if !settings.host_keys.host_cas.is_empty() {
+            // Ask backends for their host certificates (the plain-key algorithms' cert
+            // variants, advertised ahead of plain keys); backends without one answer with
+            // their key.
+            preferred.host_key_certificates = preferred.key.clone();
+        }
         let client_config = client::Config {
             window_size: ssh.window_size,
             maximum_packet_size: ssh.max_packet_size,
@@ -106,7 +118,7 @@ impl Connector {
             keepalive_max: ssh.keepalive_max,
             inactivity_timeout: None,
             nodelay: true,
-            preferred: preferred_algorithms(),
+            preferred,
             // Per-channel flow control: see `bridge`.
             manual_window_adjust: true,
             channel_buffer_size: crate::bridge::channel_queue_depth(ssh.window_size),
