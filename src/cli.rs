@@ -342,6 +342,36 @@ fn reload(
         .inc();
 }
 
+/// Polls the config file and the files it names; sends on `changed` when they changed and
+/// held still for one poll (see `config::watch`).
+async fn watch_files(file: PathBuf, every: Duration, changed: tokio::sync::mpsc::Sender<()>) {
+    let files = |file: &std::path::Path| {
+        let raw = config::load_raw(Some(file)).ok();
+        config::watch::watched_files(file, raw.as_ref())
+    };
+    let first = {
+        let file = file.clone();
+        tokio::task::spawn_blocking(move || config::watch::fingerprint(&files(&file))).await
+    };
+    let Ok(first) = first else { return };
+    let mut debounce = config::watch::Debounce::new(first);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let file = file.clone();
+        let Ok(now) =
+            tokio::task::spawn_blocking(move || config::watch::fingerprint(&files(&file))).await
+        else {
+            return;
+        };
+        if debounce.poll(now) && changed.send(()).await.is_err() {
+            return;
+        }
+    }
+}
+
 async fn serve(config: config::EdgeConfig, path: Option<PathBuf>) -> anyhow::Result<()> {
     let listeners = Listeners::bind(&config).await?;
     warn_insecure(&config);
@@ -351,6 +381,17 @@ async fn serve(config: config::EdgeConfig, path: Option<PathBuf>) -> anyhow::Res
     let live = LiveEdge::new(Edge::new(config, metrics).context("TLS configuration")?);
     tracing::info!(tls = ?listeners.tls_addr(), ssh = ?listeners.ssh_addr(), admin = ?listeners.admin_addr(), "ssh-edge listening");
     tokio::spawn(live.clone().serve(listeners));
+    let watch = match &path {
+        Some(p) => config::load_raw(Some(p))
+            .ok()
+            .filter(|raw| raw.reload.watch)
+            .map(|raw| (p.clone(), raw.reload.watch_interval_secs.max(1))),
+        None => None,
+    };
+    let (changed_tx, mut changed) = tokio::sync::mpsc::channel::<()>(1);
+    if let Some((file, secs)) = watch {
+        tokio::spawn(watch_files(file, Duration::from_secs(secs), changed_tx));
+    }
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
@@ -359,6 +400,10 @@ async fn serve(config: config::EdgeConfig, path: Option<PathBuf>) -> anyhow::Res
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
             _ = hup.recv() => reload(&live, path.as_deref(), &listen),
+            Some(()) = changed.recv() => {
+                tracing::info!("configuration files changed; reloading");
+                reload(&live, path.as_deref(), &listen);
+            }
         }
     }
     let edge = live.current();

@@ -19,3 +19,6 @@ mod proxy;
 
 #[path = "door/admin.rs"]
 mod admin;
+
+#[path = "door/reload.rs"]
+mod reload;

@@ -6,6 +6,7 @@
 mod admission;
 mod dns;
 mod raw;
+pub mod watch;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;

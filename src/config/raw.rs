@@ -27,6 +27,7 @@ pub struct RawConfig {
     pub limits: super::admission::RawLimits,
     pub admin: super::admission::RawAdmin,
     pub dns: super::dns::RawDns,
+    pub reload: super::watch::RawReload,
 }
 
 impl Default for RawListen {
