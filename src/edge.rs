@@ -269,6 +269,7 @@ impl LiveEdge {
                 edge.metrics.clone(),
                 edge.draining.subscribe(),
                 Arc::new(move || live.current().admin_token.clone()),
+                edge.sessions.clone(),
             )));
         }
         tokio::spawn(self.clone().summarize_drops());

@@ -1,25 +1,123 @@
-//! Live sessions: how many are open, and a way to wait until none are (graceful drain) without
-//! polling. Shared by every configuration generation, since sessions outlive reloads.
+//! Live sessions: a registry ops can list and end sessions from (admin API), the count of open
+//! sessions, and a way to wait until none are (graceful drain) without polling. Shared by every
+//! configuration generation, since sessions outlive reloads.
+//!
+//! A session registers once at login and unregisters when its guard drops: nothing here runs
+//! per packet.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use dashmap::DashMap;
 use prometheus::IntGauge;
+use serde::Serialize;
 use tokio::sync::watch;
 
-/// The count of open sessions, mirrored into `ssh_edge_sessions_active`.
+/// What the registry shows about one session (the admin API's JSON).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SessionInfo {
+    pub id: u64,
+    /// "tls" (front A), "token" (front B), "ssh" (front C).
+    pub front: String,
+    /// The client's address (from a trusted PROXY header, else the TCP peer).
+    pub client: String,
+    /// Terminating fronts: the user's certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_fingerprint: Option<String>,
+    /// Front B: the token's subject and id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// The workload host.
+    pub target: String,
+    pub remote: String,
+    pub backend: String,
+    /// Unix seconds.
+    pub started: u64,
+}
+
+/// Which sessions a kill request means; every field set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selector {
+    pub key_id: Option<String>,
+    pub serial: Option<u64>,
+    /// The workload host (full name, or its first label).
+    pub workload: Option<String>,
+    pub remote: Option<String>,
+}
+
+impl Selector {
+    pub fn is_empty(&self) -> bool {
+        *self == Selector::default()
+    }
+
+    /// Pure match of one session's facts.
+    pub fn matches(&self, s: &SessionInfo) -> bool {
+        let workload_ok = self.workload.as_deref().is_none_or(|w| {
+            let w = w.to_ascii_lowercase();
+            s.target == w || s.target.split('.').next() == Some(w.as_str())
+        });
+        self.key_id
+            .as_deref()
+            .is_none_or(|k| s.key_id.as_deref() == Some(k))
+            && self.serial.is_none_or(|n| s.serial == Some(n))
+            && self.remote.as_deref().is_none_or(|r| s.remote == r)
+            && workload_ok
+    }
+}
+
+struct Entry {
+    info: SessionInfo,
+    /// Set to the reason when an administrator ends the session.
+    kill: watch::Sender<Option<String>>,
+}
+
+/// The live sessions, mirrored into `ssh_edge_sessions_active`.
 pub struct Sessions {
     gauge: IntGauge,
     open: watch::Sender<usize>,
+    entries: DashMap<u64, Entry>,
+    next_id: AtomicU64,
 }
 
-/// One open session; dropping it closes it.
-pub struct SessionGuard(Arc<Sessions>);
+/// One open session; dropping it closes it (and removes it from the registry).
+pub struct SessionGuard {
+    sessions: Arc<Sessions>,
+    id: u64,
+    killed: watch::Receiver<Option<String>>,
+}
+
+impl SessionGuard {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Resolves with the reason once an administrator ends this session, or with `None` once
+    /// the session has ended by itself (so a task waiting on it does not outlive it).
+    pub fn killed(&self) -> impl std::future::Future<Output = Option<String>> + Send + 'static {
+        let mut rx = self.killed.clone();
+        async move {
+            loop {
+                if let Some(reason) = rx.borrow_and_update().clone() {
+                    return Some(reason);
+                }
+                rx.changed().await.ok()?;
+            }
+        }
+    }
+}
 
 impl Drop for SessionGuard {
     fn drop(&mut self) {
-        self.0.gauge.dec();
-        self.0.open.send_modify(|n| *n = n.saturating_sub(1));
+        self.sessions.entries.remove(&self.id);
+        self.sessions.gauge.dec();
+        self.sessions.open.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 
@@ -28,14 +126,67 @@ impl Sessions {
         Arc::new(Self {
             gauge,
             open: watch::Sender::new(0),
+            entries: DashMap::new(),
+            next_id: AtomicU64::new(1),
         })
     }
 
-    /// Counts a session as open until the guard drops.
-    pub fn open(self: &Arc<Self>) -> SessionGuard {
+    /// Registers a session (its id and start time are filled in) until the guard drops.
+    pub fn open(self: &Arc<Self>, mut info: SessionInfo) -> SessionGuard {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        info.id = id;
+        info.started = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let (kill, killed) = watch::channel(None);
+        self.entries.insert(id, Entry { info, kill });
         self.gauge.inc();
         self.open.send_modify(|n| *n += 1);
-        SessionGuard(self.clone())
+        SessionGuard {
+            sessions: self.clone(),
+            id,
+            killed,
+        }
+    }
+
+    /// The sessions `selector` matches (all with an empty one), oldest first.
+    pub fn list(&self, selector: &Selector) -> Vec<SessionInfo> {
+        let mut all: Vec<_> = self
+            .entries
+            .iter()
+            .filter(|e| selector.matches(&e.info))
+            .map(|e| e.info.clone())
+            .collect();
+        all.sort_by_key(|s| s.id);
+        all
+    }
+
+    pub fn get(&self, id: u64) -> Option<SessionInfo> {
+        self.entries.get(&id).map(|e| e.info.clone())
+    }
+
+    /// Ends one session with `reason`; false when there is no such session.
+    pub fn kill(&self, id: u64, reason: &str) -> bool {
+        match self.entries.get(&id) {
+            Some(e) => {
+                e.kill.send_replace(Some(reason.to_string()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends every session `selector` matches (none for an empty selector); returns them.
+    pub fn kill_matching(&self, selector: &Selector, reason: &str) -> Vec<SessionInfo> {
+        if selector.is_empty() {
+            return Vec::new();
+        }
+        let victims = self.list(selector);
+        for v in &victims {
+            self.kill(v.id, reason);
+        }
+        victims
     }
 
     pub fn count(&self) -> usize {
@@ -59,8 +210,8 @@ mod tests {
     async fn drain_waits_for_the_last_session() {
         let sessions = Sessions::new(IntGauge::new("s", "sessions").unwrap());
         assert!(sessions.wait_empty(Duration::from_secs(1)).await);
-        let a = sessions.open();
-        let b = sessions.open();
+        let a = sessions.open(SessionInfo::default());
+        let b = sessions.open(SessionInfo::default());
         assert_eq!(sessions.count(), 2);
         assert!(!sessions.wait_empty(Duration::from_secs(1)).await);
         drop(a);
@@ -72,5 +223,54 @@ mod tests {
         drop(b);
         assert!(waiter.await.unwrap());
         assert_eq!(sessions.gauge.get(), 0);
+    }
+
+    fn info(key_id: &str, target: &str) -> SessionInfo {
+        SessionInfo {
+            key_id: Some(key_id.into()),
+            serial: Some(7),
+            target: target.into(),
+            remote: "default".into(),
+            ..SessionInfo::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn sessions_are_listed_killed_and_forgotten() {
+        let sessions = Sessions::new(IntGauge::new("s", "sessions").unwrap());
+        let alice = sessions.open(info("alice", "training-job-a-0.ssh.baseten.co"));
+        let bob = sessions.open(info("bob", "training-job-b-0.ssh.baseten.co"));
+        assert_eq!(sessions.list(&Selector::default()).len(), 2);
+        let by_key = Selector {
+            key_id: Some("alice".into()),
+            ..Selector::default()
+        };
+        assert_eq!(sessions.list(&by_key)[0].id, alice.id());
+        let by_workload = Selector {
+            workload: Some("training-job-b-0".into()),
+            ..Selector::default()
+        };
+        assert_eq!(sessions.list(&by_workload)[0].id, bob.id());
+        // An empty selector kills nothing.
+        assert!(sessions.kill_matching(&Selector::default(), "x").is_empty());
+        let killed = sessions.kill_matching(&by_key, "leaked key");
+        assert_eq!(killed.len(), 1);
+        assert_eq!(alice.killed().await.as_deref(), Some("leaked key"));
+        // Bob was not touched.
+        let bob_killed = bob.killed();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), bob_killed)
+                .await
+                .is_err()
+        );
+        let waiting = alice.killed();
+        drop(alice);
+        assert_eq!(waiting.await.as_deref(), Some("leaked key"));
+        let bob_waiting = bob.killed();
+        drop(bob);
+        assert_eq!(bob_waiting.await, None, "a waiter ends with its session");
+        assert!(sessions.get(killed[0].id).is_none());
+        assert!(!sessions.kill(killed[0].id, "again"));
+        assert_eq!(sessions.count(), 0);
     }
 }

@@ -22,3 +22,6 @@ mod admin;
 
 #[path = "door/reload.rs"]
 mod reload;
+
+#[path = "door/sessions.rs"]
+mod sessions;

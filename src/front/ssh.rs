@@ -23,7 +23,7 @@ use super::reject::{Reason, Rejection};
 use crate::admission::Ticket;
 use crate::bridge::{BackendRequest, BridgeControl};
 use crate::hostname::Target;
-use crate::session::SessionGuard;
+use crate::session::{SessionGuard, SessionInfo};
 use crate::upstream::{ClientLink, REQUEST_REPLY_TIMEOUT};
 
 /// The terminating fronts' context: the shared admit step and the russh server settings.
@@ -238,7 +238,34 @@ impl russh::server::Handler for EdgeSession {
             .logins
             .with_label_values(&[self.front.as_str()])
             .inc();
-        self.open = Some(self.admit.sessions.open());
+        if let Some(login) = &self.login {
+            let open = self.admit.sessions.open(SessionInfo {
+                front: self.front.as_str().into(),
+                client: self.client.addr.to_string(),
+                key_id: Some(login.identity.key_id.clone()),
+                serial: Some(login.identity.serial),
+                ca_fingerprint: Some(login.identity.ca_fingerprint.clone()),
+                target: login.target.host.clone(),
+                remote: login.target.remote_name().to_string(),
+                backend: login.upstream.addr().to_string(),
+                ..SessionInfo::default()
+            });
+            // An administrator's kill ends the session with a message the client prints.
+            let killed = open.killed();
+            let handle = session.handle();
+            tokio::spawn(async move {
+                if let Some(reason) = killed.await {
+                    let _ = handle
+                        .disconnect(
+                            Disconnect::ByApplication,
+                            format!("ssh-edge: session ended by an administrator: {reason}"),
+                            "en".into(),
+                        )
+                        .await;
+                }
+            });
+            self.open = Some(open);
+        }
         if let Some(login) = &mut self.login {
             login.upstream.attach(ClientLink {
                 handle: session.handle(),

@@ -109,10 +109,27 @@ impl TokenFront {
         ticket.authenticated();
         let metrics = &self.admit.metrics;
         metrics.logins.with_label_values(&["token"]).inc();
-        let open = self.admit.sessions.open();
+        let open = self.admit.sessions.open(crate::session::SessionInfo {
+            front: "token".into(),
+            client: client.addr.to_string(),
+            sub: Some(admitted.claims.sub.clone()),
+            jti: Some(admitted.claims.jti.clone()),
+            target: admitted.target.host.clone(),
+            remote: admitted.target.remote_name().to_string(),
+            backend: admitted.backend_addr.clone(),
+            ..Default::default()
+        });
+        let killed = open.killed();
         let up = metrics.splice_bytes.with_label_values(&["up"]);
         let down = metrics.splice_bytes.with_label_values(&["down"]);
-        let result = splice(stream, admitted.backend, up, down).await;
+        // An administrator's kill closes both sockets (passthrough has no place for a message).
+        let result = tokio::select! {
+            r = splice(stream, admitted.backend, up, down) => r,
+            Some(reason) = killed => {
+                info!(client = %client.addr, target = %admitted.target.host, %reason, "passthrough session ended by an administrator");
+                Ok(crate::splice::Spliced::default())
+            }
+        };
         drop(open);
         let target = &admitted.target.host;
         match result {

@@ -9,7 +9,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+mod sessions;
+
 use crate::metrics::Metrics;
+use crate::session::Sessions;
 
 const MAX_HEAD: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -23,6 +26,7 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     draining: tokio::sync::watch::Receiver<bool>,
     token: TokenSource,
+    sessions: Arc<Sessions>,
 ) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -32,10 +36,11 @@ pub async fn serve(
         let metrics = metrics.clone();
         let draining = *draining.borrow();
         let token = token();
+        let sessions = sessions.clone();
         tokio::spawn(async move {
             let _ = tokio::time::timeout(
                 READ_TIMEOUT,
-                respond(stream, &metrics, draining, token.as_deref()),
+                respond(stream, &metrics, &sessions, draining, token.as_deref()),
             )
             .await;
         });
@@ -69,6 +74,7 @@ fn authorized(head: &[u8], token: &str) -> bool {
 async fn respond(
     mut stream: TcpStream,
     metrics: &Metrics,
+    sessions: &Sessions,
     draining: bool,
     token: Option<&str>,
 ) -> std::io::Result<()> {
@@ -94,6 +100,10 @@ async fn respond(
             "unauthorized: send Authorization: Bearer <token from admin.bearer_token_file>\n"
                 .to_string(),
         ),
+        (method, target) if target.starts_with("/sessions") => sessions::route(
+            sessions, method, target,
+        )
+        .unwrap_or(("404 Not Found", "text/plain", "not found\n".to_string())),
         ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
         ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
         ("GET", "/readyz") if draining => (
@@ -105,12 +115,12 @@ async fn respond(
         ("GET", _) => (
             "404 Not Found",
             "text/plain",
-            "not found: try /metrics, /healthz, /readyz\n".to_string(),
+            "not found: try /metrics, /healthz, /readyz, /sessions\n".to_string(),
         ),
         _ => (
             "405 Method Not Allowed",
             "text/plain",
-            "only GET is served\n".to_string(),
+            "only GET is served here (DELETE and POST under /sessions)\n".to_string(),
         ),
     };
     let response = format!(
