@@ -319,10 +319,20 @@ fn reload(
                 );
             }
             warn_insecure(&config);
+            let kill_revoked = config.kill_revoked_sessions;
             match edge.reconfigured(config) {
                 Ok(next) => {
-                    live.replace(next);
+                    live.replace(next.clone());
                     tracing::info!("configuration reloaded; new connections use it");
+                    if kill_revoked {
+                        let ended = next.end_revoked_sessions();
+                        if ended > 0 {
+                            tracing::warn!(
+                                sessions = ended,
+                                "ended the open sessions of revoked certificates"
+                            );
+                        }
+                    }
                     "ok"
                 }
                 Err(e) => {

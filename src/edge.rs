@@ -91,7 +91,10 @@ impl Edge {
             config.admission.clone(),
             metrics.unauthenticated.clone(),
         ));
-        let sessions = Sessions::new(metrics.sessions_active.clone());
+        let sessions = Sessions::with_end_counter(
+            metrics.sessions_active.clone(),
+            Some(metrics.sessions_ended.clone()),
+        );
         Self::build(
             config,
             metrics,
@@ -196,6 +199,28 @@ impl Edge {
     /// Stops accepting connections (listeners close, `/readyz` turns 503); open sessions go on.
     pub fn start_drain(&self) {
         self.draining.send_replace(true);
+    }
+
+    /// Ends the open sessions whose certificate this generation revokes (by serial or key id
+    /// of its remote); returns how many. Run after a reload (`auth.kill_revoked_sessions`).
+    pub fn end_revoked_sessions(&self) -> usize {
+        let admit = &self.fronts.ssh.admit;
+        let mut ended = 0;
+        for s in self.sessions.list(&crate::session::Selector::default()) {
+            let Some(policy) = admit.remotes.get(&s.remote) else {
+                continue;
+            };
+            let revoked = s
+                .serial
+                .is_some_and(|n| policy.revoked_serials.contains(&n))
+                || s.key_id
+                    .as_ref()
+                    .is_some_and(|k| policy.revoked_key_ids.contains(k));
+            if revoked && self.sessions.end(s.id, "revoked", "certificate revoked") {
+                ended += 1;
+            }
+        }
+        ended
     }
 
     /// Waits until no session is open, at most `timeout`; true when they all ended.

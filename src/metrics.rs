@@ -28,6 +28,8 @@ pub struct Metrics {
     /// Successful logins, by front ("tls" = A, "token" = B, "ssh" = C).
     pub logins: IntCounterVec,
     pub sessions_active: IntGauge,
+    /// Sessions ended, by reason (`session::END_REASONS`).
+    pub sessions_ended: IntCounterVec,
     /// Connections admitted and not yet authenticated (the pre-auth limits count these).
     pub unauthenticated: IntGauge,
     /// PROXY protocol headers honoured, by version.
@@ -84,6 +86,11 @@ impl Metrics {
         );
         let logins = counter("ssh_edge_logins_total", "Successful logins", &["front"]);
         let sessions_active = gauge("ssh_edge_sessions_active", "Client sessions currently open");
+        let sessions_ended = counter(
+            "ssh_edge_sessions_ended_total",
+            "Sessions ended, by reason: closed (by client or backend), killed (admin API), revoked (certificate revoked by a reload)",
+            &["reason"],
+        );
         let unauthenticated = gauge(
             "ssh_edge_unauthenticated_connections",
             "Connections admitted and not yet authenticated",
@@ -220,6 +227,7 @@ impl Metrics {
             auth_failures,
             logins,
             sessions_active,
+            sessions_ended,
             unauthenticated,
             proxy_headers,
             channels_active,

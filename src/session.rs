@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
-use prometheus::IntGauge;
+use prometheus::{IntCounterVec, IntGauge};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -76,11 +76,17 @@ struct Entry {
     info: SessionInfo,
     /// Set to the reason when an administrator ends the session.
     kill: watch::Sender<Option<String>>,
+    /// Why it ended, for `ssh_edge_sessions_ended_total` (unset: the client or backend ended it).
+    ended_by: Option<&'static str>,
 }
+
+/// End reasons of `ssh_edge_sessions_ended_total`, all exported from the start.
+pub const END_REASONS: [&str; 3] = ["closed", "killed", "revoked"];
 
 /// The live sessions, mirrored into `ssh_edge_sessions_active`.
 pub struct Sessions {
     gauge: IntGauge,
+    ended: Option<IntCounterVec>,
     open: watch::Sender<usize>,
     entries: DashMap<u64, Entry>,
     next_id: AtomicU64,
@@ -115,7 +121,15 @@ impl SessionGuard {
 
 impl Drop for SessionGuard {
     fn drop(&mut self) {
-        self.sessions.entries.remove(&self.id);
+        let label = self
+            .sessions
+            .entries
+            .remove(&self.id)
+            .and_then(|(_, e)| e.ended_by)
+            .unwrap_or("closed");
+        if let Some(ended) = &self.sessions.ended {
+            ended.with_label_values(&[label]).inc();
+        }
         self.sessions.gauge.dec();
         self.sessions.open.send_modify(|n| *n = n.saturating_sub(1));
     }
@@ -123,8 +137,19 @@ impl Drop for SessionGuard {
 
 impl Sessions {
     pub fn new(gauge: IntGauge) -> Arc<Self> {
+        Self::with_end_counter(gauge, None)
+    }
+
+    /// As [`Self::new`], counting ends by reason in `ended` (label `reason`).
+    pub fn with_end_counter(gauge: IntGauge, ended: Option<IntCounterVec>) -> Arc<Self> {
+        if let Some(ended) = &ended {
+            for reason in END_REASONS {
+                ended.with_label_values(&[reason]);
+            }
+        }
         Arc::new(Self {
             gauge,
+            ended,
             open: watch::Sender::new(0),
             entries: DashMap::new(),
             next_id: AtomicU64::new(1),
@@ -140,7 +165,14 @@ impl Sessions {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let (kill, killed) = watch::channel(None);
-        self.entries.insert(id, Entry { info, kill });
+        self.entries.insert(
+            id,
+            Entry {
+                info,
+                kill,
+                ended_by: None,
+            },
+        );
         self.gauge.inc();
         self.open.send_modify(|n| *n += 1);
         SessionGuard {
@@ -166,10 +198,17 @@ impl Sessions {
         self.entries.get(&id).map(|e| e.info.clone())
     }
 
-    /// Ends one session with `reason`; false when there is no such session.
+    /// Ends one session with `reason` (an administrator's kill); false when there is no such
+    /// session.
     pub fn kill(&self, id: u64, reason: &str) -> bool {
-        match self.entries.get(&id) {
-            Some(e) => {
+        self.end(id, "killed", reason)
+    }
+
+    /// Ends one session, counted under `label` (one of [`END_REASONS`]).
+    pub fn end(&self, id: u64, label: &'static str, reason: &str) -> bool {
+        match self.entries.get_mut(&id) {
+            Some(mut e) => {
+                e.ended_by = Some(label);
                 e.kill.send_replace(Some(reason.to_string()));
                 true
             }

@@ -112,6 +112,8 @@ pub struct EdgeConfig {
     /// PROXY protocol, pre-auth limits and the login grace.
     pub admission: crate::admission::AdmissionSettings,
     pub listen_backlog: u32,
+    /// `auth.kill_revoked_sessions`.
+    pub kill_revoked_sessions: bool,
     /// Bearer token required on the admin endpoint (but /healthz, /readyz).
     pub admin_token: Option<String>,
 }
@@ -329,6 +331,7 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
             preamble_timeout: Duration::from_secs(raw.token.preamble_timeout_secs.max(1)),
             admission,
             listen_backlog: raw.listen.backlog.max(1),
+            kill_revoked_sessions: raw.auth.kill_revoked_sessions,
             admin_token,
         }),
         _ => Err(ConfigError::Invalid(problems)),

@@ -179,6 +179,8 @@ pub struct RawAuth {
     /// "enforce" runs the certificate's force-command instead of what the client asked;
     /// "refuse" denies certificates that carry one.
     pub force_command: String,
+    /// On a reload that revokes a serial or key id, end that certificate's open sessions too.
+    pub kill_revoked_sessions: bool,
 }
 
 impl Default for RawAuth {
@@ -186,6 +188,7 @@ impl Default for RawAuth {
         Self {
             max_clock_skew_secs: 60,
             force_command: "enforce".into(),
+            kill_revoked_sessions: true,
         }
     }
 }

@@ -159,3 +159,37 @@ fn sessions_are_listed_and_ended_by_id_or_key_id() {
     // A kill that names nobody is refused, not "everyone".
     assert!(http(&door, "POST", "/sessions/kill").starts_with("HTTP/1.1 400"));
 }
+
+#[test]
+fn a_reload_that_revokes_a_certificate_ends_its_open_sessions() {
+    let mut raw = None;
+    let door = Door::start(|r, _| raw = Some(r.clone()));
+    let mut raw = raw.unwrap();
+    let other = door.keygen_cert("other", &[]);
+    let revoked = long_session(&door, &door.user_key, false);
+    let bystander = long_session(&door, &other, false);
+    door.wait_metric("ssh_edge_sessions_active", Duration::from_secs(20), |n| {
+        n == 2
+    });
+    raw.remotes.get_mut("default").unwrap().revoked_key_ids = vec!["door-user".into()];
+    door.lab.write_config(&raw).unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &door.pid().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(ended(revoked).contains("certificate revoked"));
+    door.wait_metric(
+        "ssh_edge_sessions_ended_total{reason=\"revoked\"}",
+        Duration::from_secs(20),
+        |n| n == 1,
+    );
+    let left = sessions(&door, "");
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["key_id"], "other-id");
+    let mut bystander = bystander;
+    assert!(bystander.try_wait().unwrap().is_none());
+    let _ = bystander.kill();
+}
