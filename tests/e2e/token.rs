@@ -365,3 +365,54 @@ fn the_helpers_insecure_switch_speaks_the_preamble_on_plain_tcp() {
     assert_eq!(stdout(&out), "plain-tcp-ok\n", "{}", stderr(&out));
     assert!(w.metric("ssh_edge_connections_total{listener=\"token_plain\"}") >= 1);
 }
+
+#[test]
+fn an_administrator_can_end_a_passthrough_session() {
+    let w = World::start();
+    let token = w
+        .lab
+        .mint_token("default", HOST, Duration::from_secs(600))
+        .unwrap();
+    let token_file = w.lab.path("kill-token");
+    std::fs::write(&token_file, &token).unwrap();
+    let proxy = format!(
+        "{} connect --edge localhost:{} --ca-file {} --token-file {} %h",
+        env!("CARGO_BIN_EXE_ssh-edge"),
+        w.tls_port,
+        w.lab.path("tls-ca.pem").display(),
+        token_file.display()
+    );
+    let mut args = w.passthrough_ssh_args(&proxy, &w.user_key);
+    args.extend([HOST.to_string(), "sleep 60; echo finished".to_string()]);
+    let mut child = Command::new("ssh")
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let listed = loop {
+        let list = w.admin_get("/sessions?workload=training-job-abc1234-0");
+        if list.contains("\"front\":\"token\"") {
+            break list;
+        }
+        assert!(std::time::Instant::now() < deadline, "never listed: {list}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(listed.contains("\"jti\":"), "{listed}");
+    let killed = w.admin_request("POST", "/sessions/kill?workload=training-job-abc1234-0");
+    assert!(killed.contains("\"front\":\"token\""), "{killed}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session did not end"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!stdout(&out).contains("finished"));
+    assert_ne!(out.status.code(), Some(0));
+    assert!(w.metric("ssh_edge_sessions_ended_total{reason=\"killed\"}") >= 1);
+}

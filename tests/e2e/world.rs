@@ -268,6 +268,21 @@ impl World {
         key
     }
 
+    /// One request to the admin endpoint; the whole response.
+    pub fn admin_request(&self, method: &str, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.admin_port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
+    pub fn admin_get(&self, path: &str) -> String {
+        self.admin_request("GET", path)
+    }
+
     pub fn metric(&self, name_and_labels: &str) -> u64 {
         metric_value(&self.metrics.render(), name_and_labels)
     }
