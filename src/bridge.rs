@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prometheus::{IntCounter, IntGauge};
+use prometheus::IntGauge;
 use russh::{Channel, ChannelMsg, ChannelWriteHalf, Pty, Sig, client, server};
 use tokio::sync::oneshot;
 
@@ -130,8 +130,8 @@ impl BridgeControl {
 /// What every bridge of an edge shares: counters, resolved once, and the channel window.
 #[derive(Clone)]
 pub struct BridgeSettings {
-    pub up_bytes: IntCounter,
-    pub down_bytes: IntCounter,
+    pub up_bytes: crate::bytes_count::ByteCounter,
+    pub down_bytes: crate::bytes_count::ByteCounter,
     pub channels_active: IntGauge,
     /// The receive window both sessions advertise per channel (`ssh.window_size`).
     pub window_size: u32,

@@ -101,6 +101,9 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// See and end live sessions on every replica at once, through their admin endpoints
+    /// (`--admin URL`, or `--replicas NAME[:PORT]` / `srv:NAME` through DNS).
+    Sessions(ssh_edge::sessions_cli::SessionsArgs),
     /// Run the signing API the installed helpers call (certificates and front B tokens).
     Issuer {
         /// Issuer TOML config file (see config/issuer.example.toml).
@@ -227,6 +230,8 @@ pub fn main() -> ExitCode {
             init_tracing(&cli.log_format);
             runtime.block_on(run(config))
         }
+        // Exits 0, 1, or sessions_cli::EXIT_INCOMPLETE when some replica did not answer.
+        Command::Sessions(args) => return runtime.block_on(ssh_edge::sessions_cli::run(args)),
         Command::Issuer { config } => {
             init_tracing(&cli.log_format);
             runtime

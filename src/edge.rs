@@ -160,8 +160,8 @@ impl Edge {
         };
         let connector = Connector::new(Arc::new(config.backend), &config.ssh, metrics.clone());
         let bridge_settings = BridgeSettings {
-            up_bytes: metrics.bytes("up"),
-            down_bytes: metrics.bytes("down"),
+            up_bytes: crate::bytes_count::ByteCounter::new(metrics.bytes("up")),
+            down_bytes: crate::bytes_count::ByteCounter::new(metrics.bytes("down")),
             channels_active: metrics.channels_active.clone(),
             window_size: ssh.window_size,
         };
@@ -216,7 +216,11 @@ impl Edge {
                 || s.key_id
                     .as_ref()
                     .is_some_and(|k| policy.revoked_key_ids.contains(k));
-            if revoked && self.sessions.end(s.id, "revoked", "certificate revoked") {
+            if revoked
+                && self
+                    .sessions
+                    .end(s.id, "revoked", "session ended: certificate revoked")
+            {
                 ended += 1;
             }
         }

@@ -20,6 +20,8 @@
 //! - [`splice`]: byte-stream forwarding, the hot path (passthrough mode, front B).
 //! - [`edge`]: listeners, configuration generations and per-connection tasks.
 //! - [`session`]: the count of open sessions, and waiting for none (drain).
+//! - [`sessions_cli`]: `ssh-edge sessions list|kill`, the sessions admin API of every replica
+//!   at once (`--admin` URLs or DNS: A/AAAA or SRV records).
 //! - [`metrics`]: Prometheus registry owned by a struct; [`admin`] serves it over HTTP.
 //! - [`connect`]: `ssh-edge connect`, the TLS ProxyCommand.
 //! - [`helper`]: `ssh-edge setup` / `sign`, our own client helper for the signing API.
@@ -31,6 +33,7 @@ pub mod admin;
 pub mod admission;
 pub mod auth;
 pub mod bridge;
+pub mod bytes_count;
 pub mod config;
 pub mod connect;
 pub mod edge;
@@ -42,6 +45,7 @@ pub mod lab;
 pub mod metrics;
 pub mod route;
 pub mod session;
+pub mod sessions_cli;
 pub mod splice;
 pub mod text;
 pub mod upstream;

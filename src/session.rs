@@ -14,6 +14,8 @@ use prometheus::{IntCounterVec, IntGauge};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::route::lifetime::{Deadline, Lifetimes, human, warn_before, warning};
+
 /// What the registry shows about one session (the admin API's JSON).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SessionInfo {
@@ -40,6 +42,23 @@ pub struct SessionInfo {
     pub backend: String,
     /// Unix seconds.
     pub started: u64,
+    /// Bytes forwarded so far, client → backend and back (channel data on fronts A and C,
+    /// the raw stream on front B).
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+}
+
+/// A session's byte counts, added to on the hot path (see `bytes_count`).
+#[derive(Debug, Default)]
+pub struct SessionBytes {
+    pub up: Arc<AtomicU64>,
+    pub down: Arc<AtomicU64>,
+}
+
+impl SessionBytes {
+    pub fn total(&self) -> u64 {
+        self.up.load(Ordering::Relaxed) + self.down.load(Ordering::Relaxed)
+    }
 }
 
 /// Which sessions a kill request means; every field set must match.
@@ -74,14 +93,31 @@ impl Selector {
 
 struct Entry {
     info: SessionInfo,
-    /// Set to the reason when an administrator ends the session.
+    /// Set to the message the client is told when the edge ends the session.
     kill: watch::Sender<Option<String>>,
     /// Why it ended, for `ssh_edge_sessions_ended_total` (unset: the client or backend ended it).
     ended_by: Option<&'static str>,
+    bytes: Arc<SessionBytes>,
+}
+
+impl Entry {
+    fn snapshot(&self) -> SessionInfo {
+        let mut info = self.info.clone();
+        info.bytes_up = self.bytes.up.load(Ordering::Relaxed);
+        info.bytes_down = self.bytes.down.load(Ordering::Relaxed);
+        info
+    }
 }
 
 /// End reasons of `ssh_edge_sessions_ended_total`, all exported from the start.
-pub const END_REASONS: [&str; 3] = ["closed", "killed", "revoked"];
+pub const END_REASONS: [&str; 6] = [
+    "closed",
+    "killed",
+    "revoked",
+    "idle",
+    "max_duration",
+    "cert_expiry",
+];
 
 /// The live sessions, mirrored into `ssh_edge_sessions_active`.
 pub struct Sessions {
@@ -97,6 +133,7 @@ pub struct SessionGuard {
     sessions: Arc<Sessions>,
     id: u64,
     killed: watch::Receiver<Option<String>>,
+    bytes: Arc<SessionBytes>,
 }
 
 impl SessionGuard {
@@ -104,7 +141,35 @@ impl SessionGuard {
         self.id
     }
 
-    /// Resolves with the reason once an administrator ends this session, or with `None` once
+    /// The session's byte counts, for the forwarding path to add to.
+    pub fn bytes(&self) -> &Arc<SessionBytes> {
+        &self.bytes
+    }
+
+    /// Ends the session from inside (a lifetime ran out), counted under `label`.
+    pub fn end(&self, label: &'static str, reason: &str) {
+        self.sessions.end(self.id, label, reason);
+    }
+
+    /// Runs the session's lifetimes in a task of its own: idle (no bytes either way for
+    /// `lifetimes.idle`) and the time-based `deadline`, with `warn` called once, ahead of the
+    /// latter. The task ends with the session.
+    pub fn spawn_lifetimes(
+        &self,
+        lifetimes: Lifetimes,
+        deadline: Option<Deadline>,
+        warn: impl Fn(String) + Send + 'static,
+    ) {
+        if lifetimes.idle.is_none() && deadline.is_none() {
+            return;
+        }
+        let ender = (self.sessions.clone(), self.id);
+        let bytes = self.bytes.clone();
+        let closed = self.killed();
+        tokio::spawn(enforce(ender, bytes, closed, lifetimes, deadline, warn));
+    }
+
+    /// Resolves with the message once the edge ends this session, or with `None` once
     /// the session has ended by itself (so a task waiting on it does not outlive it).
     pub fn killed(&self) -> impl std::future::Future<Output = Option<String>> + Send + 'static {
         let mut rx = self.killed.clone();
@@ -115,6 +180,59 @@ impl SessionGuard {
                 }
                 rx.changed().await.ok()?;
             }
+        }
+    }
+}
+
+async fn enforce(
+    (sessions, id): (Arc<Sessions>, u64),
+    bytes: Arc<SessionBytes>,
+    closed: impl std::future::Future<Output = Option<String>>,
+    lifetimes: Lifetimes,
+    deadline: Option<Deadline>,
+    warn: impl Fn(String),
+) {
+    use tokio::time::Instant;
+    tokio::pin!(closed);
+    let start = Instant::now();
+    let (mut last_total, mut last_change) = (bytes.total(), start);
+    let mut warned = false;
+    let poll = lifetimes.idle.map_or(Duration::from_secs(3600), |i| {
+        (i / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
+    });
+    loop {
+        let now = Instant::now();
+        if let Some(idle) = lifetimes.idle {
+            let total = bytes.total();
+            if total != last_total {
+                (last_total, last_change) = (total, now);
+            } else if now.duration_since(last_change) >= idle {
+                let message = format!("session ended: idle for {}", human(idle));
+                sessions.end(id, "idle", &message);
+                return;
+            }
+        }
+        let mut wake = now + poll;
+        if let Some(d) = &deadline {
+            let end_at = start + d.after;
+            if now >= end_at {
+                sessions.end(id, d.label, &d.end_message);
+                return;
+            }
+            let warn_at = end_at - warn_before(d.after);
+            if !warned {
+                if now >= warn_at {
+                    warn(warning(end_at - now, d));
+                    warned = true;
+                } else {
+                    wake = wake.min(warn_at);
+                }
+            }
+            wake = wake.min(end_at);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake) => {}
+            _ = &mut closed => return,
         }
     }
 }
@@ -165,12 +283,14 @@ impl Sessions {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let (kill, killed) = watch::channel(None);
+        let bytes = Arc::new(SessionBytes::default());
         self.entries.insert(
             id,
             Entry {
                 info,
                 kill,
                 ended_by: None,
+                bytes: bytes.clone(),
             },
         );
         self.gauge.inc();
@@ -179,6 +299,7 @@ impl Sessions {
             sessions: self.clone(),
             id,
             killed,
+            bytes,
         }
     }
 
@@ -188,24 +309,30 @@ impl Sessions {
             .entries
             .iter()
             .filter(|e| selector.matches(&e.info))
-            .map(|e| e.info.clone())
+            .map(|e| e.snapshot())
             .collect();
         all.sort_by_key(|s| s.id);
         all
     }
 
     pub fn get(&self, id: u64) -> Option<SessionInfo> {
-        self.entries.get(&id).map(|e| e.info.clone())
+        self.entries.get(&id).map(|e| e.snapshot())
     }
 
     /// Ends one session with `reason` (an administrator's kill); false when there is no such
     /// session.
     pub fn kill(&self, id: u64, reason: &str) -> bool {
-        self.end(id, "killed", reason)
+        self.end(
+            id,
+            "killed",
+            &format!("session ended by an administrator: {reason}"),
+        )
     }
 
-    /// Ends one session, counted under `label` (one of [`END_REASONS`]).
-    pub fn end(&self, id: u64, label: &'static str, reason: &str) -> bool {
+    /// Ends one session, counted under `label` (one of [`END_REASONS`]); `message` is what
+    /// the client is told (after `ssh-edge: `).
+    pub fn end(&self, id: u64, label: &'static str, message: &str) -> bool {
+        let reason = message;
         match self.entries.get_mut(&id) {
             Some(mut e) => {
                 e.ended_by = Some(label);
@@ -264,6 +391,69 @@ mod tests {
         assert_eq!(sessions.gauge.get(), 0);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn idle_sessions_end_and_busy_ones_do_not() {
+        let sessions = Sessions::new(IntGauge::new("s", "sessions").unwrap());
+        let idle = sessions.open(SessionInfo::default());
+        let busy = sessions.open(SessionInfo::default());
+        let l = Lifetimes {
+            idle: Some(Duration::from_secs(10)),
+            max: None,
+            at_cert_expiry: false,
+        };
+        idle.spawn_lifetimes(l, None, |_| {});
+        busy.spawn_lifetimes(l, None, |_| {});
+        let (idle_end, busy_end) = (idle.killed(), busy.killed());
+        for _ in 0..30 {
+            busy.bytes().up.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        assert_eq!(
+            idle_end.await.as_deref(),
+            Some("session ended: idle for 10 s")
+        );
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1), busy_end)
+                .await
+                .is_err(),
+            "a session moving data was ended"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_warns_then_ends() {
+        let sessions = Sessions::new(IntGauge::new("s", "sessions").unwrap());
+        let s = sessions.open(SessionInfo::default());
+        let warnings = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = warnings.clone();
+        let d = Deadline {
+            after: Duration::from_secs(600),
+            label: "max_duration",
+            why: "sessions last at most 10 minutes".into(),
+            end_message: "session ended: max".into(),
+        };
+        let started = tokio::time::Instant::now();
+        s.spawn_lifetimes(
+            Lifetimes {
+                idle: None,
+                max: Some(Duration::from_secs(600)),
+                at_cert_expiry: false,
+            },
+            Some(d),
+            move |w| seen.lock().unwrap().push((started.elapsed(), w)),
+        );
+        assert_eq!(s.killed().await.as_deref(), Some("session ended: max"));
+        assert_eq!(started.elapsed(), Duration::from_secs(600));
+        let warnings = warnings.lock().unwrap();
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].0, Duration::from_secs(300));
+        assert!(
+            warnings[0].1.contains("ends in 5 minutes"),
+            "{:?}",
+            warnings[0]
+        );
+    }
+
     fn info(key_id: &str, target: &str) -> SessionInfo {
         SessionInfo {
             key_id: Some(key_id.into()),
@@ -294,7 +484,10 @@ mod tests {
         assert!(sessions.kill_matching(&Selector::default(), "x").is_empty());
         let killed = sessions.kill_matching(&by_key, "leaked key");
         assert_eq!(killed.len(), 1);
-        assert_eq!(alice.killed().await.as_deref(), Some("leaked key"));
+        assert_eq!(
+            alice.killed().await.as_deref(),
+            Some("session ended by an administrator: leaked key")
+        );
         // Bob was not touched.
         let bob_killed = bob.killed();
         assert!(
@@ -304,7 +497,7 @@ mod tests {
         );
         let waiting = alice.killed();
         drop(alice);
-        assert_eq!(waiting.await.as_deref(), Some("leaked key"));
+        assert!(waiting.await.unwrap().ends_with("leaked key"));
         let bob_waiting = bob.killed();
         drop(bob);
         assert_eq!(bob_waiting.await, None, "a waiter ends with its session");

@@ -8,7 +8,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use prometheus::IntCounter;
+use crate::bytes_count::ByteCounter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Buffer size per direction: large enough for several TLS records per read.
@@ -28,8 +28,8 @@ pub struct Spliced {
 pub async fn splice<C, B>(
     client: C,
     backend: B,
-    up: IntCounter,
-    down: IntCounter,
+    up: ByteCounter,
+    down: ByteCounter,
 ) -> io::Result<Spliced>
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -57,7 +57,7 @@ where
 /// reads `UnexpectedEof` — a TLS peer gone without `close_notify` — as an ordinary end.
 pub struct Counted<S> {
     inner: S,
-    counter: IntCounter,
+    counter: ByteCounter,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
@@ -104,8 +104,8 @@ mod tests {
         let (client, mut client_peer) = tokio::io::duplex(1024);
         let (backend, mut backend_peer) = tokio::io::duplex(1024);
         let (up_count, down_count) = (
-            IntCounter::new("up", "u").unwrap(),
-            IntCounter::new("down", "d").unwrap(),
+            ByteCounter::new(prometheus::IntCounter::new("up", "u").unwrap()),
+            ByteCounter::new(prometheus::IntCounter::new("down", "d").unwrap()),
         );
         let task = tokio::spawn(splice(
             client,

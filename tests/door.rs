@@ -25,3 +25,6 @@ mod reload;
 
 #[path = "door/sessions.rs"]
 mod sessions;
+
+#[path = "door/lifetimes.rs"]
+mod lifetimes;

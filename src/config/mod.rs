@@ -140,10 +140,11 @@ fn load_over(base: RawConfig, file: Option<&Path>) -> Result<RawConfig, ConfigEr
         }
         figment = figment.merge(Toml::file_exact(file));
     }
-    // SSH_EDGE_CONFIG / _ADDR / _CA_FILE are CLI flags' variables, not config keys.
+    // SSH_EDGE_CONFIG / _ADDR / _CA_FILE / _API_KEY / _ADMIN_TOKEN_FILE are CLI flags'
+    // variables, not config keys.
     figment = figment.merge(
         Env::prefixed("SSH_EDGE_")
-            .ignore(&["config", "addr", "ca_file", "api_key"])
+            .ignore(&["config", "addr", "ca_file", "api_key", "admin_token_file"])
             .split("__"),
     );
     figment
@@ -311,6 +312,7 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
                 .clone()
                 .unwrap_or_else(|| r.principal.clone()),
             forwarding: forwarding(r.port_forwarding, r.remote_forwarding, r.agent_forwarding),
+            lifetimes: r.lifetimes(),
         });
     }
 
@@ -326,7 +328,12 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
             grammar,
             remotes,
             backend,
-            routes: RouteTable::new(rules, remote_forwarding),
+            routes: RouteTable::new(rules, remote_forwarding).with_lifetimes(
+                raw.remotes
+                    .iter()
+                    .map(|(name, r)| (name.clone(), r.lifetimes()))
+                    .collect(),
+            ),
             tokens,
             preamble_timeout: Duration::from_secs(raw.token.preamble_timeout_secs.max(1)),
             admission,

@@ -208,6 +208,12 @@ pub struct RawRemote {
     pub remote_forwarding: Option<bool>,
     /// Allow `ssh -A` to this remote's workloads. Default true; routes can only narrow it.
     pub agent_forwarding: Option<bool>,
+    /// End sessions idle (no channel data either way) this long; 0 = never. Routes override.
+    pub idle_timeout_secs: Option<u64>,
+    /// End sessions this long after they started; 0 = never. Routes override.
+    pub max_session_secs: Option<u64>,
+    /// End sessions when the user's certificate expires (default true). Routes override.
+    pub disconnect_at_cert_expiry: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -285,4 +291,30 @@ pub struct RawRoute {
     /// Allow `ssh -A` on this route (the remote and the certificate must also permit it).
     /// Default true.
     pub agent_forwarding: Option<bool>,
+    /// Idle limit on this route (over the remote's); 0 = never.
+    pub idle_timeout_secs: Option<u64>,
+    /// Maximum session time on this route (over the remote's); 0 = never.
+    pub max_session_secs: Option<u64>,
+    /// End at certificate expiry on this route (over the remote's).
+    pub disconnect_at_cert_expiry: Option<bool>,
+}
+
+impl RawRemote {
+    pub fn lifetimes(&self) -> crate::route::lifetime::LifetimeSettings {
+        crate::route::lifetime::LifetimeSettings {
+            idle_timeout_secs: self.idle_timeout_secs,
+            max_session_secs: self.max_session_secs,
+            disconnect_at_cert_expiry: self.disconnect_at_cert_expiry,
+        }
+    }
+}
+
+impl RawRoute {
+    pub fn lifetimes(&self) -> crate::route::lifetime::LifetimeSettings {
+        crate::route::lifetime::LifetimeSettings {
+            idle_timeout_secs: self.idle_timeout_secs,
+            max_session_secs: self.max_session_secs,
+            disconnect_at_cert_expiry: self.disconnect_at_cert_expiry,
+        }
+    }
 }

@@ -72,6 +72,7 @@ pub struct TokenAdmitted {
     pub backend_addr: String,
     pub target: Target,
     pub claims: TokenClaims,
+    pub lifetimes: crate::route::lifetime::Lifetimes,
 }
 
 fn now_unix() -> u64 {
@@ -245,6 +246,7 @@ impl Admit {
             backend_addr: route.backend_addr,
             target,
             claims,
+            lifetimes: route.lifetimes,
         })
     }
 }

@@ -21,7 +21,7 @@ use super::Front;
 use super::admit::{Admit, Admitted, Client, Denied};
 use super::reject::{Reason, Rejection};
 use crate::admission::Ticket;
-use crate::bridge::{BackendRequest, BridgeControl};
+use crate::bridge::{BackendRequest, BridgeControl, BridgeSettings};
 use crate::hostname::Target;
 use crate::session::{SessionGuard, SessionInfo};
 use crate::upstream::{ClientLink, REQUEST_REPLY_TIMEOUT};
@@ -71,6 +71,10 @@ impl SshFront {
     }
 }
 
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// One client connection's state.
 pub struct EdgeSession {
     admit: Arc<Admit>,
@@ -86,6 +90,10 @@ pub struct EdgeSession {
     channels: HashMap<ChannelId, Arc<BridgeControl>>,
     /// Held while the session is open (counted, and awaited by drain).
     open: Option<SessionGuard>,
+    /// The bridge settings of this session's channels (counting into its byte counts).
+    bridge: BridgeSettings,
+    /// Open session channels (shells, execs): where lifetime warnings go, as stderr.
+    session_channels: Arc<std::sync::Mutex<Vec<ChannelId>>>,
     ticket: Ticket,
 }
 
@@ -97,6 +105,7 @@ impl EdgeSession {
         sni_target: Option<Result<Target, String>>,
         ticket: Ticket,
     ) -> Self {
+        let bridge_settings = admit.bridge_settings.clone();
         Self {
             admit,
             client,
@@ -107,6 +116,8 @@ impl EdgeSession {
             login: None,
             channels: HashMap::new(),
             open: None,
+            bridge: bridge_settings,
+            session_channels: Arc::default(),
             ticket,
         }
     }
@@ -258,18 +269,44 @@ impl russh::server::Handler for EdgeSession {
                     let _ = handle
                         .disconnect(
                             Disconnect::ByApplication,
-                            format!("ssh-edge: session ended by an administrator: {reason}"),
+                            format!("ssh-edge: {reason}"),
                             "en".into(),
                         )
                         .await;
                 }
+            });
+            self.bridge.up_bytes = self.bridge.up_bytes.for_session(open.bytes().up.clone());
+            self.bridge.down_bytes = self
+                .bridge
+                .down_bytes
+                .for_session(open.bytes().down.clone());
+            // Lifetimes: idle, maximum time, certificate expiry; warnings go to stderr.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let lifetimes = login.route.lifetimes;
+            let deadline = crate::route::lifetime::deadline(
+                &lifetimes,
+                Some(login.identity.valid_before),
+                now,
+            );
+            let (channels, handle) = (self.session_channels.clone(), session.handle());
+            open.spawn_lifetimes(lifetimes, deadline, move |text| {
+                let ids = lock(&channels).clone();
+                let handle = handle.clone();
+                tokio::spawn(async move {
+                    for id in ids {
+                        let _ = handle.extended_data(id, 1, text.clone().into_bytes()).await;
+                    }
+                });
             });
             self.open = Some(open);
         }
         if let Some(login) = &mut self.login {
             login.upstream.attach(ClientLink {
                 handle: session.handle(),
-                bridge: self.admit.bridge_settings.clone(),
+                bridge: self.bridge.clone(),
                 forwarding: login.forwarding,
             });
         }
@@ -324,8 +361,12 @@ impl russh::server::Handler for EdgeSession {
             login.upstream.addr(),
             login.target.host
         );
+        let id = channel.id();
         self.bridge_opened(opened, &what, "opened", channel, reply, session)
             .await;
+        if self.channels.contains_key(&id) {
+            lock(&self.session_channels).push(id);
+        }
         Ok(())
     }
 
@@ -358,6 +399,7 @@ impl russh::server::Handler for EdgeSession {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         self.channels.remove(&channel);
+        lock(&self.session_channels).retain(|c| *c != channel);
         Ok(())
     }
 

@@ -32,12 +32,8 @@ impl EdgeSession {
             Ok(Ok(backend)) => {
                 reply.accept().await;
                 let id = channel.id();
-                let control = bridge::start(
-                    channel,
-                    backend,
-                    session.handle(),
-                    self.admit.bridge_settings.clone(),
-                );
+                let control =
+                    bridge::start(channel, backend, session.handle(), self.bridge.clone());
                 self.channels.insert(id, control);
                 metrics.channels.with_label_values(&[outcome]).inc();
                 return;

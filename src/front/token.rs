@@ -17,6 +17,7 @@ use tracing::info;
 use super::admit::{Admit, Client};
 use super::reject::{Reason, Rejection};
 use crate::admission::Ticket;
+use crate::bytes_count::ByteCounter;
 use crate::splice::splice;
 
 /// Longest accepted token.
@@ -120,8 +121,18 @@ impl TokenFront {
             ..Default::default()
         });
         let killed = open.killed();
-        let up = metrics.splice_bytes.with_label_values(&["up"]);
-        let down = metrics.splice_bytes.with_label_values(&["down"]);
+        // Idle and maximum time apply; passthrough has no certificate the edge saw and no
+        // place for a warning.
+        let lifetimes = crate::route::lifetime::Lifetimes {
+            at_cert_expiry: false,
+            ..admitted.lifetimes
+        };
+        let deadline = crate::route::lifetime::deadline(&lifetimes, None, 0);
+        open.spawn_lifetimes(lifetimes, deadline, |_| {});
+        let up = ByteCounter::new(metrics.splice_bytes.with_label_values(&["up"]))
+            .for_session(open.bytes().up.clone());
+        let down = ByteCounter::new(metrics.splice_bytes.with_label_values(&["down"]))
+            .for_session(open.bytes().down.clone());
         // An administrator's kill closes both sockets (passthrough has no place for a message).
         let result = tokio::select! {
             r = splice(stream, admitted.backend, up, down) => r,

@@ -4,6 +4,7 @@
 
 pub mod dns;
 pub mod dns_cache;
+pub mod lifetime;
 
 use std::collections::HashMap;
 
@@ -51,6 +52,8 @@ pub struct RouteRule {
     pub principal: String,
     pub backend_principal: String,
     pub forwarding: Forwarding,
+    /// This route's lifetime settings (its remote's fill in what it leaves unset).
+    pub lifetimes: lifetime::LifetimeSettings,
 }
 
 /// A route resolved for one target: templates expanded.
@@ -65,6 +68,8 @@ pub struct Route {
     pub backend_principal: String,
     /// Forwarding the route and its remote allow (the user's certificate must permit it too).
     pub forwarding: Forwarding,
+    /// Idle, maximum and certificate-expiry limits of sessions on this route.
+    pub lifetimes: lifetime::Lifetimes,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,6 +104,8 @@ pub struct RouteTable {
     rules: Vec<RouteRule>,
     /// Per-remote forwarding limits; a remote absent here limits nothing.
     remote_forwarding: HashMap<String, Forwarding>,
+    /// Per-remote lifetime settings; routes override them field by field.
+    remote_lifetimes: HashMap<String, lifetime::LifetimeSettings>,
 }
 
 impl RouteTable {
@@ -106,7 +113,14 @@ impl RouteTable {
         Self {
             rules,
             remote_forwarding,
+            remote_lifetimes: HashMap::new(),
         }
+    }
+
+    /// The same table with per-remote lifetime settings.
+    pub fn with_lifetimes(mut self, remotes: HashMap<String, lifetime::LifetimeSettings>) -> Self {
+        self.remote_lifetimes = remotes;
+        self
     }
 
     pub fn resolve(&self, target: &Target) -> Result<Route, RouteError> {
@@ -146,6 +160,14 @@ impl RouteTable {
                     .copied()
                     .unwrap_or(Forwarding::ALL),
             ),
+            lifetimes: rule
+                .lifetimes
+                .or(self
+                    .remote_lifetimes
+                    .get(target.remote_name())
+                    .copied()
+                    .unwrap_or_default())
+                .resolve(),
         })
     }
 }
@@ -182,6 +204,7 @@ mod tests {
             principal: "{job_id}".into(),
             backend_principal: "{job_id}".into(),
             forwarding: Forwarding::ALL,
+            lifetimes: lifetime::LifetimeSettings::default(),
         }
     }
 

@@ -151,6 +151,15 @@ impl Door {
 
     /// A user certificate made by `ssh-keygen` from the lab's user CA, with extra options.
     pub fn keygen_cert(&self, name: &str, extra: &[&str]) -> PathBuf {
+        self.keygen_cert_with(name, "+10m", extra)
+    }
+
+    /// Like `keygen_cert`, valid for `validity` (ssh-keygen -V syntax).
+    pub fn keygen_cert_valid(&self, name: &str, validity: &str) -> PathBuf {
+        self.keygen_cert_with(name, validity, &[])
+    }
+
+    fn keygen_cert_with(&self, name: &str, validity: &str, extra: &[&str]) -> PathBuf {
         let key = self.lab.path(name);
         let ok = Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-f"])
@@ -162,7 +171,7 @@ impl Door {
         let out = Command::new("ssh-keygen")
             .args(["-q", "-s"])
             .arg(self.lab.path("user_ca"))
-            .args(["-I", &format!("{name}-id"), "-V", "+10m", "-n", JOB])
+            .args(["-I", &format!("{name}-id"), "-V", validity, "-n", JOB])
             .args(extra)
             .arg(key.with_extension("pub"))
             .output()

@@ -41,7 +41,7 @@ fn long_session(door: &Door, key: &std::path::Path, tls: bool) -> Child {
     } else {
         cmd.arg(format!("{USER}@127.0.0.1"));
     }
-    cmd.arg("sleep 60; echo finished")
+    cmd.arg("echo started; sleep 60; echo finished")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -105,6 +105,16 @@ fn sessions_are_listed_and_ended_by_id_or_key_id() {
     assert_eq!(s["target"], "training-job-abc1234-0.ssh.baseten.co");
     assert!(s["client"].as_str().unwrap().starts_with("127.0.0.1:"));
     let id = s["id"].as_u64().unwrap();
+    // Its bytes are counted (the "started" line).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sessions(&door, "")[0]["bytes_down"].as_u64().unwrap() < 8 {
+        assert!(
+            Instant::now() < deadline,
+            "no bytes counted: {:?}",
+            sessions(&door, "")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(
         body(&http(&door, "GET", &format!("/sessions/{id}")))["id"],
         id
