@@ -91,9 +91,17 @@ impl Edge {
             config.admission.clone(),
             metrics.unauthenticated.clone(),
         ));
-        let sessions = Sessions::with_end_counter(
+        let audit = match crate::audit::Audit::start(&config.audit, metrics.audit_dropped.clone()) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, "audit stream off: cannot open its sink");
+                crate::audit::Audit::off()
+            }
+        };
+        let sessions = Sessions::observed(
             metrics.sessions_active.clone(),
             Some(metrics.sessions_ended.clone()),
+            Arc::new(audit),
         );
         Self::build(
             config,

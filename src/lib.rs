@@ -19,6 +19,7 @@
 //! - [`bridge`]: channel ⇄ channel forwarding, the hot path (terminate mode).
 //! - [`splice`]: byte-stream forwarding, the hot path (passthrough mode, front B).
 //! - [`edge`]: listeners, configuration generations and per-connection tasks.
+//! - [`audit`]: the JSON-lines audit stream (sessions, channels, exec, denials, kills).
 //! - [`session`]: the count of open sessions, and waiting for none (drain).
 //! - [`sessions_cli`]: `ssh-edge sessions list|kill`, the sessions admin API of every replica
 //!   at once (`--admin` URLs or DNS: A/AAAA or SRV records).
@@ -31,6 +32,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod audit;
 pub mod auth;
 pub mod bridge;
 pub mod bytes_count;

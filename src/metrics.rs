@@ -30,6 +30,8 @@ pub struct Metrics {
     pub sessions_active: IntGauge,
     /// Sessions ended, by reason (`session::END_REASONS`).
     pub sessions_ended: IntCounterVec,
+    /// Audit events lost because the sink fell behind.
+    pub audit_dropped: IntCounter,
     /// Connections admitted and not yet authenticated (the pre-auth limits count these).
     pub unauthenticated: IntGauge,
     /// PROXY protocol headers honoured, by version.
@@ -91,6 +93,14 @@ impl Metrics {
             "Sessions ended, by reason: closed (by client or backend), killed (admin API), revoked (certificate revoked by a reload), idle, max_duration, cert_expiry",
             &["reason"],
         );
+        let audit_dropped = IntCounter::new(
+            "ssh_edge_audit_dropped_total",
+            "Audit events lost because the audit sink fell behind",
+        )
+        .expect("static metric definition");
+        registry
+            .register(Box::new(audit_dropped.clone()))
+            .expect("unique metric name");
         let unauthenticated = gauge(
             "ssh_edge_unauthenticated_connections",
             "Connections admitted and not yet authenticated",
@@ -228,6 +238,7 @@ impl Metrics {
             logins,
             sessions_active,
             sessions_ended,
+            audit_dropped,
             unauthenticated,
             proxy_headers,
             channels_active,

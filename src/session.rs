@@ -98,6 +98,7 @@ struct Entry {
     /// Why it ended, for `ssh_edge_sessions_ended_total` (unset: the client or backend ended it).
     ended_by: Option<&'static str>,
     bytes: Arc<SessionBytes>,
+    opened: std::time::Instant,
 }
 
 impl Entry {
@@ -123,6 +124,7 @@ pub const END_REASONS: [&str; 6] = [
 pub struct Sessions {
     gauge: IntGauge,
     ended: Option<IntCounterVec>,
+    audit: Arc<crate::audit::Audit>,
     open: watch::Sender<usize>,
     entries: DashMap<u64, Entry>,
     next_id: AtomicU64,
@@ -239,12 +241,23 @@ async fn enforce(
 
 impl Drop for SessionGuard {
     fn drop(&mut self) {
-        let label = self
-            .sessions
-            .entries
-            .remove(&self.id)
-            .and_then(|(_, e)| e.ended_by)
+        let removed = self.sessions.entries.remove(&self.id).map(|(_, e)| e);
+        let label = removed
+            .as_ref()
+            .and_then(|e| e.ended_by)
             .unwrap_or("closed");
+        if let Some(e) = &removed {
+            self.sessions.audit.emit(
+                "session.end",
+                serde_json::json!({
+                    "id": self.id,
+                    "duration_ms": e.opened.elapsed().as_millis() as u64,
+                    "bytes_up": e.bytes.up.load(Ordering::Relaxed),
+                    "bytes_down": e.bytes.down.load(Ordering::Relaxed),
+                    "reason": label,
+                }),
+            );
+        }
         if let Some(ended) = &self.sessions.ended {
             ended.with_label_values(&[label]).inc();
         }
@@ -255,11 +268,16 @@ impl Drop for SessionGuard {
 
 impl Sessions {
     pub fn new(gauge: IntGauge) -> Arc<Self> {
-        Self::with_end_counter(gauge, None)
+        Self::observed(gauge, None, Arc::new(crate::audit::Audit::off()))
     }
 
-    /// As [`Self::new`], counting ends by reason in `ended` (label `reason`).
-    pub fn with_end_counter(gauge: IntGauge, ended: Option<IntCounterVec>) -> Arc<Self> {
+    /// As [`Self::new`], counting ends by reason in `ended` (label `reason`) and recording
+    /// starts, ends and kills in `audit`.
+    pub fn observed(
+        gauge: IntGauge,
+        ended: Option<IntCounterVec>,
+        audit: Arc<crate::audit::Audit>,
+    ) -> Arc<Self> {
         if let Some(ended) = &ended {
             for reason in END_REASONS {
                 ended.with_label_values(&[reason]);
@@ -268,6 +286,7 @@ impl Sessions {
         Arc::new(Self {
             gauge,
             ended,
+            audit,
             open: watch::Sender::new(0),
             entries: DashMap::new(),
             next_id: AtomicU64::new(1),
@@ -282,6 +301,12 @@ impl Sessions {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        if let Ok(serde_json::Value::Object(mut fields)) = serde_json::to_value(&info) {
+            fields.remove("bytes_up");
+            fields.remove("bytes_down");
+            self.audit
+                .emit("session.start", serde_json::Value::Object(fields));
+        }
         let (kill, killed) = watch::channel(None);
         let bytes = Arc::new(SessionBytes::default());
         self.entries.insert(
@@ -291,6 +316,7 @@ impl Sessions {
                 kill,
                 ended_by: None,
                 bytes: bytes.clone(),
+                opened: std::time::Instant::now(),
             },
         );
         self.gauge.inc();
@@ -319,14 +345,31 @@ impl Sessions {
         self.entries.get(&id).map(|e| e.snapshot())
     }
 
+    /// The audit stream sessions report to.
+    pub fn audit(&self) -> &crate::audit::Audit {
+        &self.audit
+    }
+
     /// Ends one session with `reason` (an administrator's kill); false when there is no such
     /// session.
     pub fn kill(&self, id: u64, reason: &str) -> bool {
-        self.end(
+        self.kill_by(id, reason, "")
+    }
+
+    /// As [`Self::kill`], recording `by` (the admin request) in the audit stream.
+    pub fn kill_by(&self, id: u64, reason: &str, by: &str) -> bool {
+        let ended = self.end(
             id,
             "killed",
             &format!("session ended by an administrator: {reason}"),
-        )
+        );
+        if ended {
+            self.audit.emit(
+                "session.killed",
+                serde_json::json!({ "id": id, "reason": reason, "by": by }),
+            );
+        }
+        ended
     }
 
     /// Ends one session, counted under `label` (one of [`END_REASONS`]); `message` is what
@@ -344,13 +387,13 @@ impl Sessions {
     }
 
     /// Ends every session `selector` matches (none for an empty selector); returns them.
-    pub fn kill_matching(&self, selector: &Selector, reason: &str) -> Vec<SessionInfo> {
+    pub fn kill_matching(&self, selector: &Selector, reason: &str, by: &str) -> Vec<SessionInfo> {
         if selector.is_empty() {
             return Vec::new();
         }
         let victims = self.list(selector);
         for v in &victims {
-            self.kill(v.id, reason);
+            self.kill_by(v.id, reason, by);
         }
         victims
     }
@@ -481,8 +524,12 @@ mod tests {
         };
         assert_eq!(sessions.list(&by_workload)[0].id, bob.id());
         // An empty selector kills nothing.
-        assert!(sessions.kill_matching(&Selector::default(), "x").is_empty());
-        let killed = sessions.kill_matching(&by_key, "leaked key");
+        assert!(
+            sessions
+                .kill_matching(&Selector::default(), "x", "test")
+                .is_empty()
+        );
+        let killed = sessions.kill_matching(&by_key, "leaked key", "test");
         assert_eq!(killed.len(), 1);
         assert_eq!(
             alice.killed().await.as_deref(),

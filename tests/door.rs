@@ -1,6 +1,7 @@
 //! The public door, with the real `ssh-edge run` binary: the login grace enforced on the socket
 //! under a flood, pre-auth caps per source, PROXY protocol behind a real HAProxy, the admin
-//! bearer token and the open-files limit. Real OpenSSH `ssh` and `sshd` throughout.
+//! bearer token, the open-files limit, and `ssh-edge sessions` across three replicas found in
+//! DNS. Real OpenSSH `ssh` and `sshd` throughout.
 
 #[path = "common/process.rs"]
 mod process;
@@ -28,3 +29,9 @@ mod sessions;
 
 #[path = "door/lifetimes.rs"]
 mod lifetimes;
+
+#[path = "door/fanout.rs"]
+mod fanout;
+
+#[path = "door/audit.rs"]
+mod audit;

@@ -67,7 +67,7 @@ pub fn route(sessions: &Sessions, method: &str, target: &str) -> Option<Response
             "say which sessions: key_id, serial, workload and/or remote",
         ),
         ("POST", "/kill") => {
-            let killed = sessions.kill_matching(&selector, &reason);
+            let killed = sessions.kill_matching(&selector, &reason, &format!("POST {target}"));
             tracing::warn!(count = killed.len(), ?selector, %reason, "sessions ended by an administrator");
             json_response("200 OK", json!({ "killed": killed }))
         }
@@ -84,7 +84,7 @@ pub fn route(sessions: &Sessions, method: &str, target: &str) -> Option<Response
             match method {
                 "GET" => json_response("200 OK", json!(info)),
                 "DELETE" => {
-                    sessions.kill(id, &reason);
+                    sessions.kill_by(id, &reason, &format!("DELETE {target}"));
                     tracing::warn!(id, %reason, "session ended by an administrator");
                     json_response("200 OK", json!({ "killed": [info] }))
                 }

@@ -114,6 +114,8 @@ pub struct EdgeConfig {
     pub listen_backlog: u32,
     /// `auth.kill_revoked_sessions`.
     pub kill_revoked_sessions: bool,
+    /// Where audit events go (`audit.file`).
+    pub audit: crate::audit::AuditSink,
     /// Bearer token required on the admin endpoint (but /healthz, /readyz).
     pub admin_token: Option<String>,
 }
@@ -339,6 +341,11 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
             admission,
             listen_backlog: raw.listen.backlog.max(1),
             kill_revoked_sessions: raw.auth.kill_revoked_sessions,
+            audit: match raw.audit.file.as_deref() {
+                None => crate::audit::AuditSink::Off,
+                Some(p) if p == Path::new("-") => crate::audit::AuditSink::Stdout,
+                Some(p) => crate::audit::AuditSink::File(p.to_path_buf()),
+            },
             admin_token,
         }),
         _ => Err(ConfigError::Invalid(problems)),

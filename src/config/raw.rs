@@ -28,6 +28,15 @@ pub struct RawConfig {
     pub admin: super::admission::RawAdmin,
     pub dns: super::dns::RawDns,
     pub reload: super::watch::RawReload,
+    pub audit: RawAudit,
+}
+
+/// The audit stream (see `audit`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawAudit {
+    /// JSON-lines file the audit events are appended to; "-" for stdout; unset = off.
+    pub file: Option<PathBuf>,
 }
 
 impl Default for RawListen {

@@ -144,6 +144,17 @@ impl Admit {
                 .auth_failures
                 .with_label_values(&[rejection.reason()])
                 .inc();
+            self.sessions.audit().emit(
+                "auth.denied",
+                serde_json::json!({
+                    "reason": rejection.reason(),
+                    "key_id": crate::audit::clean(cert.key_id(), 256),
+                    "serial": cert.serial(),
+                    "ca_fingerprint": cert.signature_key().fingerprint(russh::keys::HashAlg::Sha256).to_string(),
+                    "client": client.addr.to_string(),
+                    "target": target.host,
+                }),
+            );
             Denied::Certificate
         })?;
         let who = LoginContext {
@@ -186,10 +197,17 @@ impl Admit {
         token: &[u8],
     ) -> Result<TokenAdmitted, Rejection> {
         let result = self.admit_token_inner(client, token).await;
-        if let Err(r) = &result
-            && !matches!(r.reason, Reason::Route(_))
-        {
-            self.reject(client, r);
+        if let Err(r) = &result {
+            if !matches!(r.reason, Reason::Route(_)) {
+                self.reject(client, r);
+            }
+            self.sessions.audit().emit(
+                "token.denied",
+                serde_json::json!({
+                    "reason": r.reason.as_str(),
+                    "client": client.addr.to_string(),
+                }),
+            );
         }
         result
     }

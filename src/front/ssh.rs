@@ -170,6 +170,16 @@ impl EdgeSession {
             .and_then(|l| l.identity.force_command.clone())
     }
 
+    /// Records an opened channel in the audit stream (`to`: a forward's destination).
+    pub(super) fn audit_channel(&self, kind: &str, to: Option<String>) {
+        let id = self.open.as_ref().map(SessionGuard::id);
+        let mut event = serde_json::json!({ "session": id, "type": kind });
+        if let Some(to) = to {
+            event["to"] = crate::audit::clean(&to, 300).into();
+        }
+        self.admit.sessions.audit().emit("channel.open", event);
+    }
+
     fn reply(session: &mut Session, channel: ChannelId, ok: bool) -> Result<(), russh::Error> {
         if ok {
             session.channel_success(channel)
@@ -366,6 +376,7 @@ impl russh::server::Handler for EdgeSession {
             .await;
         if self.channels.contains_key(&id) {
             lock(&self.session_channels).push(id);
+            self.audit_channel("session", None);
         }
         Ok(())
     }
@@ -474,6 +485,13 @@ impl russh::server::Handler for EdgeSession {
         let command = self
             .forced_command()
             .map_or_else(|| data.to_vec(), String::into_bytes);
+        self.admit.sessions.audit().emit(
+            "exec",
+            serde_json::json!({
+                "session": self.open.as_ref().map(SessionGuard::id),
+                "command": crate::audit::clean(&String::from_utf8_lossy(&command), crate::audit::MAX_COMMAND),
+            }),
+        );
         let ok = self.forward(channel, BackendRequest::Exec(command)).await;
         Self::reply(session, channel, ok)
     }

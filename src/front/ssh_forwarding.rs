@@ -100,6 +100,7 @@ impl EdgeSession {
         );
         let opened = tokio::time::timeout(REQUEST_REPLY_TIMEOUT, open).await;
         let what = format!("forwarding to {host}:{port} from {}", login.target.host);
+        let id = channel.id();
         self.bridge_opened(
             opened,
             &what,
@@ -109,6 +110,9 @@ impl EdgeSession {
             session,
         )
         .await;
+        if self.channels.contains_key(&id) {
+            self.audit_channel("direct-tcpip", Some(format!("{host}:{port}")));
+        }
     }
 
     /// `ssh -R`: ask the backend to listen; returns whether it does (and sets a 0 port to the

@@ -173,6 +173,14 @@ pub fn parse_dns_server(addr: &str) -> Result<SocketAddr, TargetError> {
         })
 }
 
+/// Replicas found in DNS, in address order (DNS servers rotate their answers) without
+/// repeats.
+fn sorted(mut found: Vec<SocketAddr>) -> Vec<Target> {
+    found.sort();
+    found.dedup();
+    found.into_iter().map(Target::at).collect()
+}
+
 /// `targets` without repeats, in their first order.
 pub fn dedup(targets: Vec<Target>) -> Vec<Target> {
     let mut seen = std::collections::HashSet::new();
@@ -237,7 +245,7 @@ async fn addresses(
     host: &str,
     port: u16,
     timeout: Duration,
-) -> Result<Vec<Target>, TargetError> {
+) -> Result<Vec<SocketAddr>, TargetError> {
     let lookup = tokio::time::timeout(timeout, resolver.lookup_ip(host))
         .await
         .map_err(|_| TargetError::Timeout {
@@ -245,17 +253,14 @@ async fn addresses(
             secs: timeout.as_secs(),
         })?
         .map_err(|e| lookup_error(host, "A/AAAA", &e))?;
-    let targets: Vec<_> = lookup
-        .iter()
-        .map(|ip| Target::at(SocketAddr::new(ip, port)))
-        .collect();
-    if targets.is_empty() {
+    let found: Vec<_> = lookup.iter().map(|ip| SocketAddr::new(ip, port)).collect();
+    if found.is_empty() {
         return Err(TargetError::NotFound {
             name: host.to_string(),
             kind: "A/AAAA",
         });
     }
-    Ok(targets)
+    Ok(found)
 }
 
 /// The replicas `spec` names. An SRV target that does not resolve is a replica that cannot
@@ -270,7 +275,7 @@ pub async fn resolve(
         ReplicasSpec::Host { host, port } => {
             let resolver = build_resolver(dns_servers, timeout)?;
             Ok((
-                dedup(addresses(&resolver, host, *port, timeout).await?),
+                sorted(addresses(&resolver, host, *port, timeout).await?),
                 Vec::new(),
             ))
         }
@@ -287,9 +292,8 @@ pub async fn resolve(
                 .answers()
                 .iter()
                 .filter_map(|r| match &r.data {
+                    // Every target is a replica to ask: priority and weight do not matter.
                     RData::SRV(srv) => Some((
-                        srv.priority,
-                        std::cmp::Reverse(srv.weight),
                         srv.target
                             .to_ascii()
                             .trim_end_matches('.')
@@ -310,11 +314,11 @@ pub async fn resolve(
             let answers = futures::future::join_all(
                 records
                     .iter()
-                    .map(|(_, _, host, port)| addresses(&resolver, host, *port, timeout)),
+                    .map(|(host, port)| addresses(&resolver, host, *port, timeout)),
             )
             .await;
             let (mut targets, mut failures) = (Vec::new(), Vec::new());
-            for ((_, _, host, port), answer) in records.iter().zip(answers) {
+            for ((host, port), answer) in records.iter().zip(answers) {
                 match answer {
                     Ok(found) => targets.extend(found),
                     Err(e) => failures.push(Failure {
@@ -325,7 +329,7 @@ pub async fn resolve(
                     }),
                 }
             }
-            Ok((dedup(targets), failures))
+            Ok((sorted(targets), failures))
         }
     }
 }
