@@ -266,6 +266,17 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
         &mut problems,
     );
     let admin_token = admission::load_admin_token(&raw.admin, &mut problems);
+    if let Some(file) = raw.audit.file.as_deref()
+        && file != Path::new("-")
+        && !file
+            .parent()
+            .is_some_and(|d| d.as_os_str().is_empty() || d.is_dir())
+    {
+        problems.push(format!(
+            "audit.file {}: its directory does not exist",
+            file.display()
+        ));
+    }
     let dns = dns::validate_dns(&raw.dns, &mut problems);
     let backend = validate_backend(&raw.backend, dns, &mut problems);
     let tokens = validate_tokens(raw, &mut problems);

@@ -153,11 +153,6 @@ pub enum SessionsError {
     NotATarget { replica: String, found: String },
     #[error("replica {replica}: no session {id} (it may have ended already)")]
     NoSuchSession { replica: String, id: u64 },
-    #[error("replica {replica}: {error}")]
-    Replica {
-        replica: String,
-        error: ReplicaError,
-    },
 }
 
 /// `/sessions?…` for `list` (pure).
@@ -344,7 +339,11 @@ async fn kill_one(
     reason: Option<&str>,
 ) -> Result<Merged, SessionsError> {
     let mut target = targets::parse_admin_url(replica)?;
-    if let Some((found, failures)) = resolve_targets(targets).await? {
+    if let Some((found, mut failures)) = resolve_targets(targets).await? {
+        if let Some(i) = failures.iter().position(|f| f.replica == target.replica) {
+            // Named in DNS, but its address could not be found.
+            return Ok(output::merge(Vec::new(), vec![failures.swap_remove(i)]));
+        }
         let names: Vec<&str> = found
             .iter()
             .map(|t| t.replica.as_str())
@@ -376,11 +375,8 @@ async fn kill_one(
             replica: target.replica,
             id,
         }),
-        Err(error) => Err(SessionsError::Replica {
-            replica: target.replica,
-            error,
-        }),
-        Ok(killed) => Ok(output::merge(vec![(target, Ok(killed))], Vec::new())),
+        // Unreachable: named like any other replica that did not answer.
+        answer => Ok(output::merge(vec![(target, answer)], Vec::new())),
     }
 }
 
@@ -612,6 +608,29 @@ mod tests {
         assert!(
             e.contains("replica 127.0.0.3:1 is not one of the replicas asked for (127.0.0.1:1, 127.0.0.2:1)"),
             "{e}"
+        );
+        // --id on a replica that does not answer: named, and the run is incomplete.
+        let args = parse(&[
+            "kill",
+            "--id",
+            "3",
+            "--replica",
+            "127.0.0.1:1",
+            "--timeout-secs",
+            "2",
+        ])
+        .unwrap();
+        let printed = execute(&args).await.unwrap();
+        assert!(!printed.complete);
+        assert!(
+            printed
+                .stderr
+                .contains("replica 127.0.0.1:1 unreachable: cannot connect"),
+            "{printed:?}"
+        );
+        assert_eq!(
+            printed.stdout,
+            "ended 0 sessions on 0 replicas; 1 replica unreachable\n"
         );
     }
 

@@ -1,12 +1,13 @@
 //! The real edge binary on a lab config (a real sshd behind it), with its log captured, and
 //! strict metric readers: a missing series fails the test instead of reading as 0.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ssh_edge::config::RawConfig;
-use ssh_edge::lab::{Lab, free_port, wait_for_port};
+use ssh_edge::lab::Lab;
 
 pub const JOB: &str = "abc1234";
 pub const USER: &str = "training-job-abc1234-0";
@@ -17,6 +18,10 @@ pub struct Door {
     pub tls: u16,
     pub ssh: u16,
     pub admin: u16,
+    /// The address every listener is bound to (127.0.0.1 unless `start_on` said otherwise).
+    pub ip: IpAddr,
+    /// The admin listener (on `ip` unless the adjustment moved it).
+    pub admin_addr: SocketAddr,
     pub ssh_config: PathBuf,
     pub user_key: PathBuf,
     log: PathBuf,
@@ -28,14 +33,27 @@ pub struct Door {
 impl Door {
     /// Starts `ssh-edge run` on a lab config the caller may adjust.
     pub fn start(adjust: impl FnOnce(&mut RawConfig, &Lab)) -> Door {
+        Door::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST), adjust)
+    }
+
+    /// As [`Door::start`], with the TLS, SSH and admin listeners on `ip` (another loopback
+    /// address, say 127.0.0.2; the backend sshd stays on 127.0.0.1). `adjust` may move the
+    /// admin listener (`raw.listen.admin`); `admin` and `admin_addr` follow it.
+    pub fn start_on(ip: IpAddr, adjust: impl FnOnce(&mut RawConfig, &Lab)) -> Door {
         let tmp = tempfile::tempdir().unwrap();
         let lab = Lab::create(&tmp.path().join("lab"), &[JOB]).unwrap();
-        let (tls, ssh, admin) = (free_port(), free_port(), free_port());
-        let mut raw = lab
-            .edge_config(&format!("127.0.0.1:{tls}"), &format!("127.0.0.1:{ssh}"))
-            .unwrap();
-        raw.listen.admin = Some(format!("127.0.0.1:{admin}"));
+        let (tls, ssh, admin) = (free_port_on(ip), free_port_on(ip), free_port_on(ip));
+        let at = |port| SocketAddr::new(ip, port).to_string();
+        let mut raw = lab.edge_config(&at(tls), &at(ssh)).unwrap();
+        raw.listen.admin = Some(at(admin));
         adjust(&mut raw, &lab);
+        let admin_addr = raw
+            .listen
+            .admin
+            .as_deref()
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+            .unwrap_or(SocketAddr::new(ip, admin));
+        let admin = admin_addr.port();
         let admin_token = raw
             .admin
             .bearer_token_file
@@ -52,7 +70,7 @@ impl Door {
             .spawn()
             .unwrap();
         assert!(
-            wait_for_port(ssh, Duration::from_secs(20)),
+            wait_for(SocketAddr::new(ip, ssh), Duration::from_secs(20)),
             "edge did not start"
         );
         let user_key = lab
@@ -78,12 +96,29 @@ impl Door {
             .map(|l| format!("{l}\n"))
             .collect();
         std::fs::write(&ssh_config, config).unwrap();
+        if ip != IpAddr::V4(Ipv4Addr::LOCALHOST) {
+            // The lab writes the client side for 127.0.0.1: the fronts are elsewhere here.
+            let host = SocketAddr::new(ip, 0).to_string();
+            let host = host.trim_end_matches(":0");
+            let config = std::fs::read_to_string(&ssh_config)
+                .unwrap()
+                .replace("--edge 127.0.0.1:", &format!("--edge {host}:"))
+                .replace("\nHost 127.0.0.1\n", &format!("\nHost {ip}\n"));
+            std::fs::write(&ssh_config, config).unwrap();
+            let known = lab.path("known_hosts");
+            let hosts = std::fs::read_to_string(&known)
+                .unwrap()
+                .replace("[127.0.0.1]:", &format!("[{ip}]:"));
+            std::fs::write(&known, hosts).unwrap();
+        }
         Door {
             child,
             lab,
             tls,
             ssh,
             admin,
+            ip,
+            admin_addr,
             ssh_config,
             user_key,
             log,
@@ -102,7 +137,7 @@ impl Door {
     }
 
     pub fn metrics(&self) -> String {
-        http_get(self.admin, "/metrics", self.admin_token.as_deref())
+        http_get_at(self.admin_addr, "/metrics", self.admin_token.as_deref())
     }
 
     /// The value of one series, e.g. `ssh_edge_logins_total{front="ssh"}`; the series must
@@ -132,8 +167,8 @@ impl Door {
         }
     }
 
-    /// `ssh` with the door's config and `key`, plus `extra` arguments, then `USER@127.0.0.1`
-    /// and `command`; bounded in time.
+    /// `ssh` with the door's config and `key`, plus `extra` arguments, then `USER@<ip>` (front
+    /// C) and `command`; bounded in time.
     pub fn ssh(&self, key: &Path, extra: &[&str], command: &str) -> Output {
         let mut cmd = Command::new("ssh");
         cmd.arg("-F")
@@ -144,7 +179,7 @@ impl Door {
             .arg("-o")
             .arg(format!("CertificateFile={}-cert.pub", key.display()))
             .args(extra)
-            .arg(format!("{USER}@127.0.0.1"))
+            .arg(format!("{USER}@{}", self.ip))
             .arg(command);
         run_with_timeout(&mut cmd, Duration::from_secs(60))
     }
@@ -201,10 +236,35 @@ pub fn metric_in(text: &str, series: &str) -> Option<u64> {
     })
 }
 
-/// One HTTP/1.1 GET; the whole response (status line, headers, body).
+/// A port nobody listens on at `ip` just now.
+pub fn free_port_on(ip: IpAddr) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// Waits until something accepts connections at `addr`, at most `timeout`.
+pub fn wait_for(addr: SocketAddr, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// One HTTP/1.1 GET to 127.0.0.1:`port`; the whole response (status line, headers, body).
 pub fn http_get(port: u16, path: &str, token: Option<&str>) -> String {
+    http_get_at(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), path, token)
+}
+
+/// One HTTP/1.1 GET to `addr`; the whole response.
+pub fn http_get_at(addr: SocketAddr, path: &str, token: Option<&str>) -> String {
     use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
         return String::new();
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
