@@ -432,10 +432,16 @@ async fn serve(config: config::EdgeConfig, path: Option<PathBuf>) -> anyhow::Res
     if edge.wait_drained(drain_timeout).await {
         tracing::info!("drained, stopping");
     } else {
-        tracing::warn!(
-            open_sessions = edge.sessions.count(),
-            "drain timeout, stopping with sessions open"
+        // Tell the users still on: their clients print this and can reconnect elsewhere.
+        let ended = edge.sessions.end_all(
+            "drain",
+            "session ended: this edge is shutting down; reconnect to reach another",
         );
+        tracing::warn!(
+            open_sessions = ended,
+            "drain timeout, ending the sessions still open"
+        );
+        let _ = edge.wait_drained(Duration::from_secs(2)).await;
     }
     Ok(())
 }

@@ -46,6 +46,10 @@ pub struct SessionInfo {
     /// the raw stream on front B).
     pub bytes_up: u64,
     pub bytes_down: u64,
+    /// Unix seconds of the last byte either way (sampled every second); `started` until then.
+    pub last_activity: u64,
+    /// Open channels the client opened, by type (`session`, `direct-tcpip`).
+    pub channels: std::collections::BTreeMap<String, u32>,
 }
 
 /// A session's byte counts, added to on the hot path (see `bytes_count`).
@@ -53,9 +57,31 @@ pub struct SessionInfo {
 pub struct SessionBytes {
     pub up: Arc<AtomicU64>,
     pub down: Arc<AtomicU64>,
+    channels: std::sync::Mutex<std::collections::BTreeMap<&'static str, u32>>,
 }
 
 impl SessionBytes {
+    fn channels(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<&'static str, u32>> {
+        self.channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A channel of `kind` opened (once per channel, not per packet).
+    pub fn channel_opened(&self, kind: &'static str) {
+        *self.channels().entry(kind).or_default() += 1;
+    }
+
+    pub fn channel_closed(&self, kind: &'static str) {
+        let mut channels = self.channels();
+        if let Some(n) = channels.get_mut(kind) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                channels.remove(kind);
+            }
+        }
+    }
+
     pub fn total(&self) -> u64 {
         self.up.load(Ordering::Relaxed) + self.down.load(Ordering::Relaxed)
     }
@@ -69,6 +95,8 @@ pub struct Selector {
     /// The workload host (full name, or its first label).
     pub workload: Option<String>,
     pub remote: Option<String>,
+    /// Front B: the token's subject.
+    pub sub: Option<String>,
 }
 
 impl Selector {
@@ -87,6 +115,10 @@ impl Selector {
             .is_none_or(|k| s.key_id.as_deref() == Some(k))
             && self.serial.is_none_or(|n| s.serial == Some(n))
             && self.remote.as_deref().is_none_or(|r| s.remote == r)
+            && self
+                .sub
+                .as_deref()
+                .is_none_or(|u| s.sub.as_deref() == Some(u))
             && workload_ok
     }
 }
@@ -99,6 +131,9 @@ struct Entry {
     ended_by: Option<&'static str>,
     bytes: Arc<SessionBytes>,
     opened: std::time::Instant,
+    /// The byte total at the last activity sample, and when it last changed (Unix seconds).
+    sampled_total: AtomicU64,
+    last_activity: AtomicU64,
 }
 
 impl Entry {
@@ -106,12 +141,29 @@ impl Entry {
         let mut info = self.info.clone();
         info.bytes_up = self.bytes.up.load(Ordering::Relaxed);
         info.bytes_down = self.bytes.down.load(Ordering::Relaxed);
+        info.last_activity = self.last_activity.load(Ordering::Relaxed);
+        info.channels = self
+            .bytes
+            .channels()
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
         info
     }
 }
 
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// End reasons of `ssh_edge_sessions_ended_total`, all exported from the start.
-pub const END_REASONS: [&str; 6] = [
+pub const END_REASONS: [&str; 9] = [
+    "client",
+    "backend",
+    "drain",
     "closed",
     "killed",
     "revoked",
@@ -146,6 +198,16 @@ impl SessionGuard {
     /// The session's byte counts, for the forwarding path to add to.
     pub fn bytes(&self) -> &Arc<SessionBytes> {
         &self.bytes
+    }
+
+    /// Why the session ended, when it ends by itself (`client`, `backend`); an end the edge
+    /// decided (kill, lifetime) keeps its own reason.
+    pub fn set_end_reason(&self, label: &'static str) {
+        if let Some(mut e) = self.sessions.entries.get_mut(&self.id)
+            && e.ended_by.is_none()
+        {
+            e.ended_by = Some(label);
+        }
     }
 
     /// Ends the session from inside (a lifetime ran out), counted under `label`.
@@ -283,14 +345,43 @@ impl Sessions {
                 ended.with_label_values(&[reason]);
             }
         }
-        Arc::new(Self {
+        let sessions = Arc::new(Self {
             gauge,
             ended,
             audit,
             open: watch::Sender::new(0),
             entries: DashMap::new(),
             next_id: AtomicU64::new(1),
-        })
+        });
+        // Last activity, sampled once a second (nothing per packet); ends with the registry.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let weak = Arc::downgrade(&sessions);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    let Some(sessions) = weak.upgrade() else {
+                        return;
+                    };
+                    let now = unix_now();
+                    for e in sessions.entries.iter() {
+                        let total = e.bytes.total();
+                        if e.sampled_total.swap(total, Ordering::Relaxed) != total {
+                            e.last_activity.store(now, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+        sessions
+    }
+
+    /// Ends every open session (the edge is stopping): returns how many.
+    pub fn end_all(&self, label: &'static str, message: &str) -> usize {
+        let ids: Vec<u64> = self.entries.iter().map(|e| *e.key()).collect();
+        ids.into_iter()
+            .filter(|id| self.end(*id, label, message))
+            .count()
     }
 
     /// Registers a session (its id and start time are filled in) until the guard drops.
@@ -317,6 +408,8 @@ impl Sessions {
                 ended_by: None,
                 bytes: bytes.clone(),
                 opened: std::time::Instant::now(),
+                sampled_total: AtomicU64::new(0),
+                last_activity: AtomicU64::new(unix_now()),
             },
         );
         self.gauge.inc();

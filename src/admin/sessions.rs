@@ -37,10 +37,11 @@ fn parse_query(query: &str) -> Result<(Selector, Option<String>), String> {
             }
             "workload" => selector.workload = Some(v.into_owned()),
             "remote" => selector.remote = Some(v.into_owned()),
+            "sub" => selector.sub = Some(v.into_owned()),
             "reason" => reason = Some(crate::text::escape_untrusted(&v, 200)),
             other => {
                 return Err(format!(
-                    "unknown parameter \"{}\"; expected key_id, serial, workload, remote, reason",
+                    "unknown parameter \"{}\"; expected key_id, serial, workload, remote, sub, reason",
                     crate::text::escape_untrusted(other, 40)
                 ));
             }
@@ -64,7 +65,7 @@ pub fn route(sessions: &Sessions, method: &str, target: &str) -> Option<Response
         }
         ("POST", "/kill") if selector.is_empty() => error(
             "400 Bad Request",
-            "say which sessions: key_id, serial, workload and/or remote",
+            "say which sessions: key_id, serial, workload, remote and/or sub",
         ),
         ("POST", "/kill") => {
             let killed = sessions.kill_matching(&selector, &reason, &format!("POST {target}"));

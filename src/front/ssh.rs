@@ -92,6 +92,8 @@ pub struct EdgeSession {
     open: Option<SessionGuard>,
     /// The bridge settings of this session's channels (counting into its byte counts).
     bridge: BridgeSettings,
+    /// Types of the channels the client opened, for the registry's counts.
+    channel_kinds: HashMap<ChannelId, &'static str>,
     /// Open session channels (shells, execs): where lifetime warnings go, as stderr.
     session_channels: Arc<std::sync::Mutex<Vec<ChannelId>>>,
     ticket: Ticket,
@@ -118,6 +120,7 @@ impl EdgeSession {
             open: None,
             bridge: bridge_settings,
             session_channels: Arc::default(),
+            channel_kinds: HashMap::new(),
             ticket,
         }
     }
@@ -170,6 +173,14 @@ impl EdgeSession {
             .and_then(|l| l.identity.force_command.clone())
     }
 
+    /// Counts a channel the client opened in the session's registry entry.
+    pub(super) fn channel_opened(&mut self, id: ChannelId, kind: &'static str) {
+        if let Some(open) = &self.open {
+            open.bytes().channel_opened(kind);
+            self.channel_kinds.insert(id, kind);
+        }
+    }
+
     /// Records an opened channel in the audit stream (`to`: a forward's destination).
     pub(super) fn audit_channel(&self, kind: &str, to: Option<String>) {
         let id = self.open.as_ref().map(SessionGuard::id);
@@ -191,6 +202,13 @@ impl EdgeSession {
 
 impl Drop for EdgeSession {
     fn drop(&mut self) {
+        if let (Some(open), Some(login)) = (&self.open, &self.login) {
+            open.set_end_reason(if login.upstream.handle().is_closed() {
+                "backend"
+            } else {
+                "client"
+            });
+        }
         if let Some(login) = &self.login {
             info!(client = %self.client.addr, target = %login.target.host, key_id = %login.identity.key_id,
                 serial = login.identity.serial, "session closed");
@@ -376,6 +394,7 @@ impl russh::server::Handler for EdgeSession {
             .await;
         if self.channels.contains_key(&id) {
             lock(&self.session_channels).push(id);
+            self.channel_opened(id, "session");
             self.audit_channel("session", None);
         }
         Ok(())
@@ -411,6 +430,9 @@ impl russh::server::Handler for EdgeSession {
     ) -> Result<(), Self::Error> {
         self.channels.remove(&channel);
         lock(&self.session_channels).retain(|c| *c != channel);
+        if let (Some(kind), Some(open)) = (self.channel_kinds.remove(&channel), &self.open) {
+            open.bytes().channel_closed(kind);
+        }
         Ok(())
     }
 

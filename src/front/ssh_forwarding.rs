@@ -111,6 +111,7 @@ impl EdgeSession {
         )
         .await;
         if self.channels.contains_key(&id) {
+            self.channel_opened(id, "direct-tcpip");
             self.audit_channel("direct-tcpip", Some(format!("{host}:{port}")));
         }
     }

@@ -203,3 +203,44 @@ fn a_reload_that_revokes_a_certificate_ends_its_open_sessions() {
     assert!(bystander.try_wait().unwrap().is_none());
     let _ = bystander.kill();
 }
+
+#[test]
+fn the_registry_shows_channels_and_activity_and_ends_are_counted_by_cause() {
+    let door = Door::start(|raw, _| raw.listen.drain_timeout_secs = 1);
+    // A finished command: the client ended it.
+    let out = door.ssh(&door.user_key, &[], "echo hi");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    door.wait_metric(
+        "ssh_edge_sessions_ended_total{reason=\"client\"}",
+        Duration::from_secs(20),
+        |n| n == 1,
+    );
+    // A live one: its session channel is listed, its activity noted.
+    let child = long_session(&door, &door.user_key, false);
+    door.wait_metric("ssh_edge_sessions_active", Duration::from_secs(20), |n| {
+        n == 1
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let s = loop {
+        let s = sessions(&door, "").remove(0);
+        if s["channels"]["session"] == 1 {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "channel never listed: {s}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(s["last_activity"].as_u64().unwrap() >= s["started"].as_u64().unwrap());
+    // SIGTERM with a 1 s drain: the session still open is told why it ends.
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &door.pid().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let err = ended(child);
+    assert!(
+        err.contains("ssh-edge: session ended: this edge is shutting down; reconnect"),
+        "{err}"
+    );
+}

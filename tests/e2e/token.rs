@@ -416,3 +416,60 @@ fn an_administrator_can_end_a_passthrough_session() {
     assert_ne!(out.status.code(), Some(0));
     assert!(w.metric("ssh_edge_sessions_ended_total{reason=\"killed\"}") >= 1);
 }
+
+#[test]
+fn passthrough_sessions_can_be_ended_by_token_subject() {
+    let w = World::start();
+    let token = w
+        .lab
+        .mint_token("default", HOST, Duration::from_secs(600))
+        .unwrap();
+    let token_file = w.lab.path("sub-token");
+    std::fs::write(&token_file, &token).unwrap();
+    let proxy = format!(
+        "{} connect --edge localhost:{} --ca-file {} --token-file {} %h",
+        env!("CARGO_BIN_EXE_ssh-edge"),
+        w.tls_port,
+        w.lab.path("tls-ca.pem").display(),
+        token_file.display()
+    );
+    let mut args = w.passthrough_ssh_args(&proxy, &w.user_key);
+    args.extend([HOST.to_string(), "sleep 60; echo finished".to_string()]);
+    let mut child = Command::new("ssh")
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let sub = loop {
+        let list = w.admin_get("/sessions");
+        if let Some(rest) = list.split("\"sub\":\"").nth(1) {
+            break rest.split('"').next().unwrap().to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "never listed: {list}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let query: String = url_encode(&sub);
+    let killed = w.admin_request("POST", &format!("/sessions/kill?sub={query}"));
+    assert!(killed.contains("\"front\":\"token\""), "{killed}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session did not end"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!stdout(&child.wait_with_output().unwrap()).contains("finished"));
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
