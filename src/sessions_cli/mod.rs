@@ -50,7 +50,7 @@ pub enum Action {
         #[command(flatten)]
         targets: TargetArgs,
         /// The session id (as `list` shows it) on the replica named by --replica.
-        #[arg(long, requires = "replica", conflicts_with_all = ["workload", "key_id", "serial", "remote"])]
+        #[arg(long, requires = "replica", conflicts_with_all = ["workload", "key_id", "serial", "remote", "sub"])]
         id: Option<u64>,
         /// The replica holding --id, as `list` names it: HOST:PORT or http://HOST:PORT.
         #[arg(long, requires = "id", value_name = "HOST:PORT")]
@@ -106,6 +106,9 @@ pub struct FilterArgs {
     /// Remote (tenant) name.
     #[arg(long)]
     pub remote: Option<String>,
+    /// Token subject (front B, where the edge sees no certificate).
+    #[arg(long)]
+    pub sub: Option<String>,
 }
 
 impl FilterArgs {
@@ -127,6 +130,9 @@ impl FilterArgs {
         if let Some(r) = &self.remote {
             pairs.push(("remote", r.clone()));
         }
+        if let Some(u) = &self.sub {
+            pairs.push(("sub", u.clone()));
+        }
         pairs
     }
 }
@@ -144,7 +150,7 @@ pub enum SessionsError {
     #[error("token file {path}: {reason}")]
     TokenFile { path: String, reason: String },
     #[error(
-        "say which sessions to end: --id N --replica HOST:PORT, or --key-id, --serial, --workload and/or --remote"
+        "say which sessions to end: --id N --replica HOST:PORT, or --key-id, --serial, --workload, --remote and/or --sub"
     )]
     NoSelector,
     #[error(
@@ -470,6 +476,7 @@ mod tests {
             key_id: Some("alice@example.com&admin=1".into()),
             serial: Some(42),
             remote: Some("tenant b".into()),
+            sub: None,
         };
         assert_eq!(
             list_path(&filter),
