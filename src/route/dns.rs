@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
@@ -102,37 +102,39 @@ pub struct BackendResolver {
     metrics: Arc<Metrics>,
 }
 
+/// A hickory resolver builder for `nameservers` (UDP and TCP, each on its own port), or for
+/// the system's `/etc/resolv.conf` when the list is empty. Shared with `ssh-edge sessions`.
+pub fn resolver_builder(
+    nameservers: &[SocketAddr],
+) -> Result<hickory_resolver::ResolverBuilder<TokioRuntimeProvider>, String> {
+    if nameservers.is_empty() {
+        return TokioResolver::builder_tokio()
+            .map_err(|e| format!("reading /etc/resolv.conf: {e}"));
+    }
+    let servers = nameservers
+        .iter()
+        .map(|ns| {
+            let mut server = NameServerConfig::udp_and_tcp(ns.ip());
+            for c in &mut server.connections {
+                c.port = ns.port();
+            }
+            server
+        })
+        .collect();
+    Ok(Resolver::builder_with_config(
+        ResolverConfig::from_name_servers(servers),
+        TokioRuntimeProvider::default(),
+    ))
+}
+
 fn build_resolver(settings: &DnsSettings) -> Result<TokioResolver, String> {
-    let mut builder = if settings.nameservers.is_empty() {
-        TokioResolver::builder_tokio().map_err(|e| format!("reading /etc/resolv.conf: {e}"))?
-    } else {
-        let servers = settings
-            .nameservers
-            .iter()
-            .map(|ns| {
-                let mut server = NameServerConfig::udp_and_tcp(ns.ip());
-                for c in &mut server.connections {
-                    *c = with_port(c.clone(), ns.port());
-                }
-                server
-            })
-            .collect();
-        Resolver::builder_with_config(
-            ResolverConfig::from_name_servers(servers),
-            TokioRuntimeProvider::default(),
-        )
-    };
+    let mut builder = resolver_builder(&settings.nameservers)?;
     let options = builder.options_mut();
     options.timeout = settings.timeout;
     options.attempts = settings.attempts;
     // One cache, the edge's (TTL cap, negative cache, stale answers on failure).
     options.cache_size = 0;
     builder.build().map_err(|e| e.to_string())
-}
-
-fn with_port(mut c: ConnectionConfig, port: u16) -> ConnectionConfig {
-    c.port = port;
-    c
 }
 
 impl BackendResolver {

@@ -5,10 +5,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::LookupIpStrategy;
 use hickory_resolver::proto::rr::{RData, RecordType};
-use hickory_resolver::{Resolver, TokioResolver};
 
 use super::http::ReplicaError;
 use crate::text::escape_untrusted;
@@ -191,26 +190,8 @@ pub fn dedup(targets: Vec<Target>) -> Vec<Target> {
 }
 
 fn build_resolver(servers: &[SocketAddr], timeout: Duration) -> Result<TokioResolver, TargetError> {
-    let mut builder = if servers.is_empty() {
-        TokioResolver::builder_tokio().map_err(|e| TargetError::Resolver {
-            reason: format!("reading /etc/resolv.conf: {e}"),
-        })?
-    } else {
-        let servers = servers
-            .iter()
-            .map(|ns| {
-                let mut server = NameServerConfig::udp_and_tcp(ns.ip());
-                for c in &mut server.connections {
-                    c.port = ns.port();
-                }
-                server
-            })
-            .collect();
-        Resolver::builder_with_config(
-            ResolverConfig::from_name_servers(servers),
-            TokioRuntimeProvider::default(),
-        )
-    };
+    let mut builder = crate::route::dns::resolver_builder(servers)
+        .map_err(|reason| TargetError::Resolver { reason })?;
     let options = builder.options_mut();
     // Two tries within the caller's timeout.
     options.timeout = (timeout / 2).max(Duration::from_millis(200));

@@ -366,14 +366,14 @@ fn the_helpers_insecure_switch_speaks_the_preamble_on_plain_tcp() {
     assert!(w.metric("ssh_edge_connections_total{listener=\"token_plain\"}") >= 1);
 }
 
-#[test]
-fn an_administrator_can_end_a_passthrough_session() {
-    let w = World::start();
+/// `ssh … 'sleep 60; echo finished'` through front B (`ssh-edge connect --token-file`), left
+/// running.
+fn long_passthrough_session(w: &World) -> std::process::Child {
     let token = w
         .lab
         .mint_token("default", HOST, Duration::from_secs(600))
         .unwrap();
-    let token_file = w.lab.path("kill-token");
+    let token_file = w.lab.path("long-token");
     std::fs::write(&token_file, &token).unwrap();
     let proxy = format!(
         "{} connect --edge localhost:{} --ca-file {} --token-file {} %h",
@@ -384,13 +384,19 @@ fn an_administrator_can_end_a_passthrough_session() {
     );
     let mut args = w.passthrough_ssh_args(&proxy, &w.user_key);
     args.extend([HOST.to_string(), "sleep 60; echo finished".to_string()]);
-    let mut child = Command::new("ssh")
+    Command::new("ssh")
         .args(&args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn an_administrator_can_end_a_passthrough_session() {
+    let w = World::start();
+    let mut child = long_passthrough_session(&w);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let listed = loop {
         let list = w.admin_get("/sessions?workload=training-job-abc1234-0");
@@ -420,28 +426,7 @@ fn an_administrator_can_end_a_passthrough_session() {
 #[test]
 fn passthrough_sessions_can_be_ended_by_token_subject() {
     let w = World::start();
-    let token = w
-        .lab
-        .mint_token("default", HOST, Duration::from_secs(600))
-        .unwrap();
-    let token_file = w.lab.path("sub-token");
-    std::fs::write(&token_file, &token).unwrap();
-    let proxy = format!(
-        "{} connect --edge localhost:{} --ca-file {} --token-file {} %h",
-        env!("CARGO_BIN_EXE_ssh-edge"),
-        w.tls_port,
-        w.lab.path("tls-ca.pem").display(),
-        token_file.display()
-    );
-    let mut args = w.passthrough_ssh_args(&proxy, &w.user_key);
-    args.extend([HOST.to_string(), "sleep 60; echo finished".to_string()]);
-    let mut child = Command::new("ssh")
-        .args(&args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = long_passthrough_session(&w);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let sub = loop {
         let list = w.admin_get("/sessions");
