@@ -28,9 +28,10 @@ fn a_maximum_session_time_warns_then_ends_the_session() {
         "ssh-edge: session ended: the maximum session time of 4 s was reached",
     );
     assert!(warned < ended, "{err}");
-    assert_eq!(
-        door.metric("ssh_edge_sessions_ended_total{reason=\"max_duration\"}"),
-        1
+    door.wait_metric(
+        "ssh_edge_sessions_ended_total{reason=\"max_duration\"}",
+        std::time::Duration::from_secs(20),
+        |n| n == 1,
     );
 }
 
@@ -56,9 +57,10 @@ fn an_idle_session_ends_and_a_busy_one_does_not() {
     let out = door.ssh(&door.user_key, &[], "sleep 30; echo finished");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("finished"));
     at(&stderr_of(&out), "ssh-edge: session ended: idle for 2 s");
-    assert_eq!(
-        door.metric("ssh_edge_sessions_ended_total{reason=\"idle\"}"),
-        1
+    door.wait_metric(
+        "ssh_edge_sessions_ended_total{reason=\"idle\"}",
+        std::time::Duration::from_secs(20),
+        |n| n == 1,
     );
 }
 
@@ -75,9 +77,10 @@ fn a_session_ends_when_its_certificate_expires() {
         "ssh-edge: session ended: your certificate expired at ",
     );
     assert!(warned < ended, "{err}");
-    assert_eq!(
-        door.metric("ssh_edge_sessions_ended_total{reason=\"cert_expiry\"}"),
-        1
+    door.wait_metric(
+        "ssh_edge_sessions_ended_total{reason=\"cert_expiry\"}",
+        std::time::Duration::from_secs(20),
+        |n| n == 1,
     );
     // Turned off, the same kind of certificate keeps its session.
     let door = Door::start(|raw, _| {

@@ -420,7 +420,15 @@ fn an_administrator_can_end_a_passthrough_session() {
     let out = child.wait_with_output().unwrap();
     assert!(!stdout(&out).contains("finished"));
     assert_ne!(out.status.code(), Some(0));
-    assert!(w.metric("ssh_edge_sessions_ended_total{reason=\"killed\"}") >= 1);
+    // The edge counts the end just after the sockets close.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while w.metric("ssh_edge_sessions_ended_total{reason=\"killed\"}") < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the kill was not counted"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
