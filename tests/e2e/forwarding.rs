@@ -370,7 +370,25 @@ fn remote_forwarding_can_be_cancelled_on_a_live_connection() {
         Command::new("ssh").args(&args).arg(&dest).arg("true"),
         Duration::from_secs(60),
     );
-    assert!(out.status.success(), "{}", stderr(&out));
+    // Under heavy load OpenSSH's first mux client (the process that just backgrounded the
+    // ControlPersist master) now and then exits 255 without a word while the master and its
+    // session on the edge are fine; what this test needs is the live master, so ask it.
+    let master_up = out.status.success()
+        || run_with_timeout(
+            Command::new("ssh")
+                .args(&args)
+                .args(["-O", "check"])
+                .arg(&dest),
+            Duration::from_secs(30),
+        )
+        .status
+        .success();
+    assert!(
+        master_up,
+        "status {:?}: {}",
+        out.status.code(),
+        stderr(&out)
+    );
     let backend_port = ssh_edge::lab::free_port();
     let spec = format!("127.0.0.1:{backend_port}:127.0.0.1:{client_port}");
     let ctl = |op: &str| {
