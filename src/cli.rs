@@ -286,7 +286,7 @@ async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
         tracing::warn!("{warning}");
     }
     raise_open_files_limit();
-    serve(config, path).await
+    serve(config, path, raw.reload).await
 }
 
 /// What a reload cannot change: the sockets are bound once.
@@ -387,7 +387,11 @@ async fn watch_files(file: PathBuf, every: Duration, changed: tokio::sync::mpsc:
     }
 }
 
-async fn serve(config: config::EdgeConfig, path: Option<PathBuf>) -> anyhow::Result<()> {
+async fn serve(
+    config: config::EdgeConfig,
+    path: Option<PathBuf>,
+    watch: config::watch::RawReload,
+) -> anyhow::Result<()> {
     let listeners = Listeners::bind(&config).await?;
     warn_insecure(&config);
     let metrics = Arc::new(Metrics::new());
@@ -396,16 +400,10 @@ async fn serve(config: config::EdgeConfig, path: Option<PathBuf>) -> anyhow::Res
     let live = LiveEdge::new(Edge::new(config, metrics).context("TLS configuration")?);
     tracing::info!(tls = ?listeners.tls_addr(), ssh = ?listeners.ssh_addr(), admin = ?listeners.admin_addr(), "ssh-edge listening");
     tokio::spawn(live.clone().serve(listeners));
-    let watch = match &path {
-        Some(p) => config::load_raw(Some(p))
-            .ok()
-            .filter(|raw| raw.reload.watch)
-            .map(|raw| (p.clone(), raw.reload.watch_interval_secs.max(1))),
-        None => None,
-    };
     let (changed_tx, mut changed) = tokio::sync::mpsc::channel::<()>(1);
-    if let Some((file, secs)) = watch {
-        tokio::spawn(watch_files(file, Duration::from_secs(secs), changed_tx));
+    if let Some(file) = path.clone().filter(|_| watch.watch) {
+        let every = Duration::from_secs(watch.watch_interval_secs.max(1));
+        tokio::spawn(watch_files(file, every, changed_tx));
     }
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;

@@ -6,6 +6,9 @@
 #[path = "common/process.rs"]
 mod process;
 
+#[path = "common/children.rs"]
+mod children;
+
 #[path = "door/harness.rs"]
 mod harness;
 

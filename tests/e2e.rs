@@ -4,6 +4,9 @@
 #[path = "common/process.rs"]
 mod process;
 
+#[path = "common/children.rs"]
+mod children;
+
 #[path = "e2e/world.rs"]
 mod world;
 

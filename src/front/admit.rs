@@ -106,12 +106,10 @@ impl Admit {
         })
     }
 
-    fn route(&self, client: &Client, target: &Target) -> Result<Route, Rejection> {
-        self.routes.resolve(target).map_err(|e| {
-            let rejection = Rejection::new(Reason::Route(e.reason()), e.to_string());
-            self.reject(client, &rejection);
-            rejection
-        })
+    fn route(target: &Target, routes: &RouteTable) -> Result<Route, Rejection> {
+        routes
+            .resolve(target)
+            .map_err(|e| Rejection::new(Reason::Route(e.reason()), e.to_string()))
     }
 
     /// Terminating fronts: route → certificate policy → backend login.
@@ -121,9 +119,10 @@ impl Admit {
         target: Target,
         cert: &Certificate,
     ) -> Result<Admitted, Denied> {
-        let route = self
-            .route(client, &target)
-            .map_err(|r| Denied::Refused(r.detail))?;
+        let route = Self::route(&target, &self.routes).map_err(|r| {
+            self.reject(client, &r);
+            Denied::Refused(r.detail)
+        })?;
         let Some(policy) = self.remotes.get(target.remote_name()) else {
             return Err(Denied::Refused(format!(
                 "{}: remote \"{}\" has no certificate policy",
@@ -198,9 +197,7 @@ impl Admit {
     ) -> Result<TokenAdmitted, Rejection> {
         let result = self.admit_token_inner(client, token).await;
         if let Err(r) = &result {
-            if !matches!(r.reason, Reason::Route(_)) {
-                self.reject(client, r);
-            }
+            self.reject(client, r);
             self.sessions.audit().emit(
                 "token.denied",
                 serde_json::json!({
@@ -251,7 +248,7 @@ impl Admit {
                 ),
             ));
         }
-        let route = self.route(client, &target)?;
+        let route = Self::route(&target, &self.routes)?;
         info!(client = %client.addr, listener = client.listener.as_str(), target = %target.host, sub = %claims.sub, jti = %claims.jti,
             backend = %route.backend_addr, "token accepted");
         let backend = self

@@ -101,16 +101,7 @@ impl Reason {
 
     /// Drops that can come by the thousand: logged at debug, summed up at info.
     pub fn is_flood(self) -> bool {
-        matches!(
-            self,
-            Reason::ProxyUntrusted
-                | Reason::ProxyMissing
-                | Reason::ProxyMalformed
-                | Reason::PreauthFull
-                | Reason::PerSource
-                | Reason::Rate
-                | Reason::Grace
-        )
+        FLOOD_REASONS.contains(&self)
     }
 }
 

@@ -176,7 +176,7 @@ impl EdgeSession {
     /// Counts a channel the client opened in the session's registry entry.
     pub(super) fn channel_opened(&mut self, id: ChannelId, kind: &'static str) {
         if let Some(open) = &self.open {
-            open.bytes().channel_opened(kind);
+            open.stats().channel_opened(kind);
             self.channel_kinds.insert(id, kind);
         }
     }
@@ -303,11 +303,11 @@ impl russh::server::Handler for EdgeSession {
                         .await;
                 }
             });
-            self.bridge.up_bytes = self.bridge.up_bytes.for_session(open.bytes().up.clone());
+            self.bridge.up_bytes = self.bridge.up_bytes.for_session(open.stats().up.clone());
             self.bridge.down_bytes = self
                 .bridge
                 .down_bytes
-                .for_session(open.bytes().down.clone());
+                .for_session(open.stats().down.clone());
             // Lifetimes: idle, maximum time, certificate expiry; warnings go to stderr.
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -431,7 +431,7 @@ impl russh::server::Handler for EdgeSession {
         self.channels.remove(&channel);
         lock(&self.session_channels).retain(|c| *c != channel);
         if let (Some(kind), Some(open)) = (self.channel_kinds.remove(&channel), &self.open) {
-            open.bytes().channel_closed(kind);
+            open.stats().channel_closed(kind);
         }
         Ok(())
     }

@@ -130,9 +130,9 @@ impl TokenFront {
         let deadline = crate::route::lifetime::deadline(&lifetimes, None, 0);
         open.spawn_lifetimes(lifetimes, deadline, |_| {});
         let up = ByteCounter::new(metrics.splice_bytes.with_label_values(&["up"]))
-            .for_session(open.bytes().up.clone());
+            .for_session(open.stats().up.clone());
         let down = ByteCounter::new(metrics.splice_bytes.with_label_values(&["down"]))
-            .for_session(open.bytes().down.clone());
+            .for_session(open.stats().down.clone());
         // An administrator's kill closes both sockets (passthrough has no place for a message).
         let result = tokio::select! {
             r = splice(stream, admitted.backend, up, down) => r,

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{SessionBytes, Sessions};
+use super::{SessionStats, Sessions};
 use crate::route::lifetime::{Deadline, Lifetimes, human, warn_before, warning};
 
 pub(super) async fn enforce(
     (sessions, id): (Arc<Sessions>, u64),
-    bytes: Arc<SessionBytes>,
+    stats: Arc<SessionStats>,
     closed: impl std::future::Future<Output = Option<String>>,
     lifetimes: Lifetimes,
     deadline: Option<Deadline>,
@@ -18,7 +18,7 @@ pub(super) async fn enforce(
     use tokio::time::Instant;
     tokio::pin!(closed);
     let start = Instant::now();
-    let (mut last_total, mut last_change) = (bytes.total(), start);
+    let (mut last_total, mut last_change) = (stats.total(), start);
     let mut warned = false;
     let poll = lifetimes.idle.map_or(Duration::from_secs(3600), |i| {
         (i / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
@@ -26,7 +26,7 @@ pub(super) async fn enforce(
     loop {
         let now = Instant::now();
         if let Some(idle) = lifetimes.idle {
-            let total = bytes.total();
+            let total = stats.total();
             if total != last_total {
                 (last_total, last_change) = (total, now);
             } else if now.duration_since(last_change) >= idle {
@@ -83,7 +83,7 @@ mod tests {
         busy.spawn_lifetimes(l, None, |_| {});
         let (idle_end, busy_end) = (idle.killed(), busy.killed());
         for _ in 0..30 {
-            busy.bytes().up.fetch_add(1, Ordering::Relaxed);
+            busy.stats().up.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         assert_eq!(

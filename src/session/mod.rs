@@ -55,15 +55,16 @@ pub struct SessionInfo {
     pub channels: std::collections::BTreeMap<String, u32>,
 }
 
-/// A session's byte counts, added to on the hot path (see `bytes_count`).
+/// A session's counts: bytes (added to on the hot path, see `bytes_count`) and open
+/// channels by type (at open and close).
 #[derive(Debug, Default)]
-pub struct SessionBytes {
+pub struct SessionStats {
     pub up: Arc<AtomicU64>,
     pub down: Arc<AtomicU64>,
     channels: std::sync::Mutex<std::collections::BTreeMap<&'static str, u32>>,
 }
 
-impl SessionBytes {
+impl SessionStats {
     fn channels(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<&'static str, u32>> {
         self.channels
             .lock()
@@ -132,7 +133,7 @@ struct Entry {
     kill: watch::Sender<Option<String>>,
     /// Why it ended, for `ssh_edge_sessions_ended_total` (unset: the client or backend ended it).
     ended_by: Option<&'static str>,
-    bytes: Arc<SessionBytes>,
+    stats: Arc<SessionStats>,
     opened: std::time::Instant,
     /// The byte total at the last activity sample, and when it last changed (Unix seconds).
     sampled_total: AtomicU64,
@@ -142,11 +143,11 @@ struct Entry {
 impl Entry {
     fn snapshot(&self) -> SessionInfo {
         let mut info = self.info.clone();
-        info.bytes_up = self.bytes.up.load(Ordering::Relaxed);
-        info.bytes_down = self.bytes.down.load(Ordering::Relaxed);
+        info.bytes_up = self.stats.up.load(Ordering::Relaxed);
+        info.bytes_down = self.stats.down.load(Ordering::Relaxed);
         info.last_activity = self.last_activity.load(Ordering::Relaxed);
         info.channels = self
-            .bytes
+            .stats
             .channels()
             .iter()
             .map(|(k, v)| (k.to_string(), *v))
@@ -190,7 +191,7 @@ pub struct SessionGuard {
     sessions: Arc<Sessions>,
     id: u64,
     killed: watch::Receiver<Option<String>>,
-    bytes: Arc<SessionBytes>,
+    stats: Arc<SessionStats>,
 }
 
 impl SessionGuard {
@@ -198,9 +199,9 @@ impl SessionGuard {
         self.id
     }
 
-    /// The session's byte counts, for the forwarding path to add to.
-    pub fn bytes(&self) -> &Arc<SessionBytes> {
-        &self.bytes
+    /// The session's byte and channel counts, for the forwarding path to add to.
+    pub fn stats(&self) -> &Arc<SessionStats> {
+        &self.stats
     }
 
     /// Why the session ended, when it ends by itself (`client`, `backend`); an end the edge
@@ -231,9 +232,9 @@ impl SessionGuard {
             return;
         }
         let ender = (self.sessions.clone(), self.id);
-        let bytes = self.bytes.clone();
+        let stats = self.stats.clone();
         let closed = self.killed();
-        tokio::spawn(enforce(ender, bytes, closed, lifetimes, deadline, warn));
+        tokio::spawn(enforce(ender, stats, closed, lifetimes, deadline, warn));
     }
 
     /// Resolves with the message once the edge ends this session, or with `None` once
@@ -264,8 +265,8 @@ impl Drop for SessionGuard {
                 serde_json::json!({
                     "id": self.id,
                     "duration_ms": e.opened.elapsed().as_millis() as u64,
-                    "bytes_up": e.bytes.up.load(Ordering::Relaxed),
-                    "bytes_down": e.bytes.down.load(Ordering::Relaxed),
+                    "bytes_up": e.stats.up.load(Ordering::Relaxed),
+                    "bytes_down": e.stats.down.load(Ordering::Relaxed),
                     "reason": label,
                 }),
             );
@@ -315,7 +316,7 @@ impl Sessions {
                     };
                     let now = unix_now();
                     for e in sessions.entries.iter() {
-                        let total = e.bytes.total();
+                        let total = e.stats.total();
                         if e.sampled_total.swap(total, Ordering::Relaxed) != total {
                             e.last_activity.store(now, Ordering::Relaxed);
                         }
@@ -349,14 +350,14 @@ impl Sessions {
                 .emit("session.start", serde_json::Value::Object(fields));
         }
         let (kill, killed) = watch::channel(None);
-        let bytes = Arc::new(SessionBytes::default());
+        let stats = Arc::new(SessionStats::default());
         self.entries.insert(
             id,
             Entry {
                 info,
                 kill,
                 ended_by: None,
-                bytes: bytes.clone(),
+                stats: stats.clone(),
                 opened: std::time::Instant::now(),
                 sampled_total: AtomicU64::new(0),
                 last_activity: AtomicU64::new(unix_now()),
@@ -368,7 +369,7 @@ impl Sessions {
             sessions: self.clone(),
             id,
             killed,
-            bytes,
+            stats,
         }
     }
 

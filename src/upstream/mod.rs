@@ -135,10 +135,6 @@ impl Connector {
         }
     }
 
-    pub fn connect_timeout(&self) -> std::time::Duration {
-        self.settings.connect_timeout
-    }
-
     /// Backend connections kept for sharing (0 without multiplexing).
     pub fn pooled_connections(&self) -> usize {
         self.pool.as_ref().map_or(0, |p| p.len())

@@ -5,29 +5,19 @@
 //! that user's sessions on every replica and no one else's; a stopped replica is named as
 //! unreachable and the exit status says the answer is incomplete.
 
-use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Output};
+use std::time::Duration;
 
 use serde_json::Value;
 use ssh_edge::lab::free_port;
 
-use crate::harness::{Door, USER, run_with_timeout, text, wait_for};
+use crate::harness::{Door, run_with_timeout, text};
+use crate::sessions::{ended, long_session};
 
 /// Exit status of `ssh-edge sessions` when some replica did not answer.
 const INCOMPLETE: i32 = 3;
-
-/// Stops its process when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn loopback(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
@@ -45,75 +35,6 @@ fn port_free_on_all() -> u16 {
         }
     }
     panic!("no port free on 127.0.0.1, .2 and .3");
-}
-
-/// dnsmasq on 127.0.0.1:`port`, answering for `*.test` only.
-fn dnsmasq(dir: &Path, port: u16, records: &str) -> Running {
-    let conf = dir.join("dnsmasq.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "port={port}\nuser=root\nlisten-address=127.0.0.1\nbind-interfaces\nno-resolv\nno-hosts\n\
-             local=/test/\npid-file={}\n{records}",
-            dir.join("dnsmasq.pid").display()
-        ),
-    )
-    .unwrap();
-    let exe = ["/usr/sbin/dnsmasq", "dnsmasq"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .unwrap_or("dnsmasq");
-    let child = Command::new(exe)
-        .arg("--keep-in-foreground")
-        .arg(format!("--conf-file={}", conf.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dnsmasq runs (.ci/run installs dnsmasq-base)");
-    // dnsmasq listens on UDP and TCP: the TCP port says it is up.
-    assert!(
-        wait_for(SocketAddr::new(loopback(1), port), Duration::from_secs(20)),
-        "dnsmasq did not start"
-    );
-    Running(child)
-}
-
-/// `ssh … 'sleep 60; echo finished'` through `door`'s front C, left running.
-fn long_session(door: &Door, key: &Path) -> Child {
-    Command::new("ssh")
-        .arg("-F")
-        .arg(&door.ssh_config)
-        .args(["-o", "BatchMode=yes", "-i"])
-        .arg(key)
-        .arg("-o")
-        .arg(format!("CertificateFile={}-cert.pub", key.display()))
-        .arg(format!("{USER}@{}", door.ip))
-        .arg("sleep 60; echo finished")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Waits for `child` to exit (at most 20 s); its stderr. It must not have run to its end.
-fn ended(mut child: Child) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the session did not end");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let (mut out, mut err) = (String::new(), String::new());
-    let _ = child.stdout.take().unwrap().read_to_string(&mut out);
-    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-    assert!(
-        !out.contains("finished"),
-        "the session ran to its end: {out}"
-    );
-    err
 }
 
 fn wait_sessions(door: &Door, n: u64) {
@@ -209,7 +130,7 @@ fn sessions_are_listed_and_ended_on_every_replica_found_in_dns() {
 
     // DNS: the deployment's name has the three addresses; SRV records name each replica.
     let dns_port = free_port();
-    let _dns = dnsmasq(
+    let _dns = crate::children::start_dnsmasq(
         tmp.path(),
         dns_port,
         &format!(
@@ -228,8 +149,11 @@ fn sessions_are_listed_and_ended_on_every_replica_found_in_dns() {
 
     // One door-user session on each edge, one session of another user on edge 2.
     let other = doors[1].keygen_cert("other", &[]);
-    let mut users: Vec<Child> = doors.iter().map(|d| long_session(d, &d.user_key)).collect();
-    let bystander = long_session(&doors[1], &other);
+    let mut users: Vec<Child> = doors
+        .iter()
+        .map(|d| long_session(d, &d.user_key, false))
+        .collect();
+    let bystander = long_session(&doors[1], &other, false);
     for (door, n) in doors.iter().zip([1, 2, 1]) {
         wait_sessions(door, n);
     }

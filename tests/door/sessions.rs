@@ -28,7 +28,7 @@ fn body(response: &str) -> serde_json::Value {
 }
 
 /// `ssh … 'sleep 60'` through front C (or front A with `tls`), left running.
-fn long_session(door: &Door, key: &std::path::Path, tls: bool) -> Child {
+pub(crate) fn long_session(door: &Door, key: &std::path::Path, tls: bool) -> Child {
     let mut cmd = Command::new("ssh");
     cmd.arg("-F")
         .arg(&door.ssh_config)
@@ -39,7 +39,7 @@ fn long_session(door: &Door, key: &std::path::Path, tls: bool) -> Child {
     if tls {
         cmd.arg("training-job-abc1234-0.ssh.baseten.co");
     } else {
-        cmd.arg(format!("{USER}@127.0.0.1"));
+        cmd.arg(format!("{USER}@{}", door.ip));
     }
     cmd.arg("echo started; sleep 60; echo finished")
         .stdin(Stdio::null())
@@ -50,7 +50,7 @@ fn long_session(door: &Door, key: &std::path::Path, tls: bool) -> Child {
 }
 
 /// Waits for `child` to exit (at most 20 s); its stderr.
-fn ended(mut child: Child) -> String {
+pub(crate) fn ended(mut child: Child) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {

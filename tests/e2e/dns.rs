@@ -3,56 +3,27 @@
 //! and repeated logins within the TTL send one query.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ssh_edge::config::RawRoute;
 use ssh_edge::lab::{free_port, wait_for_port};
 
+use crate::children::Running;
 use crate::world::*;
 
-/// Stops its process when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// dnsmasq on 127.0.0.1:`port` answering for `*.test` only, logging each query.
+/// dnsmasq answering `records` for `*.test`, logging each query; returns the log's path.
 fn dnsmasq(dir: &Path, port: u16, records: &str) -> (Running, PathBuf) {
     let log = dir.join("dnsmasq.log");
-    let conf = dir.join("dnsmasq.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "port={port}\nuser=root\nlisten-address=127.0.0.1\nbind-interfaces\nno-resolv\nno-hosts\n\
-             no-negcache\nlocal=/test/\nlocal-ttl=10\nlog-queries\nlog-facility={}\n\
-             pid-file={}\n{records}",
-            log.display(),
-            dir.join("dnsmasq.pid").display()
+    let running = crate::children::start_dnsmasq(
+        dir,
+        port,
+        &format!(
+            "no-negcache\nlocal-ttl=10\nlog-queries\nlog-facility={}\n{records}",
+            log.display()
         ),
-    )
-    .unwrap();
-    let exe = ["/usr/sbin/dnsmasq", "dnsmasq"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .unwrap_or("dnsmasq");
-    let child = Command::new(exe)
-        .arg("--keep-in-foreground")
-        .arg(format!("--conf-file={}", conf.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dnsmasq runs (.ci/run installs dnsmasq-base)");
-    // dnsmasq listens on UDP and TCP: the TCP port says it is up.
-    assert!(
-        wait_for_port(port, Duration::from_secs(20)),
-        "dnsmasq did not start"
     );
-    (Running(child), log)
+    (running, log)
 }
 
 /// How many queries of `kind` for `name` dnsmasq logged.

@@ -3,22 +3,14 @@
 //! refused with a message saying which, and counted as a host-key failure.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ssh_edge::config::RawRoute;
 use ssh_edge::lab::{free_port, wait_for_port};
 
+use crate::children::Running;
 use crate::world::*;
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn keygen(args: &[&str]) {
     let out = Command::new("ssh-keygen").args(args).output().unwrap();
