@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use crate::admission::Admission;
 use crate::bridge::BridgeSettings;
 use crate::config::EdgeConfig;
+use crate::control_plane::ControlPlane;
 use crate::front::Fronts;
 use crate::front::admit::Admit;
 use crate::front::reject::{self, Listener};
@@ -109,6 +110,7 @@ impl Edge {
             Arc::new(tokio::sync::watch::Sender::new(false)),
             admission,
             sessions,
+            None,
         )
     }
 
@@ -122,6 +124,7 @@ impl Edge {
             self.draining.clone(),
             admission,
             self.sessions.clone(),
+            self.fronts.ssh.admit.control_plane.clone(),
         )
     }
 
@@ -131,6 +134,7 @@ impl Edge {
         draining: Arc<tokio::sync::watch::Sender<bool>>,
         admission: Arc<Admission>,
         sessions: Arc<Sessions>,
+        previous_control_plane: Option<Arc<ControlPlane>>,
     ) -> Result<Arc<Self>, rustls::Error> {
         let ssh = &config.ssh;
         let ssh_config = ServerConfig {
@@ -166,7 +170,17 @@ impl Edge {
             }),
             None => None,
         };
-        let connector = Connector::new(Arc::new(config.backend), &config.ssh, metrics.clone());
+        let connector = Arc::new(Connector::new(
+            Arc::new(config.backend),
+            &config.ssh,
+            metrics.clone(),
+        ));
+        // Unchanged settings keep the control plane, its cache and the wake-ups in progress.
+        let control_plane = match (config.control_plane, previous_control_plane) {
+            (None, _) => None,
+            (Some(settings), Some(previous)) if *previous.settings() == settings => Some(previous),
+            (Some(settings), _) => Some(ControlPlane::new(settings, metrics.clone())?),
+        };
         let bridge_settings = BridgeSettings {
             up_bytes: crate::bytes_count::ByteCounter::new(metrics.bytes("up")),
             down_bytes: crate::bytes_count::ByteCounter::new(metrics.bytes("down")),
@@ -179,6 +193,7 @@ impl Edge {
             remotes: config.remotes,
             tokens: config.tokens,
             connector,
+            control_plane,
             metrics: metrics.clone(),
             bridge_settings,
             sessions: sessions.clone(),

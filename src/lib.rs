@@ -38,6 +38,7 @@ pub mod bridge;
 pub mod bytes_count;
 pub mod config;
 pub mod connect;
+pub mod control_plane;
 pub mod edge;
 pub mod front;
 pub mod helper;

@@ -51,7 +51,26 @@ pub struct Metrics {
     pub dns_lookups: IntCounterVec,
     /// Time of lookups that went to the DNS server.
     pub dns_lookup_seconds: Histogram,
+    /// Workload wake-ups, by outcome (ready, failed, timeout): one per host, however many
+    /// logins waited.
+    pub activations: IntCounterVec,
+    /// Time from the start of a wake-up to the backend accepting connections.
+    pub activation_seconds: Histogram,
+    /// Control-plane lookups, by outcome (`CONTROL_PLANE_OUTCOMES`).
+    pub control_plane_requests: IntCounterVec,
+    /// Logins decided without the control plane, by `on_unavailable` (allow, deny).
+    pub control_plane_unavailable: IntCounterVec,
 }
+
+/// Outcomes of control-plane lookups: answered, served from the cache, or why not.
+pub const CONTROL_PLANE_OUTCOMES: [&str; 6] = [
+    "ok",
+    "cached",
+    "unreachable",
+    "timeout",
+    "http_error",
+    "bad_answer",
+];
 
 impl Metrics {
     pub fn new() -> Self {
@@ -183,6 +202,43 @@ impl Metrics {
         registry
             .register(Box::new(dns_lookup_seconds.clone()))
             .expect("unique metric name");
+        let activations = counter(
+            "ssh_edge_activations_total",
+            "Workload wake-ups, by outcome: ready, failed, timeout",
+            &["outcome"],
+        );
+        for outcome in ["ready", "failed", "timeout"] {
+            activations.with_label_values(&[outcome]);
+        }
+        let activation_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "ssh_edge_activation_seconds",
+                "Time from the start of a workload wake-up to its backend accepting connections",
+            )
+            .buckets(vec![
+                0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0,
+            ]),
+        )
+        .expect("static metric definition");
+        registry
+            .register(Box::new(activation_seconds.clone()))
+            .expect("unique metric name");
+        let control_plane_requests = counter(
+            "ssh_edge_control_plane_requests_total",
+            "Control-plane lookups, by outcome: ok, cached, unreachable, timeout, http_error, bad_answer",
+            &["outcome"],
+        );
+        for outcome in CONTROL_PLANE_OUTCOMES {
+            control_plane_requests.with_label_values(&[outcome]);
+        }
+        let control_plane_unavailable = counter(
+            "ssh_edge_control_plane_unavailable_total",
+            "Logins decided without the control plane (it did not answer), by on_unavailable: allow, deny",
+            &["decision"],
+        );
+        for decision in ["allow", "deny"] {
+            control_plane_unavailable.with_label_values(&[decision]);
+        }
         // Series with fixed label values exist from the start, so dashboards and alerts
         // see 0 rather than nothing (a missing series is not a zero).
         for listener in ["tls", "ssh", "token_plain"] {
@@ -251,6 +307,10 @@ impl Metrics {
             splice_bytes,
             dns_lookups,
             dns_lookup_seconds,
+            activations,
+            activation_seconds,
+            control_plane_requests,
+            control_plane_unavailable,
         }
     }
 

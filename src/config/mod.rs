@@ -5,6 +5,7 @@
 
 mod admission;
 mod backend;
+mod control_plane;
 mod dns;
 mod raw;
 pub mod watch;
@@ -21,6 +22,7 @@ use russh::keys::ssh_key::{Certificate, Fingerprint, PrivateKey};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 pub use admission::{RawAdmin, RawLimits, warnings};
+pub use control_plane::RawControlPlane;
 pub use dns::RawDns;
 pub use raw::*;
 
@@ -119,6 +121,8 @@ pub struct EdgeConfig {
     pub audit: crate::audit::AuditSink,
     /// Bearer token required on the admin endpoint (but /healthz, /readyz).
     pub admin_token: Option<String>,
+    /// `[control_plane]`, when a URL is set.
+    pub control_plane: Option<crate::control_plane::ControlPlaneSettings>,
 }
 
 /// Reads defaults, then `file` (if any), then `SSH_EDGE_*` variables (`__` separates levels,
@@ -279,6 +283,7 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
         ));
     }
     let dns = dns::validate_dns(&raw.dns, &mut problems);
+    let control_plane = control_plane::validate_control_plane(&raw.control_plane, &mut problems);
     let backend = backend::validate_backend(&raw.backend, dns, &mut problems);
     let tokens = validate_tokens(raw, &mut problems);
 
@@ -359,6 +364,7 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
                 Some(p) => crate::audit::AuditSink::File(p.to_path_buf()),
             },
             admin_token,
+            control_plane,
         }),
         _ => Err(ConfigError::Invalid(problems)),
     }

@@ -27,6 +27,7 @@ pub struct RawConfig {
     pub limits: super::admission::RawLimits,
     pub admin: super::admission::RawAdmin,
     pub dns: super::dns::RawDns,
+    pub control_plane: super::control_plane::RawControlPlane,
     pub reload: super::watch::RawReload,
     pub audit: RawAudit,
 }

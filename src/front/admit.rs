@@ -15,13 +15,15 @@ use tokio::net::TcpStream;
 use tracing::{info, warn};
 
 use super::reject::{self, Listener, Reason, Rejection};
+use crate::admission::Ticket;
 use crate::auth::cert_policy::{CertCheck, CertIdentity, CertPolicy, check_user_certificate};
 use crate::auth::token::{TokenClaims, TokenPolicy, verify_token};
 use crate::bridge::BridgeSettings;
+use crate::control_plane::{ControlPlane, GateOpen};
 use crate::hostname::{HostGrammar, Target};
 use crate::metrics::Metrics;
 use crate::route::{Forwarding, Route, RouteTable};
-use crate::session::Sessions;
+use crate::session::{Sessions, WorkloadExpiry};
 use crate::upstream::{Connector, LoginContext, Upstream};
 
 /// Who is asking: the client's address (from a trusted PROXY header, else the TCP peer) and
@@ -40,7 +42,9 @@ pub struct Admit {
     pub remotes: HashMap<String, Arc<CertPolicy>>,
     /// Token policy per remote (front B); remotes without token keys are absent.
     pub tokens: HashMap<String, Arc<TokenPolicy>>,
-    pub connector: Connector,
+    pub connector: Arc<Connector>,
+    /// `[control_plane]`: the workload gate before the backend is dialled.
+    pub control_plane: Option<Arc<ControlPlane>>,
     pub metrics: Arc<Metrics>,
     pub bridge_settings: BridgeSettings,
     /// Open sessions, across generations.
@@ -55,6 +59,8 @@ pub struct Admitted {
     pub upstream: Upstream,
     /// Forwarding allowed by the route, its remote and the certificate's extensions, all.
     pub forwarding: Forwarding,
+    /// What the control plane said (the workload's session expiry).
+    pub gate: GateOpen,
 }
 
 /// Why a certificate login was not admitted.
@@ -73,6 +79,14 @@ pub struct TokenAdmitted {
     pub target: Target,
     pub claims: TokenClaims,
     pub lifetimes: crate::route::lifetime::Lifetimes,
+    pub gate: GateOpen,
+}
+
+/// A login waiting for its workload: where progress lines go, and its admission ticket (the
+/// login grace stops applying once the certificate is accepted and the wait begins).
+pub struct Waiting<'a> {
+    pub progress: &'a (dyn Fn(String) + Send + Sync),
+    pub ticket: &'a Ticket,
 }
 
 fn now_unix() -> u64 {
@@ -118,6 +132,7 @@ impl Admit {
         client: &Client,
         target: Target,
         cert: &Certificate,
+        waiting: Waiting<'_>,
     ) -> Result<Admitted, Denied> {
         let route = Self::route(&target, &self.routes).map_err(|r| {
             self.reject(client, &r);
@@ -156,6 +171,10 @@ impl Admit {
             );
             Denied::Certificate
         })?;
+        let gate = self
+            .gate(client, &target, &route, waiting)
+            .await
+            .map_err(Denied::Refused)?;
         let who = LoginContext {
             user_key_id: identity.key_id.clone(),
             user_serial: identity.serial,
@@ -185,6 +204,52 @@ impl Admit {
             identity,
             upstream,
             forwarding,
+            gate,
+        })
+    }
+
+    /// The control plane's word on the workload (see `control_plane`); without one, every
+    /// workload is running. A refusal is counted here; `Err` is the user's message.
+    async fn gate(
+        &self,
+        client: &Client,
+        target: &Target,
+        route: &Route,
+        waiting: Waiting<'_>,
+    ) -> Result<GateOpen, String> {
+        let Some(cp) = &self.control_plane else {
+            return Ok(GateOpen::default());
+        };
+        // Authenticated: a wake-up may take longer than the login grace.
+        waiting.ticket.authenticated();
+        cp.admit(
+            target,
+            &route.backend_addr,
+            &self.connector,
+            waiting.progress,
+        )
+        .await
+        .map_err(|r| {
+            self.reject(
+                client,
+                &Rejection::new(Reason::Workload(r.reason), &r.message),
+            );
+            r.message
+        })
+    }
+
+    /// The re-read of a session's workload expiry (none without a control plane).
+    pub fn workload_expiry(&self, host: &str, gate: GateOpen) -> Option<WorkloadExpiry> {
+        let cp = self.control_plane.clone()?;
+        let every = cp.settings().expiry_refresh;
+        let host = host.to_string();
+        Some(WorkloadExpiry {
+            at: gate.expires_at,
+            refresh_every: every,
+            read: Arc::new(move || {
+                let (cp, host) = (cp.clone(), host.clone());
+                Box::pin(async move { cp.current_expiry(&host).await })
+            }),
         })
     }
 
@@ -249,6 +314,7 @@ impl Admit {
             ));
         }
         let route = Self::route(&target, &self.routes)?;
+        let gate = self.token_gate(&target, &route).await?;
         info!(client = %client.addr, listener = client.listener.as_str(), target = %target.host, sub = %claims.sub, jti = %claims.jti,
             backend = %route.backend_addr, "token accepted");
         let backend = self
@@ -262,6 +328,30 @@ impl Admit {
             target,
             claims,
             lifetimes: route.lifetimes,
+            gate,
         })
+    }
+
+    /// Front B's gate: the helper cannot be shown progress and gives up after 10 s, so a
+    /// wake-up holds the status byte at most `token_hold_secs`; then the login is refused
+    /// while the wake-up goes on, and the helper's next try lands.
+    async fn token_gate(&self, target: &Target, route: &Route) -> Result<GateOpen, Rejection> {
+        let Some(cp) = &self.control_plane else {
+            return Ok(GateOpen::default());
+        };
+        let hold = cp.settings().token_hold;
+        let admit = cp.admit(target, &route.backend_addr, &self.connector, &|_| {});
+        match tokio::time::timeout(hold, admit).await {
+            Ok(Ok(open)) => Ok(open),
+            Ok(Err(r)) => Err(Rejection::new(Reason::Workload(r.reason), r.message)),
+            Err(_) => Err(Rejection::new(
+                Reason::Workload("workload_waking"),
+                format!(
+                    "{}: still waking after {} s; the wake-up goes on for the next try",
+                    target.host,
+                    hold.as_secs()
+                ),
+            )),
+        }
     }
 }

@@ -70,6 +70,9 @@ pub enum Reason {
     Token(&'static str),
     /// The backend could not be reached (`UpstreamError::reason`), front B.
     Backend(&'static str),
+    /// The control plane's gate: the workload is stopped, unknown, still waking or did not
+    /// wake, or the control plane did not answer (`control_plane::GateRefusal::reason`).
+    Workload(&'static str),
 }
 
 impl Reason {
@@ -89,7 +92,7 @@ impl Reason {
             Reason::ReadError => "read_error",
             Reason::NoSni => "no_sni",
             Reason::SshHandshake => "ssh_handshake",
-            Reason::Host(r) | Reason::Route(r) | Reason::Token(r) => r,
+            Reason::Host(r) | Reason::Route(r) | Reason::Token(r) | Reason::Workload(r) => r,
             Reason::Backend(r) => match r {
                 "timeout" => "backend_timeout",
                 "not_found" => "backend_not_found",

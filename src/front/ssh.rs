@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info, warn};
 
 use super::Front;
-use super::admit::{Admit, Admitted, Client, Denied};
+use super::admit::{Admit, Admitted, Client, Denied, Waiting};
 use super::reject::{Reason, Rejection};
 use crate::admission::Ticket;
 use crate::bridge::{BackendRequest, BridgeControl, BridgeSettings};
@@ -97,6 +97,10 @@ pub struct EdgeSession {
     /// Open session channels (shells, execs): where lifetime warnings go, as stderr.
     session_channels: Arc<std::sync::Mutex<Vec<ChannelId>>>,
     ticket: Ticket,
+    /// Progress lines shown as SSH banners while a workload wakes (the receiver goes to
+    /// russh once, see `authentication_progress`).
+    banners: tokio::sync::mpsc::Sender<String>,
+    banners_out: Option<tokio::sync::mpsc::Receiver<String>>,
 }
 
 impl EdgeSession {
@@ -108,6 +112,7 @@ impl EdgeSession {
         ticket: Ticket,
     ) -> Self {
         let bridge_settings = admit.bridge_settings.clone();
+        let (banners, banners_out) = tokio::sync::mpsc::channel(8);
         Self {
             admit,
             client,
@@ -122,6 +127,8 @@ impl EdgeSession {
             session_channels: Arc::default(),
             channel_kinds: HashMap::new(),
             ticket,
+            banners,
+            banners_out: Some(banners_out),
         }
     }
 
@@ -219,6 +226,10 @@ impl Drop for EdgeSession {
 impl russh::server::Handler for EdgeSession {
     type Error = russh::Error;
 
+    fn authentication_progress(&mut self) -> Option<tokio::sync::mpsc::Receiver<String>> {
+        self.banners_out.take()
+    }
+
     async fn auth_none(&mut self, user: &str) -> Result<Auth, Self::Error> {
         Ok(match self.target(user) {
             Ok(_) => Self::publickey_only(),
@@ -250,8 +261,20 @@ impl russh::server::Handler for EdgeSession {
             Err(message) => return Ok(self.refuse(message)),
         };
         let admit = self.admit.clone();
+        let banners = self.banners.clone();
+        // A line that does not fit waits for the next: progress is best effort.
+        let progress = move |line: String| {
+            let _ = banners.try_send(line);
+        };
+        let waiting = Waiting {
+            progress: &progress,
+            ticket: &self.ticket,
+        };
         Ok(
-            match admit.admit_certificate(&self.client, target, cert).await {
+            match admit
+                .admit_certificate(&self.client, target, cert, waiting)
+                .await
+            {
                 Ok(admitted) => {
                     self.login = Some(admitted);
                     Auth::Accept
@@ -320,7 +343,8 @@ impl russh::server::Handler for EdgeSession {
                 now,
             );
             let (channels, handle) = (self.session_channels.clone(), session.handle());
-            open.spawn_lifetimes(lifetimes, deadline, move |text| {
+            let expiry = self.admit.workload_expiry(&login.target.host, login.gate);
+            open.spawn_lifetimes(lifetimes, deadline, expiry, move |text| {
                 let ids = lock(&channels).clone();
                 let handle = handle.clone();
                 tokio::spawn(async move {

@@ -128,7 +128,10 @@ impl TokenFront {
             ..admitted.lifetimes
         };
         let deadline = crate::route::lifetime::deadline(&lifetimes, None, 0);
-        open.spawn_lifetimes(lifetimes, deadline, |_| {});
+        let expiry = self
+            .admit
+            .workload_expiry(&admitted.target.host, admitted.gate);
+        open.spawn_lifetimes(lifetimes, deadline, expiry, |_| {});
         let up = ByteCounter::new(metrics.splice_bytes.with_label_values(&["up"]))
             .for_session(open.stats().up.clone());
         let down = ByteCounter::new(metrics.splice_bytes.with_label_values(&["down"]))

@@ -116,6 +116,20 @@ pub fn deadline(l: &Lifetimes, cert_valid_before: Option<u64>, now_unix: u64) ->
     }
 }
 
+/// The workload's session expiry (`at`, Unix seconds) as a deadline of a session that started
+/// at `start_unix`.
+pub fn workload_expiry(at: u64, start_unix: u64) -> Deadline {
+    Deadline {
+        after: Duration::from_secs(at.saturating_sub(start_unix)),
+        label: "workload_expiry",
+        why: format!("the workload's session expires at {}", utc_clock(at)),
+        end_message: format!(
+            "session ended: the workload's session expired at {}; extend it and reconnect",
+            utc_clock(at)
+        ),
+    }
+}
+
 /// How long before a time-based end the user is warned: 5 minutes, or half the session for a
 /// shorter one.
 pub fn warn_before(after: Duration) -> Duration {

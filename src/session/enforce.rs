@@ -4,27 +4,63 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{SessionStats, Sessions};
-use crate::route::lifetime::{Deadline, Lifetimes, human, warn_before, warning};
+use futures::future::BoxFuture;
+
+use super::{SessionStats, Sessions, unix_now};
+use crate::route::lifetime::{Deadline, Lifetimes, human, warn_before, warning, workload_expiry};
+
+/// The workload's session expiry from the control plane, re-read while the session lives so
+/// that an extension moves the end (and a cut brings it forward).
+pub struct WorkloadExpiry {
+    /// Unix seconds, as known when the session started (`None`: none yet).
+    pub at: Option<u64>,
+    /// How often it is read again.
+    pub refresh_every: Duration,
+    /// Reads it now: `None` = no answer (keep the one known), `Some(None)` = no expiry.
+    pub read: Arc<dyn Fn() -> BoxFuture<'static, Option<Option<u64>>> + Send + Sync>,
+}
+
+/// The time-based ends of one session: fixed (maximum time, certificate expiry) and the
+/// workload's expiry, which can move.
+pub(super) struct Ends {
+    pub deadline: Option<Deadline>,
+    pub expiry: Option<WorkloadExpiry>,
+}
+
+/// The earlier of two deadlines.
+fn earliest(a: Option<&Deadline>, b: Option<&Deadline>) -> Option<Deadline> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.after < a.after { b } else { a }.clone()),
+        (a, b) => a.or(b).cloned(),
+    }
+}
 
 pub(super) async fn enforce(
     (sessions, id): (Arc<Sessions>, u64),
     stats: Arc<SessionStats>,
     closed: impl std::future::Future<Output = Option<String>>,
     lifetimes: Lifetimes,
-    deadline: Option<Deadline>,
+    ends: Ends,
     warn: impl Fn(String),
 ) {
     use tokio::time::Instant;
     tokio::pin!(closed);
     let start = Instant::now();
+    let start_unix = unix_now();
     let (mut last_total, mut last_change) = (stats.total(), start);
-    let mut warned = false;
+    // The deadline a warning was given for: a moved deadline is warned about again.
+    let mut warned_for: Option<Duration> = None;
     let poll = lifetimes.idle.map_or(Duration::from_secs(3600), |i| {
         (i / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
     });
+    let mut expiry = ends
+        .expiry
+        .as_ref()
+        .and_then(|e| e.at)
+        .map(|at| workload_expiry(at, start_unix));
+    let mut next_refresh = ends.expiry.as_ref().map(|e| start + e.refresh_every);
     loop {
-        let now = Instant::now();
+        let mut now = Instant::now();
         if let Some(idle) = lifetimes.idle {
             let total = stats.total();
             if total != last_total {
@@ -35,18 +71,38 @@ pub(super) async fn enforce(
                 return;
             }
         }
+        // Re-read the workload's expiry when due, and before warning about or ending on it.
+        if let (Some(source), Some(due)) = (&ends.expiry, next_refresh) {
+            let on_expiry = earliest(ends.deadline.as_ref(), expiry.as_ref())
+                .filter(|d| d.label == "workload_expiry")
+                .map(|d| start + d.after);
+            let acting = on_expiry.is_some_and(|end_at| {
+                let warn_at = end_at - warn_before(end_at - start);
+                now >= end_at || (now >= warn_at && warned_for != Some(end_at - start))
+            });
+            if now >= due || acting {
+                if let Some(at) = (source.read)().await {
+                    expiry = at.map(|at| workload_expiry(at, start_unix));
+                }
+                now = Instant::now();
+                next_refresh = Some(now + source.refresh_every);
+            }
+        }
         let mut wake = now + poll;
-        if let Some(d) = &deadline {
+        if let Some(due) = next_refresh {
+            wake = wake.min(due);
+        }
+        if let Some(d) = earliest(ends.deadline.as_ref(), expiry.as_ref()) {
             let end_at = start + d.after;
             if now >= end_at {
                 sessions.end(id, d.label, &d.end_message);
                 return;
             }
             let warn_at = end_at - warn_before(d.after);
-            if !warned {
+            if warned_for != Some(d.after) {
                 if now >= warn_at {
-                    warn(warning(end_at - now, d));
-                    warned = true;
+                    warn(warning(end_at - now, &d));
+                    warned_for = Some(d.after);
                 } else {
                     wake = wake.min(warn_at);
                 }
@@ -79,8 +135,8 @@ mod tests {
             max: None,
             at_cert_expiry: false,
         };
-        idle.spawn_lifetimes(l, None, |_| {});
-        busy.spawn_lifetimes(l, None, |_| {});
+        idle.spawn_lifetimes(l, None, None, |_| {});
+        busy.spawn_lifetimes(l, None, None, |_| {});
         let (idle_end, busy_end) = (idle.killed(), busy.killed());
         for _ in 0..30 {
             busy.stats().up.fetch_add(1, Ordering::Relaxed);
@@ -118,6 +174,7 @@ mod tests {
                 at_cert_expiry: false,
             },
             Some(d),
+            None,
             move |w| seen.lock().unwrap().push((started.elapsed(), w)),
         );
         assert_eq!(s.killed().await.as_deref(), Some("session ended: max"));

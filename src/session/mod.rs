@@ -17,7 +17,8 @@ use tokio::sync::watch;
 mod enforce;
 
 use crate::route::lifetime::{Deadline, Lifetimes};
-use enforce::enforce;
+pub use enforce::WorkloadExpiry;
+use enforce::{Ends, enforce};
 
 /// What the registry shows about one session (the admin API's JSON).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -164,7 +165,7 @@ fn unix_now() -> u64 {
 }
 
 /// End reasons of `ssh_edge_sessions_ended_total`, all exported from the start.
-pub const END_REASONS: [&str; 9] = [
+pub const END_REASONS: [&str; 10] = [
     "client",
     "backend",
     "drain",
@@ -174,6 +175,7 @@ pub const END_REASONS: [&str; 9] = [
     "idle",
     "max_duration",
     "cert_expiry",
+    "workload_expiry",
 ];
 
 /// The live sessions, mirrored into `ssh_edge_sessions_active`.
@@ -226,15 +228,17 @@ impl SessionGuard {
         &self,
         lifetimes: Lifetimes,
         deadline: Option<Deadline>,
+        expiry: Option<WorkloadExpiry>,
         warn: impl Fn(String) + Send + 'static,
     ) {
-        if lifetimes.idle.is_none() && deadline.is_none() {
+        if lifetimes.idle.is_none() && deadline.is_none() && expiry.is_none() {
             return;
         }
         let ender = (self.sessions.clone(), self.id);
         let stats = self.stats.clone();
         let closed = self.killed();
-        tokio::spawn(enforce(ender, stats, closed, lifetimes, deadline, warn));
+        let ends = Ends { deadline, expiry };
+        tokio::spawn(enforce(ender, stats, closed, lifetimes, ends, warn));
     }
 
     /// Resolves with the message once the edge ends this session, or with `None` once

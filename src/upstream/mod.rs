@@ -219,6 +219,15 @@ impl Connector {
             .await
     }
 
+    /// Whether the backend accepts a TCP connection now (a waking workload's readiness probe):
+    /// within the connect timeout, not counted as a backend failure.
+    pub async fn probe(&self, addr: &str) -> bool {
+        matches!(
+            tokio::time::timeout(self.settings.connect_timeout, self.tcp(addr)).await,
+            Ok(Ok(_))
+        )
+    }
+
     /// Runs one backend connection attempt under the connect timeout, observing its duration
     /// and counting its failure.
     async fn timed<T>(

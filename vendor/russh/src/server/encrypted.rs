@@ -115,6 +115,10 @@ impl Session {
                     &mut self.common.auth_user,
                     // ssh-edge patch
                     self.common.config.certificate_validity_by_handler,
+                    self.auth_progress.as_mut().map(|progress| ProgressSink {
+                        progress,
+                        writer: &mut self.common.packet_writer,
+                    }),
                 )
                 .await?;
                 self.common.auth_attempts += 1;
@@ -863,6 +867,7 @@ mod tests {
             channels: std::collections::HashMap::new(),
             open_global_requests: std::collections::VecDeque::new(),
             kex: SessionKexState::Idle,
+            auth_progress: None,
         }
     }
 
@@ -924,6 +929,7 @@ impl Encrypted {
         r: &mut &[u8],
         auth_user: &mut String,
         validity_by_handler: bool,
+        progress: Option<ProgressSink<'_>>,
     ) -> Result<(), H::Error> {
         // https://tools.ietf.org/html/rfc4252#section-5
         let user = map_err!(String::decode(r))?;
@@ -1000,6 +1006,7 @@ impl Encrypted {
                     &user,
                     r,
                     validity_by_handler,
+                    progress,
                 )
                 .await
             } else if method == "none" {
@@ -1092,6 +1099,7 @@ impl Encrypted {
         user: &str,
         r: &mut &[u8],
         validity_by_handler: bool,
+        progress: Option<ProgressSink<'_>>,
     ) -> Result<(), H::Error> {
         let auth_request = if let EncryptedState::WaitingAuthRequest(ref mut a) = self.state {
             a
@@ -1234,7 +1242,19 @@ impl Encrypted {
                                     handler.auth_publickey(user, key).await?
                                 }
                                 PublicKeyOrCertificate::Certificate(ref cert) => {
-                                    handler.auth_openssh_certificate(user, cert).await?
+                                    // ssh-edge patch: banners while the handler decides.
+                                    let decision = handler.auth_openssh_certificate(user, cert);
+                                    match progress {
+                                        Some(sink) => {
+                                            sink.while_pending(
+                                                decision,
+                                                &mut self.write,
+                                                &mut self.write_cursor,
+                                            )
+                                            .await?
+                                        }
+                                        None => decision.await?,
+                                    }
                                 }
                             };
 
@@ -2155,6 +2175,53 @@ impl Session {
                     msg.unknown_type(&mut enc.write)?;
                 }
                 Ok(())
+            }
+        }
+    }
+}
+
+/// ssh-edge patch (`Handler::authentication_progress`): while an authentication decision is
+/// pending, each banner text is encrypted (after any packets already queued, to keep their
+/// order) and handed to the session loop, which writes it at once.
+pub(crate) struct ProgressSink<'a> {
+    pub(crate) progress: &'a mut AuthProgress,
+    pub(crate) writer: &'a mut PacketWriter,
+}
+
+impl ProgressSink<'_> {
+    async fn while_pending<F, E>(
+        self,
+        decision: F,
+        write: &mut Vec<u8>,
+        write_cursor: &mut usize,
+    ) -> Result<Auth, E>
+    where
+        F: std::future::Future<Output = Result<Auth, E>>,
+        E: From<crate::Error>,
+    {
+        tokio::pin!(decision);
+        loop {
+            tokio::select! {
+                biased;
+                auth = &mut decision => return auth,
+                Some(text) = self.progress.banners.recv() => {
+                    while *write_cursor < write.len() {
+                        #[allow(clippy::indexing_slicing)] // length checked
+                        let len = BigEndian::read_u32(&write[*write_cursor..]) as usize;
+                        #[allow(clippy::indexing_slicing)]
+                        self.writer
+                            .packet_raw(&write[(*write_cursor + 4)..(*write_cursor + 4 + len)])?;
+                        *write_cursor += 4 + len;
+                    }
+                    write.clear();
+                    *write_cursor = 0;
+                    let mut payload = vec![msg::USERAUTH_BANNER];
+                    text.encode(&mut payload).map_err(crate::Error::from)?;
+                    "".encode(&mut payload).map_err(crate::Error::from)?;
+                    self.writer.packet_raw(&payload)?;
+                    let bytes = std::mem::take(&mut self.writer.buffer().buffer);
+                    let _ = self.progress.out.send(bytes);
+                }
             }
         }
     }

@@ -382,6 +382,16 @@ pub trait Handler: Sized {
         async { Ok(()) }
     }
 
+    /// ssh-edge patch: banners while an authentication decision is pending.
+    ///
+    /// Called once when the session starts. Text sent on the returned channel while
+    /// [`Handler::auth_openssh_certificate`] is still deciding is delivered to the client
+    /// at once as `SSH_MSG_USERAUTH_BANNER` (RFC 4252 §5.4), so a slow decision (waking a
+    /// backend) can show progress. Default: none.
+    fn authentication_progress(&mut self) -> Option<tokio::sync::mpsc::Receiver<String>> {
+        None
+    }
+
     /// Called when authentication starts but before it is successful.
     /// Return value is an authentication banner, usually a warning message shown to the client.
     #[allow(unused_variables)]
@@ -1144,6 +1154,7 @@ where
         channels: HashMap::new(),
         open_global_requests: VecDeque::new(),
         kex: SessionKexState::Idle,
+        auth_progress: None,
     };
 
     session.begin_rekey()?;

@@ -29,6 +29,17 @@ pub struct Session {
     pub(crate) channels: HashMap<ChannelId, ChannelRef>,
     pub(crate) open_global_requests: VecDeque<GlobalRequestResponse>,
     pub(crate) kex: SessionKexState<ServerKex>,
+    /// ssh-edge patch: where pending-authentication banners come from and go to.
+    pub(crate) auth_progress: Option<AuthProgress>,
+}
+
+/// ssh-edge patch (`Handler::authentication_progress`): banner texts from the handler, and
+/// the encrypted bytes of each banner packet for the session loop to write while the
+/// authentication decision is still pending.
+#[derive(Debug)]
+pub(crate) struct AuthProgress {
+    pub(crate) banners: tokio::sync::mpsc::Receiver<String>,
+    pub(crate) out: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
 }
 
 #[derive(Debug)]
@@ -652,6 +663,17 @@ impl Session {
         let (stream_read, mut stream_write) = stream.split();
         let buffer = SSHBuffer::new();
 
+        // ssh-edge patch: banners while an authentication decision is pending.
+        let (progress_out, mut progress_in) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        if let Some(banners) = handler.authentication_progress() {
+            self.auth_progress = Some(AuthProgress {
+                banners,
+                out: progress_out,
+            });
+        } else {
+            drop(progress_out);
+        }
+
         // Allow handing out references to the cipher
         let mut opening_cipher = Box::new(clear::Key) as Box<dyn OpeningKey + Send>;
         std::mem::swap(&mut opening_cipher, &mut self.common.remote_to_local);
@@ -747,7 +769,26 @@ impl Session {
                             std::mem::swap(&mut opening_cipher, &mut self.common.remote_to_local);
 
                             let kex_was_active = self.kex.active();
-                            match reply(&mut self, &mut handler, &mut pkt).await {
+                            // ssh-edge patch: write banner packets encrypted while the
+                            // reply is pending, then whatever is left, before anything the
+                            // reply itself queued.
+                            let replied = {
+                                let fut = reply(&mut self, &mut handler, &mut pkt);
+                                pin!(fut);
+                                loop {
+                                    tokio::select! {
+                                        r = &mut fut => break r,
+                                        Some(bytes) = progress_in.recv() => {
+                                            map_err!(stream_write.write_all(&bytes).await)?;
+                                            map_err!(stream_write.flush().await)?;
+                                        }
+                                    }
+                                }
+                            };
+                            while let Ok(bytes) = progress_in.try_recv() {
+                                map_err!(stream_write.write_all(&bytes).await)?;
+                            }
+                            match replied {
                                 Ok(_) => {},
                                 Err(e) => return Err(e),
                             }
@@ -1679,6 +1720,7 @@ mod tests {
             channels: HashMap::new(),
             open_global_requests: VecDeque::new(),
             kex: SessionKexState::Idle,
+            auth_progress: None,
         }
     }
 
