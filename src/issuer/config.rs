@@ -15,6 +15,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 
 use super::api::{ApiKey, DEFAULT_TENANT, IssueSettings, Tenant, is_hash_id};
+use super::workload::{RawSpec, Spec, WorkloadId, WorkloadKey, validate_spec};
 
 /// Why the issuer configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,7 @@ pub struct RawIssuerConfig {
     pub suffix: String,
     pub certificate: RawCertificate,
     pub token: RawIssuerToken,
+    pub control_plane: RawControlPlane,
     pub tenants: Vec<RawTenant>,
 }
 
@@ -50,6 +52,7 @@ impl Default for RawIssuerConfig {
             suffix: "ssh.baseten.co".into(),
             certificate: RawCertificate::default(),
             token: RawIssuerToken::default(),
+            control_plane: RawControlPlane::default(),
             tenants: Vec::new(),
         }
     }
@@ -99,6 +102,16 @@ impl Default for RawIssuerToken {
     }
 }
 
+/// The control plane the edges ask before connecting; each side is off until its token is set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawControlPlane {
+    /// Hex SHA-256 of the bearer token the edges present on `/v1/edge/...`.
+    pub edge_token_sha256: Option<String>,
+    /// Hex SHA-256 of the bearer token for `/v1/admin/...`.
+    pub admin_token_sha256: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawTenant {
@@ -128,6 +141,15 @@ pub struct RawApiKey {
 pub struct RawTrainingJob {
     pub job_id: String,
     pub project_id: String,
+    /// `on_startup` (default), `on_demand` or `on_failure`.
+    pub trigger: Option<String>,
+    /// Initial state; default from the trigger.
+    pub state: Option<String>,
+    /// Shown to users while the job is stopped.
+    pub message: Option<String>,
+    pub session_expires_at: Option<u64>,
+    /// `sh -c` command run once per activation.
+    pub on_activate: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -135,6 +157,36 @@ pub struct RawTrainingJob {
 pub struct RawModel {
     pub model_id: String,
     pub deployments: Vec<String>,
+    /// As for training jobs; each deployment keeps its own state.
+    pub trigger: Option<String>,
+    pub state: Option<String>,
+    pub message: Option<String>,
+    pub session_expires_at: Option<u64>,
+    pub on_activate: Option<String>,
+}
+
+impl RawTrainingJob {
+    fn spec(&self) -> RawSpec<'_> {
+        RawSpec {
+            trigger: self.trigger.as_deref(),
+            state: self.state.as_deref(),
+            message: self.message.as_deref(),
+            session_expires_at: self.session_expires_at,
+            on_activate: self.on_activate.as_deref(),
+        }
+    }
+}
+
+impl RawModel {
+    fn spec(&self) -> RawSpec<'_> {
+        RawSpec {
+            trigger: self.trigger.as_deref(),
+            state: self.state.as_deref(),
+            message: self.message.as_deref(),
+            session_expires_at: self.session_expires_at,
+            on_activate: self.on_activate.as_deref(),
+        }
+    }
 }
 
 /// TLS material for HTTPS.
@@ -149,6 +201,15 @@ pub struct IssuerConfig {
     pub tls: Option<IssuerTls>,
     pub settings: IssueSettings,
     pub tenants: Vec<Tenant>,
+    pub control: ControlConfig,
+}
+
+/// The control plane's validated settings: token digests (`None` = that side is off) and every
+/// configured workload's activation settings.
+pub struct ControlConfig {
+    pub edge_token_sha256: Option<[u8; 32]>,
+    pub admin_token_sha256: Option<[u8; 32]>,
+    pub workloads: Vec<(WorkloadKey, Spec)>,
 }
 
 /// Reads defaults, then the TOML `file`.
@@ -234,7 +295,23 @@ pub fn validate(raw: &RawIssuerConfig) -> Result<IssuerConfig, IssuerConfigError
             problems.push(format!("{field}: empty, expected e.g. \"ssh-edge\""));
         }
     }
-    let tenants = validate_tenants(&raw.tenants, &mut problems);
+    let mut workloads = Vec::new();
+    let tenants = validate_tenants(&raw.tenants, &mut workloads, &mut problems);
+    let edge_token_sha256 = token_digest(
+        "control_plane.edge_token_sha256",
+        raw.control_plane.edge_token_sha256.as_deref(),
+        &mut problems,
+    );
+    let admin_token_sha256 = token_digest(
+        "control_plane.admin_token_sha256",
+        raw.control_plane.admin_token_sha256.as_deref(),
+        &mut problems,
+    );
+    if edge_token_sha256.is_some() && edge_token_sha256 == admin_token_sha256 {
+        problems.push(
+            "control_plane.admin_token_sha256: equals edge_token_sha256; use a separate admin token so an edge cannot change workload states".into(),
+        );
+    }
     if !problems.is_empty() {
         return Err(IssuerConfigError::Invalid(problems));
     }
@@ -253,10 +330,37 @@ pub fn validate(raw: &RawIssuerConfig) -> Result<IssuerConfig, IssuerConfigError
             token_audience: raw.token.audience.clone(),
         },
         tenants,
+        control: ControlConfig {
+            edge_token_sha256,
+            admin_token_sha256,
+            workloads,
+        },
     })
 }
 
-fn validate_tenants(raw: &[RawTenant], problems: &mut Vec<String>) -> Vec<Tenant> {
+/// A bearer-token digest: 64 hex digits, or unset.
+fn token_digest(field: &str, value: Option<&str>, problems: &mut Vec<String>) -> Option<[u8; 32]> {
+    let value = value?;
+    match hex::decode(value.trim()) {
+        Ok(bytes) if bytes.len() == 32 => {
+            let mut digest = [0u8; 32];
+            digest.copy_from_slice(&bytes);
+            Some(digest)
+        }
+        _ => {
+            problems.push(format!(
+                "{field}: expected 64 hex digits (printf %s TOKEN | sha256sum)"
+            ));
+            None
+        }
+    }
+}
+
+fn validate_tenants(
+    raw: &[RawTenant],
+    workloads: &mut Vec<(WorkloadKey, Spec)>,
+    problems: &mut Vec<String>,
+) -> Vec<Tenant> {
     if raw.is_empty() {
         problems.push("tenants: none configured, expected at least one [[tenants]]".into());
     }
@@ -330,6 +434,11 @@ fn validate_tenants(raw: &[RawTenant], problems: &mut Vec<String>) -> Vec<Tenant
             {
                 problems.push(format!("{jat}.job_id: \"{}\" listed twice", job.job_id));
             }
+            let spec = validate_spec(&jat, job.spec(), problems);
+            let id = WorkloadId::TrainingJob {
+                job_id: job.job_id.clone(),
+            };
+            workloads.push((key(&t.name, id), spec));
         }
         let mut models: HashMap<String, HashSet<String>> = HashMap::new();
         for (j, m) in t.models.iter().enumerate() {
@@ -342,10 +451,16 @@ fn validate_tenants(raw: &[RawTenant], problems: &mut Vec<String>) -> Vec<Tenant
                     "{mat}.deployments: empty, expected at least one deployment id"
                 ));
             }
+            let spec = validate_spec(&mat, m.spec(), problems);
             for (k, d) in m.deployments.iter().enumerate() {
                 if !is_hash_id(d) {
                     problems.push(format!("{mat}.deployments[{k}]: expected 1-63 of a-z0-9"));
                 }
+                let id = WorkloadId::Model {
+                    model_id: m.model_id.clone(),
+                    deployment_id: d.clone(),
+                };
+                workloads.push((key(&t.name, id), spec.clone()));
             }
             if models.contains_key(&m.model_id) {
                 problems.push(format!("{mat}.model_id: \"{}\" listed twice", m.model_id));
@@ -368,6 +483,13 @@ fn validate_tenants(raw: &[RawTenant], problems: &mut Vec<String>) -> Vec<Tenant
         }
     }
     tenants
+}
+
+fn key(tenant: &str, id: WorkloadId) -> WorkloadKey {
+    WorkloadKey {
+        tenant: tenant.to_string(),
+        id,
+    }
 }
 
 fn load_ca(at: &str, path: Option<&Path>, problems: &mut Vec<String>) -> Option<PrivateKey> {

@@ -1,5 +1,6 @@
 //! The HTTP(S) adapter: hyper 1 HTTP/1.1, bounded header time, body size and connection count.
-//! Everything it decides comes from [`super::api`]; this file only moves bytes.
+//! Everything it decides comes from [`super::api`] (Api-Key routes) and [`super::control`]
+//! (Bearer routes, adapted in [`super::control_http`]); this file only moves bytes.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,7 +22,9 @@ use tokio_rustls::TlsAcceptor;
 
 use super::api::{self, ApiError, MAX_BODY, Route};
 use super::config::{IssuerConfig, IssuerTls};
+use super::control::{self, ControlPlane};
 use super::sign::{self, Issuance, IssueError};
+use super::workload::{WorkloadId, WorkloadKey};
 use crate::text::quote_untrusted;
 
 /// Time a client has to send a request head.
@@ -37,6 +40,7 @@ pub const MAX_CONNECTIONS: usize = 1024;
 
 struct State {
     config: IssuerConfig,
+    control: Arc<ControlPlane>,
 }
 
 /// Builds the rustls acceptor (aws-lc-rs provider, TLS 1.2 and 1.3, ALPN http/1.1).
@@ -53,7 +57,13 @@ pub fn tls_acceptor(tls: &IssuerTls) -> Result<TlsAcceptor, rustls::Error> {
 /// Serves the API on `listener` until the process ends (HTTPS when the config has TLS).
 pub async fn serve(config: IssuerConfig, listener: TcpListener) -> Result<(), rustls::Error> {
     let acceptor = config.tls.as_ref().map(tls_acceptor).transpose()?;
-    let state = Arc::new(State { config });
+    let control = Arc::new(ControlPlane::new(
+        &config.settings.suffix,
+        config.control.edge_token_sha256,
+        config.control.admin_token_sha256,
+        &config.control.workloads,
+    ));
+    let state = Arc::new(State { config, control });
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -106,7 +116,7 @@ where
     }
 }
 
-fn now_unix() -> u64 {
+pub(super) fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -114,6 +124,9 @@ fn now_unix() -> u64 {
 }
 
 async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    if let Some(side) = control::side(req.uri().path()) {
+        return super::control_http::handle(&state.control, side, req, peer).await;
+    }
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let result = respond(state, req).await;
@@ -127,13 +140,8 @@ async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Resp
             (e.status(), json!({ "error": e.to_string() }))
         }
     };
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut response = json_response(status, &body);
     let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        "application/json".parse().expect("static header"),
-    );
     if status == 401 {
         headers.insert(WWW_AUTHENTICATE, "Api-Key".parse().expect("static header"));
     }
@@ -141,6 +149,45 @@ async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Resp
         headers.insert(ALLOW, "POST".parse().expect("static header"));
     }
     response
+}
+
+/// A JSON response with `status`.
+pub(super) fn json_response(status: u16, body: &Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        "application/json".parse().expect("static header"),
+    );
+    response
+}
+
+/// The request body, bounded by [`MAX_BODY`] (declared and actual) and [`BODY_TIMEOUT`].
+pub(super) async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(ApiError::BodyTooLarge);
+    }
+    let collected = tokio::time::timeout(
+        BODY_TIMEOUT,
+        Limited::new(req.into_body(), MAX_BODY).collect(),
+    )
+    .await
+    .map_err(|_| ApiError::BodyTimeout)?
+    .map_err(|e| {
+        if e.downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+        {
+            ApiError::BodyTooLarge
+        } else {
+            ApiError::BodyTimeout
+        }
+    })?;
+    Ok(collected.to_bytes())
 }
 
 struct Served {
@@ -156,30 +203,7 @@ async fn respond(state: &State, req: Request<Incoming>) -> Result<Served, ApiErr
     let config = &state.config;
     let key = api::api_key_from_header(req.headers().get(AUTHORIZATION).map(|v| v.as_bytes()))?;
     let caller = api::authenticate(&config.tenants, key)?;
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(ApiError::BodyTooLarge);
-    }
-    let body = tokio::time::timeout(
-        BODY_TIMEOUT,
-        Limited::new(req.into_body(), MAX_BODY).collect(),
-    )
-    .await
-    .map_err(|_| ApiError::BodyTimeout)?
-    .map_err(|e| {
-        if e.downcast_ref::<http_body_util::LengthLimitError>()
-            .is_some()
-        {
-            ApiError::BodyTooLarge
-        } else {
-            ApiError::BodyTimeout
-        }
-    })?
-    .to_bytes();
+    let body = read_body(req).await?;
     let mut served = Served {
         body: Value::Null,
         tenant: caller.tenant.name.clone(),
@@ -207,8 +231,30 @@ async fn respond(state: &State, req: Request<Incoming>) -> Result<Served, ApiErr
             ApiError::Internal
         }
     })?;
+    wake_on_sign(state, &caller.tenant.name, &request.workload, &issued.host);
     served.body = issued.body;
     served.host = Some(issued.host);
     served.serial = issued.serial;
     Ok(served)
+}
+
+/// A sign is the earliest sign of intent to connect, so it wakes an asleep on-demand workload
+/// exactly as the edge's activate call would.
+fn wake_on_sign(state: &State, tenant: &str, workload: &api::Workload, host: &str) {
+    let key = WorkloadKey {
+        tenant: tenant.to_string(),
+        id: WorkloadId::from(workload),
+    };
+    match state.control.activate_on_sign(&key, host) {
+        Some(Some(activation)) => {
+            tracing::info!(host, tenant, "issuer: sign wakes on-demand workload");
+            super::activate::spawn(state.control.clone(), activation);
+        }
+        Some(None) => tracing::info!(
+            host,
+            tenant,
+            "issuer: sign woke on-demand workload (no on_activate command), running"
+        ),
+        None => {}
+    }
 }

@@ -16,17 +16,37 @@
 //! exactly like an unknown one (404), by search and sign alike, so no tenant learns which ids
 //! exist elsewhere; 403 is never used.
 //!
+//! It is also the control plane the edges ask before connecting to a workload that may be
+//! asleep (`Authorization: Bearer <token>`, one token for the edges, one for operators):
+//!
+//! - `GET /v1/edge/workloads/<host>` → `{"state", "session_expires_at", "message"}`;
+//! - `POST /v1/edge/workloads/<host>/activate` wakes an `activatable` workload (its
+//!   `on_activate` command runs once per activation); a sign for it does the same;
+//! - `GET /v1/admin/workloads/<host>`, `POST .../state`, `POST .../expiry` for operators.
+//!
 //! Layout: [`api`] (routing, API keys, validation, ownership) and [`sign`] (certificate,
-//! token, answer) are the pure logic, unit-tested; [`config`] the typed, validated
-//! configuration; [`http`] the thin hyper adapter.
+//! token, answer) are the pure logic, unit-tested; [`workload`] (host parsing, states,
+//! messages) and [`control`] (state table, transitions, control routes) the control plane's
+//! pure logic; [`config`] the typed, validated configuration; [`http`] the thin hyper adapter,
+//! [`control_http`] its control-plane routes; [`activate`] runs `on_activate` commands.
 
+pub mod activate;
 pub mod api;
 pub mod config;
+pub mod control;
+pub mod control_http;
 pub mod http;
 pub mod sign;
+pub mod workload;
 
 #[cfg(test)]
+mod control_tests;
+#[cfg(test)]
+mod serve_tests;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod workload_tests;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

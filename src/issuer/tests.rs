@@ -350,6 +350,7 @@ fn config_lists_every_problem() {
             training_jobs: vec![RawTrainingJob {
                 job_id: "BAD".into(),
                 project_id: "p1".into(),
+                ..RawTrainingJob::default()
             }],
             ..RawTenant::default()
         }],
@@ -383,6 +384,10 @@ fn example_config_parses_and_only_misses_its_key_files() {
     let raw = super::config::load_raw(&path).unwrap();
     assert_eq!(raw.tenants.len(), 2);
     assert_eq!(raw.tenants[0].training_jobs[0].project_id, "proj1");
+    assert_eq!(
+        raw.tenants[0].training_jobs[1].trigger.as_deref(),
+        Some("on_demand")
+    );
     let Err(err) = validate(&raw) else {
         panic!("the example's /etc/ssh-edge files should not exist here")
     };
