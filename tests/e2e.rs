@@ -28,6 +28,9 @@ mod token;
 #[path = "e2e/issuer.rs"]
 mod issuer;
 
+#[path = "e2e/activation.rs"]
+mod activation;
+
 #[path = "e2e/helper_setup.rs"]
 mod helper_setup;
 

@@ -145,8 +145,8 @@ impl ControlPlane {
 
     /// The session expiry now (for an open session's re-read): `None` when the control plane
     /// did not answer (the session keeps the expiry it has).
-    pub async fn current_expiry(&self, host: &str) -> Option<Option<u64>> {
-        self.status(host, false)
+    pub async fn current_expiry(&self, host: &str, fresh: bool) -> Option<Option<u64>> {
+        self.status(host, fresh)
             .await
             .ok()
             .map(|s| s.session_expires_at)

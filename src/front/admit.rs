@@ -246,9 +246,9 @@ impl Admit {
         Some(WorkloadExpiry {
             at: gate.expires_at,
             refresh_every: every,
-            read: Arc::new(move || {
+            read: Arc::new(move |fresh| {
                 let (cp, host) = (cp.clone(), host.clone());
-                Box::pin(async move { cp.current_expiry(&host).await })
+                Box::pin(async move { cp.current_expiry(&host, fresh).await })
             }),
         })
     }

@@ -16,8 +16,9 @@ pub struct WorkloadExpiry {
     pub at: Option<u64>,
     /// How often it is read again.
     pub refresh_every: Duration,
-    /// Reads it now: `None` = no answer (keep the one known), `Some(None)` = no expiry.
-    pub read: Arc<dyn Fn() -> BoxFuture<'static, Option<Option<u64>>> + Send + Sync>,
+    /// Reads it (`true`: bypassing any cache, before acting on it): `None` = no answer (keep
+    /// the one known), `Some(None)` = no expiry.
+    pub read: Arc<dyn Fn(bool) -> BoxFuture<'static, Option<Option<u64>>> + Send + Sync>,
 }
 
 /// The time-based ends of one session: fixed (maximum time, certificate expiry) and the
@@ -81,7 +82,7 @@ pub(super) async fn enforce(
                 now >= end_at || (now >= warn_at && warned_for != Some(end_at - start))
             });
             if now >= due || acting {
-                if let Some(at) = (source.read)().await {
+                if let Some(at) = (source.read)(acting).await {
                     expiry = at.map(|at| workload_expiry(at, start_unix));
                 }
                 now = Instant::now();

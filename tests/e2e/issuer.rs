@@ -20,7 +20,7 @@ fn helper_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/vendor_helper.py")
 }
 
-fn sha256_hex(s: &str) -> String {
+pub(crate) fn sha256_hex(s: &str) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(s.as_bytes()))
 }
@@ -36,6 +36,23 @@ pub(crate) struct Issuer {
 }
 
 pub(crate) fn start_issuer(w: &World) -> Issuer {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    start_issuer_on(
+        w,
+        listener,
+        "",
+        r#"{ job_id = "abc1234", project_id = "p1" }"#,
+    )
+}
+
+/// An issuer on `listener` (bound before the edge that calls it was configured), with `extra`
+/// top-level TOML (e.g. `[control_plane]`) and the default tenant's `training_jobs` entries.
+pub(crate) fn start_issuer_on(
+    w: &World,
+    listener: std::net::TcpListener,
+    extra: &str,
+    default_jobs: &str,
+) -> Issuer {
     let config = format!(
         r#"
 listen = "127.0.0.1:0"
@@ -43,6 +60,7 @@ proxy_address = "localhost:{tls}"
 
 [certificate]
 validity_secs = 600
+{extra}
 
 [[tenants]]
 name = "default"
@@ -50,7 +68,7 @@ api_keys = [{{ id = "ci-key", sha256 = "{k1}" }}]
 user_ca_key_file = "{ca}"
 token_key_file = "{tk}"
 token_kid = "{kid1}"
-training_jobs = [{{ job_id = "abc1234", project_id = "p1" }}]
+training_jobs = [{default_jobs}]
 models = [{{ model_id = "m1x2y3", deployments = ["d1"] }}]
 
 [[tenants]]
@@ -80,7 +98,8 @@ training_jobs = [{{ job_id = "other99", project_id = "p9" }}]
         .build()
         .unwrap();
     let port = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(ssh_edge::issuer::serve(config, listener));
         port
@@ -92,7 +111,7 @@ training_jobs = [{{ job_id = "other99", project_id = "p9" }}]
 }
 
 /// A fresh ed25519 key from ssh-keygen, without a certificate.
-fn new_key(w: &World, name: &str) -> PathBuf {
+pub(crate) fn new_key(w: &World, name: &str) -> PathBuf {
     let key = w.lab.path(name);
     let status = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
@@ -103,7 +122,7 @@ fn new_key(w: &World, name: &str) -> PathBuf {
     key
 }
 
-fn helper_args(w: &World, issuer: &Issuer, api_key: &str, key: &Path) -> Vec<String> {
+pub(crate) fn helper_args(w: &World, issuer: &Issuer, api_key: &str, key: &Path) -> Vec<String> {
     vec![
         "--api".into(),
         format!("http://127.0.0.1:{}", issuer.port),
@@ -128,7 +147,7 @@ fn sign_only(w: &World, issuer: &Issuer, api_key: &str, key: &Path, host: &str) 
 }
 
 /// `ssh host command` with the signing helper as ProxyCommand (as the vendor CLI sets it up).
-fn ssh_via_issuer(
+pub(crate) fn ssh_via_issuer(
     w: &World,
     issuer: &Issuer,
     api_key: &str,
