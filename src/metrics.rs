@@ -109,7 +109,7 @@ impl Metrics {
         let sessions_active = gauge("ssh_edge_sessions_active", "Client sessions currently open");
         let sessions_ended = counter(
             "ssh_edge_sessions_ended_total",
-            "Sessions ended, by reason: client, backend, closed (front B: either side), drain, killed (admin API), revoked (certificate revoked by a reload), idle, max_duration, cert_expiry",
+            "Sessions ended, by reason: client, backend, closed (front B: either side), drain, killed (admin API), revoked (certificate revoked by a reload), idle, max_duration, cert_expiry, workload_expiry (the control plane's session expiry)",
             &["reason"],
         );
         let audit_dropped = IntCounter::new(

@@ -4,13 +4,13 @@
 //! expiry (with an extension while the session runs) and a control plane that is down.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use ssh_edge::config::RawRoute;
 
-use crate::issuer::{Issuer, KEY_DEFAULT, new_key, sha256_hex, ssh_via_issuer, start_issuer_on};
+use crate::issuer::{Issuer, KEY_DEFAULT, new_key, ssh_via_issuer, start_issuer_on};
 use crate::world::*;
 
 const SLEEPY: &str = "training-job-sleepy1-0.ssh.baseten.co";
@@ -28,15 +28,6 @@ pub struct Wakeable {
     pub sleepy_port: u16,
     /// A certificate for sleepy1, done1, ghost1 and abc1234.
     pub key: PathBuf,
-    pid_file: PathBuf,
-}
-
-impl Drop for Wakeable {
-    fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(&self.pid_file) {
-            let _ = Command::new("kill").arg(pid.trim()).status();
-        }
-    }
 }
 
 fn now_unix() -> u64 {
@@ -59,7 +50,7 @@ impl Wakeable {
         let issuer_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let issuer_port = issuer_listener.local_addr().unwrap().port();
         let sleepy_port = ssh_edge::lab::free_port();
-        let w = World::start_with(|raw| {
+        let mut w = World::start_with(|raw| {
             raw.control_plane.url = Some(format!("http://127.0.0.1:{issuer_port}"));
             raw.control_plane.token_file = Some(token_file.clone());
             raw.control_plane.expiry_refresh_secs = 2;
@@ -75,47 +66,14 @@ impl Wakeable {
                 },
             );
         });
-        // The sleepy sshd: the lab's, on another port, accepting sleepy1 too.
-        let lab = &w.lab;
-        let principals = lab.path(&format!("principals/{}", lab.login_user));
-        let mut text = std::fs::read_to_string(&principals).unwrap();
-        text.push_str("sleepy1\n");
-        std::fs::write(&principals, text).unwrap();
-        let known = lab.path("backend_known_hosts");
-        let line = std::fs::read_to_string(&known).unwrap();
-        let key = line.split_once(' ').unwrap().1.to_string();
-        std::fs::write(&known, format!("{line}[127.0.0.1]:{sleepy_port} {key}")).unwrap();
-        let pid_file = lab.path("sleepy_sshd.pid");
-        let config: String = std::fs::read_to_string(lab.path("sshd_config"))
-            .unwrap()
-            .lines()
-            .map(|l| {
-                if l.starts_with("Port ") {
-                    format!("Port {sleepy_port}\n")
-                } else if l.starts_with("PidFile ") {
-                    format!("PidFile {}\n", pid_file.display())
-                } else {
-                    format!("{l}\n")
-                }
-            })
-            .collect();
-        let sleepy_config = lab.path("sshd_config_sleepy");
-        std::fs::write(&sleepy_config, config).unwrap();
-        let on_activate = format!(
-            "sleep {wake_delay}; /usr/sbin/sshd -f {}",
-            sleepy_config.display()
-        );
-        let extra = format!(
-            "[control_plane]\nedge_token_sha256 = \"{}\"\nadmin_token_sha256 = \"{}\"\n",
-            sha256_hex(EDGE_TOKEN),
-            sha256_hex(ADMIN_TOKEN)
-        );
+        let sleepy = w.lab.sleeping_backend(sleepy_port, "sleepy1").unwrap();
+        let on_activate = sleepy.start_command(wake_delay);
         let jobs = format!(
             r#"{{ job_id = "abc1234", project_id = "p1" }},
   {{ job_id = "sleepy1", project_id = "p1", trigger = "on_demand", on_activate = "{on_activate}" }},
   {{ job_id = "done1", project_id = "p1", state = "stopped", message = "{STOPPED_MESSAGE}" }}"#
         );
-        let issuer = start_issuer_on(&w, issuer_listener, &extra, &jobs);
+        let issuer = start_issuer_on(&w, issuer_listener, Some((EDGE_TOKEN, ADMIN_TOKEN)), &jobs);
         let key = w.lab.path("wake_user");
         w.lab
             .issue_user_certificate(
@@ -134,7 +92,6 @@ impl Wakeable {
             issuer,
             sleepy_port,
             key,
-            pid_file,
         }
     }
 
@@ -346,12 +303,16 @@ fn the_workload_expiry_warns_then_ends_a_session_and_an_extension_moves_it() {
         .find("session ended: the workload's session expired at")
         .unwrap_or_else(|| panic!("no end message: {err}"));
     assert!(warn < end, "the warning came after the end: {err}");
-    assert_eq!(
-        metric(
-            &k.w,
-            "ssh_edge_sessions_ended_total{reason=\"workload_expiry\"}"
-        ),
-        1
+    // The edge counts the end just after the client sees it.
+    wait_for(
+        "the expiry end to be counted",
+        Duration::from_secs(10),
+        || {
+            metric(
+                &k.w,
+                "ssh_edge_sessions_ended_total{reason=\"workload_expiry\"}",
+            ) == 1
+        },
     );
 
     // Again, 20 s; once the session is open, extend it by 40 s: it outlives the first cut-off.

@@ -9,7 +9,6 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use ssh_edge::lab::TOKEN_KIDS;
 
 use crate::world::*;
 
@@ -18,15 +17,6 @@ const KEY_B: &str = "tenant-b-secret-api-key";
 
 fn helper_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/vendor_helper.py")
-}
-
-pub(crate) fn sha256_hex(s: &str) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(s.as_bytes()))
-}
-
-fn kid(remote: &str) -> &'static str {
-    TOKEN_KIDS.iter().find(|(r, _)| *r == remote).unwrap().1
 }
 
 /// A running issuer for a world's lab.
@@ -40,7 +30,7 @@ pub(crate) fn start_issuer(w: &World) -> Issuer {
     start_issuer_on(
         w,
         listener,
-        "",
+        None,
         r#"{ job_id = "abc1234", project_id = "p1" }"#,
     )
 }
@@ -50,47 +40,18 @@ pub(crate) fn start_issuer(w: &World) -> Issuer {
 pub(crate) fn start_issuer_on(
     w: &World,
     listener: std::net::TcpListener,
-    extra: &str,
+    control_plane: Option<(&str, &str)>,
     default_jobs: &str,
 ) -> Issuer {
-    let config = format!(
-        r#"
-listen = "127.0.0.1:0"
-proxy_address = "localhost:{tls}"
-
-[certificate]
-validity_secs = 600
-{extra}
-
-[[tenants]]
-name = "default"
-api_keys = [{{ id = "ci-key", sha256 = "{k1}" }}]
-user_ca_key_file = "{ca}"
-token_key_file = "{tk}"
-token_kid = "{kid1}"
-training_jobs = [{default_jobs}]
-models = [{{ model_id = "m1x2y3", deployments = ["d1"] }}]
-
-[[tenants]]
-name = "tenant-b"
-api_keys = [{{ id = "b-key", sha256 = "{k2}" }}]
-user_ca_key_file = "{ca_b}"
-token_key_file = "{tk_b}"
-token_kid = "{kid2}"
-training_jobs = [{{ job_id = "other99", project_id = "p9" }}]
-"#,
-        tls = w.tls_port,
-        k1 = sha256_hex(KEY_DEFAULT),
-        k2 = sha256_hex(KEY_B),
-        ca = w.lab.path("user_ca").display(),
-        tk = w.lab.path("token_default.p8").display(),
-        kid1 = kid("default"),
-        ca_b = w.lab.path("tenant_b_ca").display(),
-        tk_b = w.lab.path("token_tenant-b.p8").display(),
-        kid2 = kid("tenant-b"),
-    );
-    let path = w.lab.path("issuer.toml");
-    std::fs::write(&path, config).unwrap();
+    let path = w
+        .lab
+        .write_issuer_config(&ssh_edge::lab::IssuerLab {
+            proxy_address: format!("localhost:{}", w.tls_port),
+            api_keys: [KEY_DEFAULT, KEY_B],
+            control_plane,
+            default_jobs,
+        })
+        .unwrap();
     let config = ssh_edge::issuer::load(&path).expect("issuer config is valid");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

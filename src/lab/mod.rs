@@ -12,6 +12,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use russh::keys::ssh_key::certificate::{Builder, CertType};
 use russh::keys::ssh_key::{LineEnding, PrivateKey};
 
+mod control_plane;
+pub use control_plane::{IssuerLab, SleepingBackend};
+
 use crate::config::{RawConfig, RawRemote, RawRoute, RawTokenKey};
 use crate::upstream::random_ed25519_key;
 
@@ -34,7 +37,7 @@ pub enum LabError {
     Sshd(String),
 }
 
-fn file_err(path: &Path, e: impl std::fmt::Display) -> LabError {
+pub(crate) fn file_err(path: &Path, e: impl std::fmt::Display) -> LabError {
     LabError::File {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -53,6 +56,9 @@ pub struct Lab {
     /// A second tenant's CA, trusted only by remote `tenant-b`.
     pub tenant_b_ca: PrivateKey,
     pub edge_host_key: PrivateKey,
+    /// PID files of sleeping backends' sshds (started by a control plane's hook), stopped on
+    /// drop.
+    sleepers: Vec<PathBuf>,
 }
 
 /// Writes an OpenSSH private key file with mode 0600 and its `.pub` beside it.
@@ -74,7 +80,7 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), LabError> {
         .map_err(|e| file_err(path, e))
 }
 
-fn write(path: &Path, contents: &str) -> Result<(), LabError> {
+pub(crate) fn write(path: &Path, contents: &str) -> Result<(), LabError> {
     std::fs::write(path, contents).map_err(|e| file_err(path, e))
 }
 
@@ -163,6 +169,7 @@ impl Lab {
             user_ca,
             tenant_b_ca,
             edge_host_key,
+            sleepers: Vec::new(),
         };
         lab.start_sshd(&sshd_host_key)?;
         Ok(lab)
@@ -385,6 +392,7 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         self.stop_sshd();
+        self.stop_sleepers();
         if !self.keep {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
