@@ -11,7 +11,6 @@ use ssh_edge::config;
 use ssh_edge::connect::{self, ConnectOptions};
 use ssh_edge::edge::{Edge, Listeners, LiveEdge};
 use ssh_edge::helper;
-use ssh_edge::lab::Lab;
 use ssh_edge::metrics::Metrics;
 
 #[derive(Parser)]
@@ -244,7 +243,7 @@ pub fn main() -> ExitCode {
             ssh_port,
         } => {
             init_tracing(&cli.log_format);
-            runtime.block_on(demo(dir, tls_port, ssh_port))
+            runtime.block_on(crate::demo::demo(dir, tls_port, ssh_port))
         }
     };
     match result {
@@ -269,7 +268,7 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
 /// Raises the soft open-files limit to the hard one: every connection is a descriptor (two
 /// with its backend), and the common default of 1024 would cap the edge long before its
 /// pre-auth limits do.
-fn raise_open_files_limit() {
+pub(crate) fn raise_open_files_limit() {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => tracing::info!(
             open_files = limit,
@@ -441,90 +440,5 @@ async fn serve(
         );
         let _ = edge.wait_drained(Duration::from_secs(2)).await;
     }
-    Ok(())
-}
-
-async fn demo(dir: Option<PathBuf>, tls_port: u16, ssh_port: u16) -> anyhow::Result<()> {
-    let (dir, keep) = match dir {
-        Some(d) => (d, true),
-        None => (
-            std::env::temp_dir().join(format!("ssh-edge-demo-{}", std::process::id())),
-            false,
-        ),
-    };
-    let mut lab = Lab::create(&dir, &["abc1234", "m1x2y3"])?;
-    lab.keep = keep;
-    // SSH_EDGE_* variables apply on top, e.g. SSH_EDGE_BACKEND__MULTIPLEX=true.
-    let raw = config::with_env_overrides(lab.edge_config(
-        &format!("127.0.0.1:{tls_port}"),
-        &format!("127.0.0.1:{ssh_port}"),
-    )?)?;
-    let config_path = lab.write_config(&raw)?;
-    let config = config::validate(&raw)?;
-    raise_open_files_limit();
-    let listeners = Listeners::bind(&config).await?;
-    let (tls, ssh, admin) = (
-        listeners.tls_addr().map_or(0, |a| a.port()),
-        listeners.ssh_addr().map_or(0, |a| a.port()),
-        listeners.admin_addr().map_or(0, |a| a.port()),
-    );
-    let key = lab.issue_user_certificate(
-        "user_key",
-        "demo-user",
-        &["abc1234", "m1x2y3"],
-        Duration::from_secs(8 * 3600),
-    )?;
-    let exe = std::env::current_exe().context("locating the ssh-edge binary")?;
-    let ssh_config = lab.write_ssh_config(&key, &exe, tls, ssh)?;
-    let edge = Edge::new(config, Arc::new(Metrics::new())).context("TLS configuration")?;
-    // Front B: a token like the signing service issues, for `ssh-edge connect --token-file`.
-    let token = lab.mint_token(
-        "default",
-        "training-job-abc1234-0.ssh.baseten.co",
-        Duration::from_secs(8 * 3600),
-    )?;
-    let token_file = lab.path("token");
-    std::fs::write(&token_file, &token).context("writing the demo token")?;
-    // For scripts (benches/throughput.sh): the ports and paths of this demo, shell syntax.
-    let env = format!(
-        "TLS_PORT={tls}\nSSH_PORT={ssh}\nADMIN_PORT={admin}\nSSHD_PORT={}\nLOGIN_USER={}\nSSH_CONFIG={}\nUSER_KEY={}\nDEMO_DIR={}\nTOKEN_FILE={}\n",
-        lab.sshd_port,
-        lab.login_user,
-        ssh_config.display(),
-        key.display(),
-        lab.dir.display(),
-        token_file.display()
-    );
-    std::fs::write(lab.path("demo.env"), env).context("writing demo.env")?;
-    println!(
-        "\nssh-edge demo is running (backend sshd on 127.0.0.1:{sshd}, files in {dir}).\n\
-         Config: {config}\n\n\
-         Land in a shell through the TLS front (SNI routing, ProxyCommand ssh-edge connect):\n\
-         \x20 ssh -F {cfg} training-job-abc1234-0.ssh.baseten.co\n\n\
-         The same with openssl as ProxyCommand:\n\
-         \x20 ssh -F {cfg} -o ProxyCommand='openssl s_client -quiet -verify_quiet -connect 127.0.0.1:{tls} -servername %h 2>/dev/null' training-job-abc1234-0.ssh.baseten.co\n\n\
-         Through the plain-SSH front (target in the user name):\n\
-         \x20 ssh -F {cfg} training-job-abc1234-0@127.0.0.1\n\n\
-         Through the token front (passthrough: the backend sshd itself checks your certificate):\n\
-         \x20 ssh -F {cfg} -o ProxyCommand='{exe} connect --edge localhost:{tls} --ca-file {dir}/tls-ca.pem --token-file {token} %h' -o HostKeyAlias=[127.0.0.1]:{sshd} -o UserKnownHostsFile={dir}/backend_known_hosts -l {user} training-job-abc1234-0.ssh.baseten.co\n\n\
-         Metrics: curl http://127.0.0.1:{admin}/metrics\n\n\
-         Press Ctrl-C to stop.\n",
-        sshd = lab.sshd_port,
-        dir = lab.dir.display(),
-        config = config_path.display(),
-        cfg = ssh_config.display(),
-        exe = exe.display(),
-        token = token_file.display(),
-        user = lab.login_user,
-    );
-    // SIGTERM too (scripts stop the demo with `kill`): dropping the lab stops its sshd.
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("SIGTERM handler")?;
-    tokio::select! {
-        _ = edge.serve(listeners) => {}
-        _ = tokio::signal::ctrl_c() => println!("stopping demo"),
-        _ = term.recv() => println!("stopping demo"),
-    }
-    drop(lab);
     Ok(())
 }

@@ -1,9 +1,14 @@
 //! The binary itself: `check-config` lists every problem at once, `SSH_EDGE_*` variables
-//! override the file, SIGHUP reloads the config and SIGTERM drains.
+//! override the file, SIGHUP reloads the config and SIGTERM drains, the demo wakes its
+//! sleeping workload.
 
 use std::process::Command;
 
 use ssh_edge::lab::Lab;
+
+#[path = "common/process.rs"]
+mod process;
+use process::run_with_timeout;
 
 fn ssh_edge() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ssh-edge"));
@@ -368,4 +373,66 @@ fn sigterm_closes_the_listeners_and_lets_open_sessions_finish() {
         "edge did not exit after draining"
     );
     assert!(edge.child.wait().unwrap().success());
+}
+
+/// The demo as a newcomer runs it: its sleeping workload wakes on the first `ssh`, which
+/// shows the progress banners and lands.
+#[test]
+fn the_demo_wakes_its_sleeping_workload_on_the_first_ssh() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("lab");
+    let demo = ssh_edge()
+        .args(["demo", "--tls-port", "0", "--ssh-port", "0", "--dir"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // SIGTERM (not SIGKILL): the demo then stops its sshds, the woken one included.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+            let _ = self.0.wait();
+        }
+    }
+    let _demo = Stop(demo);
+    let env_file = dir.join("demo.env");
+    assert!(
+        wait_until(std::time::Duration::from_secs(60), || env_file.exists()),
+        "the demo did not start"
+    );
+    let env = std::fs::read_to_string(&env_file).unwrap();
+    let var = |name: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("demo.env has no {name}: {env}"))
+            .to_string()
+    };
+    let sleepy_port: u16 = var("SLEEPY_PORT").parse().unwrap();
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", sleepy_port)).is_err(),
+        "the sleeping workload's sshd runs before anyone connected"
+    );
+    let out = run_with_timeout(
+        Command::new("ssh").args([
+            "-F",
+            &var("SSH_CONFIG"),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=INFO",
+            &var("SLEEPY_HOST"),
+            "echo woke",
+        ]),
+        std::time::Duration::from_secs(120),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("woke"));
+    assert!(
+        stderr.contains("ssh-edge: waking training job sleepy1 (on-demand session) ... 0 s")
+            && stderr.contains("ssh-edge: training job sleepy1 is up after"),
+        "{stderr}"
+    );
 }

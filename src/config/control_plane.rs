@@ -62,14 +62,13 @@ pub fn validate_control_plane(
             OnUnavailable::Allow
         }
     };
-    let Some(url) = raw.url.as_deref().map(str::trim).filter(|u| !u.is_empty()) else {
-        if raw.token_file.is_some() {
-            problems.push(
-                "control_plane.token_file is set but control_plane.url is not: set the url (e.g. https://control-plane.internal) or remove the token".into(),
-            );
-        }
-        return None;
-    };
+    // An empty url turns the control plane off (SSH_EDGE_CONTROL_PLANE__URL= does that over
+    // a file that sets it).
+    let url = raw
+        .url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())?;
     let parsed = url.parse::<hyper::Uri>();
     let url_ok = matches!(&parsed, Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
     if !url_ok {

@@ -30,7 +30,7 @@ pub struct Wakes(Mutex<HashMap<String, watch::Receiver<Wake>>>);
 
 /// First and longest pause between backend probes.
 const FIRST_PROBE_PAUSE: Duration = Duration::from_millis(100);
-const MAX_PROBE_PAUSE: Duration = Duration::from_secs(2);
+const MAX_PROBE_PAUSE: Duration = Duration::from_millis(500);
 /// How often the control plane is asked again while waiting (a failed activation, a stop).
 const STATUS_EVERY: Duration = Duration::from_secs(3);
 
