@@ -3,7 +3,8 @@
 # SSH_CONFIG, DEMO_DIR, TOKEN_FILE, …). Sets EXE, DIR, DEMO and an EXIT trap that stops the
 # demo, kills any pids in EXTRA_PIDS and removes every demo directory. `SSH_EDGE_*` variables
 # set for start_demo reach the demo's edge config (e.g. SSH_EDGE_BACKEND__MULTIPLEX=true);
-# stop_demo ends the current demo so a script can start another.
+# stop_demo ends the current demo so a script can start another. The demo's control plane is
+# off unless CONTROL_PLANE=on (benches compare forwarding; benches/ttfb.sh measures its cost).
 DEMO_DIRS=()
 EXTRA_PIDS=()
 DEMO=
@@ -15,7 +16,11 @@ start_demo() {
   DIR=$(mktemp -d /tmp/ssh-edge-bench.XXXXXX)
   DEMO_DIRS+=("$DIR")
   chmod 755 "$DIR"
-  "$EXE" demo --dir "$DIR/lab" --tls-port 0 --ssh-port 0 >"$DIR/demo.out" 2>"$DIR/demo.err" &
+  if [ "${CONTROL_PLANE:-off}" = on ]; then
+    "$EXE" demo --dir "$DIR/lab" --tls-port 0 --ssh-port 0 >"$DIR/demo.out" 2>"$DIR/demo.err" &
+  else
+    SSH_EDGE_CONTROL_PLANE__URL= "$EXE" demo --dir "$DIR/lab" --tls-port 0 --ssh-port 0 >"$DIR/demo.out" 2>"$DIR/demo.err" &
+  fi
   DEMO=$!
   for _ in $(seq 100); do [ -f "$DIR/lab/demo.env" ] && break; sleep 0.1; done
   # shellcheck disable=SC1091

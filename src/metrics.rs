@@ -60,6 +60,8 @@ pub struct Metrics {
     pub control_plane_requests: IntCounterVec,
     /// Logins decided without the control plane, by `on_unavailable` (allow, deny).
     pub control_plane_unavailable: IntCounterVec,
+    /// Time of requests that went to the control plane (not cached answers).
+    pub control_plane_seconds: Histogram,
 }
 
 /// Outcomes of control-plane lookups: answered, served from the cache, or why not.
@@ -231,6 +233,19 @@ impl Metrics {
         for outcome in CONTROL_PLANE_OUTCOMES {
             control_plane_requests.with_label_values(&[outcome]);
         }
+        let control_plane_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "ssh_edge_control_plane_request_seconds",
+                "Time of requests sent to the control plane (cached answers are not timed)",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )
+        .expect("static metric definition");
+        registry
+            .register(Box::new(control_plane_seconds.clone()))
+            .expect("unique metric name");
         let control_plane_unavailable = counter(
             "ssh_edge_control_plane_unavailable_total",
             "Logins decided without the control plane (it did not answer), by on_unavailable: allow, deny",
@@ -311,6 +326,7 @@ impl Metrics {
             activation_seconds,
             control_plane_requests,
             control_plane_unavailable,
+            control_plane_seconds,
         }
     }
 

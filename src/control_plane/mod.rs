@@ -115,7 +115,11 @@ impl ControlPlane {
             self.count("cached");
             return Ok(entry.1.clone());
         }
+        let started = Instant::now();
         let answer = self.client.status(host).await;
+        self.metrics
+            .control_plane_seconds
+            .observe(started.elapsed().as_secs_f64());
         self.remember(host, &answer);
         answer
     }

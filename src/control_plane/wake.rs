@@ -105,7 +105,12 @@ async fn run(
 ) -> Wake {
     let deadline = Instant::now() + cp.settings.activation_timeout;
     if activate {
-        match cp.client.activate(host).await {
+        let started = Instant::now();
+        let answer = cp.client.activate(host).await;
+        cp.metrics
+            .control_plane_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match answer {
             Ok(status) => {
                 cp.count("ok");
                 if let Some(failed) = gave_up(&status) {

@@ -207,6 +207,9 @@ struct Entry {
     session_expires_at: Option<u64>,
     /// `on_activate` runs started so far.
     activations: u64,
+    /// `POST .../activate` calls received (an edge wakes a host with one, however many
+    /// logins wait).
+    activate_requests: u64,
     /// Why the last activation failed, until the next one starts or an admin sets the state.
     last_failure: Option<String>,
     /// Bumped by every activation and admin state change, so a finishing command whose
@@ -272,6 +275,7 @@ impl ControlPlane {
                     message: spec.message.clone(),
                     session_expires_at: spec.session_expires_at,
                     activations: 0,
+                    activate_requests: 0,
                     last_failure: None,
                     generation: 0,
                 };
@@ -334,6 +338,7 @@ impl ControlPlane {
         let Some(entry) = entries.get_mut(&key) else {
             return (Activated::Refused, Status::unknown(host));
         };
+        entry.activate_requests += 1;
         let outcome = match entry.state {
             State::Activatable => Activated::Started(start(&key, normalized, entry)),
             State::Starting | State::Running => Activated::Underway,
@@ -446,5 +451,6 @@ fn status_of(id: &WorkloadId, entry: &Entry) -> Status {
             entry.last_failure.as_deref(),
         ),
         activations: entry.activations,
+        activate_requests: entry.activate_requests,
     }
 }

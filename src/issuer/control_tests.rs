@@ -54,7 +54,7 @@ fn status_json_shapes() {
     );
     assert_eq!(
         p.status("training-job-run1-3.ssh.test").admin_json(),
-        serde_json::json!({"state": "running", "session_expires_at": null, "message": null, "activations": 0})
+        serde_json::json!({"state": "running", "session_expires_at": null, "message": null, "activations": 0, "activate_requests": 0})
     );
     // Known id, wrong tenant: unknown.
     let unknown = p.status("training-job-wake1-0.tenant-b.ssh.test");

@@ -288,7 +288,7 @@ admin_token_sha256 = "{admin}"
     assert_eq!(r.status, 200);
     assert_eq!(
         r.body,
-        json!({"state": "stopped", "session_expires_at": null, "message": "maintenance until 5pm", "activations": 0})
+        json!({"state": "stopped", "session_expires_at": null, "message": "maintenance until 5pm", "activations": 0, "activate_requests": 1})
     );
     let r = call(
         port,

@@ -269,6 +269,7 @@ pub struct Status {
     pub session_expires_at: Option<u64>,
     pub message: Option<String>,
     pub activations: u64,
+    pub activate_requests: u64,
 }
 
 impl Status {
@@ -282,6 +283,7 @@ impl Status {
                 crate::text::escape_untrusted(host, 253)
             )),
             activations: 0,
+            activate_requests: 0,
         }
     }
 
@@ -294,10 +296,11 @@ impl Status {
         })
     }
 
-    /// The edge JSON plus `activations`.
+    /// The edge JSON plus `activations` and `activate_requests`.
     pub fn admin_json(&self) -> Value {
         let mut v = self.edge_json();
         v["activations"] = json!(self.activations);
+        v["activate_requests"] = json!(self.activate_requests);
         v
     }
 }

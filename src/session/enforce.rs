@@ -121,6 +121,8 @@ pub(super) async fn enforce(
 mod tests {
     use std::sync::atomic::Ordering;
 
+    use futures::future::BoxFuture;
+
     use prometheus::IntGauge;
 
     use super::*;
@@ -188,5 +190,56 @@ mod tests {
             "{:?}",
             warnings[0]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_extended_workload_expiry_moves_the_end_and_warns_again() {
+        let sessions = Sessions::new(IntGauge::new("s", "sessions").unwrap());
+        let s = sessions.open(SessionInfo::default());
+        let start = unix_now();
+        let expiry = Arc::new(std::sync::Mutex::new(Some(start + 20)));
+        let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (source, counter) = (expiry.clone(), reads.clone());
+        let read = Arc::new(move |_fresh: bool| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            let at = *source.lock().unwrap();
+            Box::pin(async move { Some(at) }) as BoxFuture<'static, Option<Option<u64>>>
+        });
+        let warnings = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = warnings.clone();
+        let started = tokio::time::Instant::now();
+        s.spawn_lifetimes(
+            Lifetimes {
+                idle: None,
+                max: None,
+                at_cert_expiry: false,
+            },
+            None,
+            Some(WorkloadExpiry {
+                at: Some(start + 20),
+                refresh_every: Duration::from_secs(2),
+                read,
+            }),
+            move |w| seen.lock().unwrap().push((started.elapsed(), w)),
+        );
+        let end = s.killed();
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        assert_eq!(warnings.lock().unwrap().len(), 1, "warned at half-time");
+        // Extended while the session runs: the end moves to 60 s, with a second warning.
+        *expiry.lock().unwrap() = Some(start + 60);
+        let message = end.await.expect("ended by the edge");
+        assert!(
+            message.starts_with("session ended: the workload's session expired at"),
+            "{message}"
+        );
+        let ended_after = started.elapsed();
+        assert!(
+            ended_after >= Duration::from_secs(59) && ended_after <= Duration::from_secs(61),
+            "ended after {ended_after:?}"
+        );
+        let warnings = warnings.lock().unwrap();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[1].0 >= Duration::from_secs(29), "{warnings:?}");
+        assert!(reads.load(Ordering::Relaxed) >= 20, "re-read every 2 s");
     }
 }

@@ -196,6 +196,12 @@ fn five_logins_on_two_fronts_wake_a_sleeping_workload_once_and_see_progress() {
         "no progress after 2 s"
     );
     assert_eq!(k.activations(SLEEPY), 1, "exactly one on_activate run");
+    // The edge deduplicated: one activate call for five logins on two fronts (the issuer
+    // would also have started one run for five calls).
+    assert_eq!(
+        k.admin("GET", &format!("/v1/admin/workloads/{SLEEPY}"), "")["activate_requests"],
+        1
+    );
     assert_eq!(
         metric(&k.w, "ssh_edge_activations_total{outcome=\"ready\"}"),
         1
