@@ -44,6 +44,8 @@ async fn run(activation: &Activation) -> Result<(), String> {
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
+        // The issuer stopping stops its hooks (no wake-up half done after it is gone).
+        .kill_on_drop(true)
         .status()
         .await
         .map_err(|e| format!("cannot run sh: {e}"))?;

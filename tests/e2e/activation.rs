@@ -44,6 +44,14 @@ fn port_open(port: u16) -> bool {
 impl Wakeable {
     /// `wake_delay`: seconds the hook sleeps before starting sshd (so the wait shows).
     pub fn start(wake_delay: u32) -> Wakeable {
+        Self::start_with(wake_delay, |_| {})
+    }
+
+    /// Like `start`, with the edge's config adjusted first.
+    pub fn start_with(
+        wake_delay: u32,
+        adjust: impl FnOnce(&mut ssh_edge::config::RawConfig),
+    ) -> Wakeable {
         let tokens = tempfile::tempdir().unwrap().keep();
         let token_file = tokens.join("edge-token");
         std::fs::write(&token_file, EDGE_TOKEN).unwrap();
@@ -65,6 +73,7 @@ impl Wakeable {
                     ..RawRoute::default()
                 },
             );
+            adjust(raw);
         });
         let sleepy = w.lab.sleeping_backend(sleepy_port, "sleepy1").unwrap();
         let on_activate = sleepy.start_command(wake_delay);
@@ -390,4 +399,31 @@ fn a_control_plane_that_is_down_allows_or_denies_as_configured() {
             1
         );
     }
+}
+
+#[test]
+fn a_workload_that_does_not_come_up_in_time_is_refused_with_a_message() {
+    // The hook takes 30 s; the edge waits 2.
+    let k = Wakeable::start_with(30, |raw| raw.control_plane.activation_timeout_secs = 2);
+    let out = k.ssh(Via::PlainSsh, SLEEPY, "echo no");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("(on-demand session) ... 0 s"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "ssh-edge: {SLEEPY}: the workload did not come up within 2 s; try again later"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        metric(&k.w, "ssh_edge_activations_total{outcome=\"timeout\"}"),
+        1
+    );
+    assert_eq!(
+        metric(
+            &k.w,
+            "ssh_edge_connections_rejected_total{listener=\"ssh\",reason=\"activation_timeout\"}"
+        ),
+        1
+    );
 }
