@@ -51,6 +51,7 @@ pub async fn demo(dir: Option<PathBuf>, tls_port: u16, ssh_port: u16) -> anyhow:
         api_keys: [&random_token(), &random_token()],
         control_plane: Some((&control_plane.edge_token, &control_plane.admin_token)),
         default_jobs: &control_plane.jobs,
+        https: false,
     })?;
     let issuer = ssh_edge::issuer::load(&issuer_config)?;
     control_plane.listener.set_nonblocking(true)?;

@@ -43,6 +43,8 @@ pub fn watched_files(config: &Path, raw: Option<&RawConfig>) -> Vec<PathBuf> {
         files.extend(raw.backend.identity_file.iter().cloned());
         files.extend(raw.backend.known_hosts_file.iter().cloned());
         files.extend(raw.admin.bearer_token_file.iter().cloned());
+        files.extend(raw.control_plane.token_file.iter().cloned());
+        files.extend(raw.control_plane.ca_file.iter().cloned());
     }
     files
 }

@@ -35,6 +35,8 @@ pub struct IssuerLab<'a> {
     pub control_plane: Option<(&'a str, &'a str)>,
     /// The default tenant's training jobs, as TOML inline tables separated by commas.
     pub default_jobs: &'a str,
+    /// Serve HTTPS with the lab's TLS certificate (`localhost`, 127.0.0.1; CA `tls-ca.pem`).
+    pub https: bool,
 }
 
 fn sha256_hex(s: &str) -> String {
@@ -116,10 +118,19 @@ impl Lab {
             ),
             None => String::new(),
         };
+        let tls = if opts.https {
+            format!(
+                "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+                self.path("tls-cert.pem").display(),
+                self.path("tls-key.pem").display()
+            )
+        } else {
+            String::new()
+        };
         let config = format!(
             r#"listen = "127.0.0.1:0"
 proxy_address = "{proxy}"
-
+{tls}
 [certificate]
 validity_secs = 600
 

@@ -44,12 +44,14 @@ fn port_open(port: u16) -> bool {
 impl Wakeable {
     /// `wake_delay`: seconds the hook sleeps before starting sshd (so the wait shows).
     pub fn start(wake_delay: u32) -> Wakeable {
-        Self::start_with(wake_delay, |_| {})
+        Self::start_with(wake_delay, false, |_| {})
     }
 
-    /// Like `start`, with the edge's config adjusted first.
+    /// Like `start`, with the control plane on HTTPS (the lab's private CA) or not, and the
+    /// edge's config adjusted first.
     pub fn start_with(
         wake_delay: u32,
+        https: bool,
         adjust: impl FnOnce(&mut ssh_edge::config::RawConfig),
     ) -> Wakeable {
         let tokens = tempfile::tempdir().unwrap().keep();
@@ -59,7 +61,18 @@ impl Wakeable {
         let issuer_port = issuer_listener.local_addr().unwrap().port();
         let sleepy_port = ssh_edge::lab::free_port();
         let mut w = World::start_with(|raw| {
-            raw.control_plane.url = Some(format!("http://127.0.0.1:{issuer_port}"));
+            raw.control_plane.url = Some(if https {
+                // The lab's TLS CA sits beside its server certificate.
+                let cert = raw
+                    .tls
+                    .cert_file
+                    .clone()
+                    .expect("the lab's TLS certificate");
+                raw.control_plane.ca_file = Some(cert.with_file_name("tls-ca.pem"));
+                format!("https://localhost:{issuer_port}")
+            } else {
+                format!("http://127.0.0.1:{issuer_port}")
+            });
             raw.control_plane.token_file = Some(token_file.clone());
             raw.control_plane.expiry_refresh_secs = 2;
             raw.routes.insert(
@@ -82,7 +95,13 @@ impl Wakeable {
   {{ job_id = "sleepy1", project_id = "p1", trigger = "on_demand", on_activate = "{on_activate}" }},
   {{ job_id = "done1", project_id = "p1", state = "stopped", message = "{STOPPED_MESSAGE}" }}"#
         );
-        let issuer = start_issuer_on(&w, issuer_listener, Some((EDGE_TOKEN, ADMIN_TOKEN)), &jobs);
+        let issuer = start_issuer_on(
+            &w,
+            issuer_listener,
+            Some((EDGE_TOKEN, ADMIN_TOKEN)),
+            &jobs,
+            https,
+        );
         let key = w.lab.path("wake_user");
         w.lab
             .issue_user_certificate(
@@ -225,7 +244,8 @@ fn five_logins_on_two_fronts_wake_a_sleeping_workload_once_and_see_progress() {
 
 #[test]
 fn stopped_and_unknown_workloads_give_the_control_planes_message() {
-    let k = Wakeable::start(0);
+    // Over HTTPS with a private CA, as a control plane on another host would be reached.
+    let k = Wakeable::start_with(0, true, |_| {});
     for via in [Via::PlainSsh, Via::Connect] {
         let out = k.ssh(via, STOPPED, "echo no");
         assert!(!out.status.success());
@@ -404,7 +424,9 @@ fn a_control_plane_that_is_down_allows_or_denies_as_configured() {
 #[test]
 fn a_workload_that_does_not_come_up_in_time_is_refused_with_a_message() {
     // The hook takes 30 s; the edge waits 2.
-    let k = Wakeable::start_with(30, |raw| raw.control_plane.activation_timeout_secs = 2);
+    let k = Wakeable::start_with(30, false, |raw| {
+        raw.control_plane.activation_timeout_secs = 2
+    });
     let out = k.ssh(Via::PlainSsh, SLEEPY, "echo no");
     assert!(!out.status.success());
     let err = stderr(&out);

@@ -32,6 +32,7 @@ pub(crate) fn start_issuer(w: &World) -> Issuer {
         listener,
         None,
         r#"{ job_id = "abc1234", project_id = "p1" }"#,
+        false,
     )
 }
 
@@ -42,6 +43,7 @@ pub(crate) fn start_issuer_on(
     listener: std::net::TcpListener,
     control_plane: Option<(&str, &str)>,
     default_jobs: &str,
+    https: bool,
 ) -> Issuer {
     let path = w
         .lab
@@ -50,6 +52,7 @@ pub(crate) fn start_issuer_on(
             api_keys: [KEY_DEFAULT, KEY_B],
             control_plane,
             default_jobs,
+            https,
         })
         .unwrap();
     let config = ssh_edge::issuer::load(&path).expect("issuer config is valid");
