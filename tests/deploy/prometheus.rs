@@ -111,6 +111,9 @@ fn every_alert_is_labelled_annotated_and_tested_firing_and_quiet() {
         "SshEdgeReloadFailed",
         "SshEdgeDnsErrors",
         "SshEdgePreauthNearFull",
+        "SshEdgeControlPlaneUnavailable",
+        "SshEdgeActivationsFailing",
+        "SshEdgeControlPlaneSlow",
     ];
     let names: BTreeSet<&str> = rules
         .iter()
@@ -225,7 +228,7 @@ fn example_prometheus_config_passes_promtool() {
             .arg(tmp.path().join("prometheus.yml")),
         TIMEOUT,
     );
-    assert!(out.contains("SUCCESS: 7 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 10 rules found"), "{out}");
 }
 
 #[test]
