@@ -8,7 +8,8 @@
 # directly to sshd, through front A (TLS+SNI, `ssh-edge connect` as ProxyCommand, SSH terminated),
 # front B (token preamble via `ssh-edge connect --token-file`, passthrough) and front C (plain
 # SSH, terminated), all with aes128-gcm. Prints MiB/s and the ratio to direct, plus the
-# edge's CPU seconds per GiB forwarded. Loopback only; stops by itself.
+# edge's CPU seconds per GiB forwarded and, for fronts A and B, those of the client-side relay
+# (`ssh-edge connect`, the ProxyCommand). Loopback only; stops by itself.
 #
 # PIN=1 pins the edge to CPU 1 and everything else (dd, ssh, ssh-edge connect, sshd) to CPU 0,
 # for direct and edged paths alike: on a 2-core machine that separates "the edge is slow" from
@@ -32,12 +33,18 @@ fi
 HOST=training-job-abc1234-0.ssh.baseten.co
 COMMON=(-F "$SSH_CONFIG" -o BatchMode=yes -c "$CIPHER" -o Compression=no)
 direct=(ssh "${COMMON[@]}" -p "$SSHD_PORT" -o UserKnownHostsFile="$DEMO_DIR/backend_known_hosts" "$LOGIN_USER@127.0.0.1")
-front_a=(ssh "${COMMON[@]}" "$HOST")
+# The relay's CPU: the ProxyCommand runs under bash, whose `times` reports its children. ssh
+# sends its ProxyCommand SIGHUP at the end; ignored here, the relay ends when the edge closes.
+RELAY_TIMES=$DIR/relay.times
+relay() { echo "ProxyCommand=bash -c 'trap \"\" HUP; $EXE connect $* %h; times > $RELAY_TIMES.tmp; mv $RELAY_TIMES.tmp $RELAY_TIMES'"; }
+front_a=(ssh "${COMMON[@]}" -o "$(relay --edge localhost:$TLS_PORT --ca-file $DEMO_DIR/tls-ca.pem)" "$HOST")
 front_c=(ssh "${COMMON[@]}" "training-job-abc1234-0@127.0.0.1")
-front_b=(ssh "${COMMON[@]}" -o "ProxyCommand=$EXE connect --edge localhost:$TLS_PORT --ca-file $DEMO_DIR/tls-ca.pem --token-file $TOKEN_FILE %h"
+front_b=(ssh "${COMMON[@]}" -o "$(relay --edge localhost:$TLS_PORT --ca-file $DEMO_DIR/tls-ca.pem --token-file $TOKEN_FILE)"
   -o "HostKeyAlias=[127.0.0.1]:$SSHD_PORT" -o UserKnownHostsFile="$DEMO_DIR/backend_known_hosts" -l "$LOGIN_USER" "$HOST")
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$DEMO/stat"; }
+# CPU seconds of the relay's last run: the children line of bash's `times` ("0m1.234s 0m0.5s").
+relay_cpu() { awk 'NR == 2 { gsub(/s/, "", $1); gsub(/s/, "", $2); split($1, u, "m"); split($2, s, "m"); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$RELAY_TIMES"; }
 now() { date +%s.%N; }
 
 # Warm up each path once (and fail early if one does not work).
@@ -49,8 +56,9 @@ done
 
 declare -A rate
 measure() { # name direction
-  local name=$1 dir=$2 t0 t1 c0 c1
+  local name=$1 dir=$2 t0 t1 c0 c1 relay_note=
   declare -n cmd=$name
+  rm -f "$RELAY_TIMES"
   c0=$(cpu_ticks); t0=$(now)
   if [ "$dir" = up ]; then
     "${RUN[@]}" dd if=/dev/zero bs=1M count="$MIB" status=none | "${RUN[@]}" "${cmd[@]}" 'cat > /dev/null'
@@ -61,7 +69,11 @@ measure() { # name direction
   rate[$name.$dir]=$(awk -v m="$MIB" -v a="$t0" -v b="$t1" 'BEGIN { print m / (b - a) }')
   local cpu_per_gib
   cpu_per_gib=$(awk -v c="$((c1 - c0))" -v hz="$(getconf CLK_TCK)" -v m="$MIB" 'BEGIN { print c / hz / (m / 1024) }')
-  printf '%-8s %-5s %8.1f MiB/s   edge CPU %5.2f s/GiB\n' "$name" "$dir" "${rate[$name.$dir]}" "$cpu_per_gib"
+  case $name in front_a | front_b) for _ in $(seq 50); do [ -s "$RELAY_TIMES" ] && break; sleep 0.1; done ;; esac
+  if [ -s "$RELAY_TIMES" ]; then
+    relay_note=$(awk -v c="$(relay_cpu)" -v m="$MIB" 'BEGIN { printf "   relay CPU %5.2f s/GiB", c / (m / 1024) }')
+  fi
+  printf '%-8s %-5s %8.1f MiB/s   edge CPU %5.2f s/GiB%s\n' "$name" "$dir" "${rate[$name.$dir]}" "$cpu_per_gib" "$relay_note"
 }
 
 echo "== $MIB MiB each way, cipher $CIPHER, $(nproc) cores, pinned: ${PIN:-0} =="

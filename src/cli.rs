@@ -162,7 +162,18 @@ pub fn main() -> ExitCode {
                 ca_file,
                 token,
             };
-            let result = runtime.block_on(connect::run(&opts));
+            // One thread: the relay's reads and writes wake nothing elsewhere.
+            let relay_runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("ssh-edge connect: cannot start runtime: {e}");
+                    std::process::exit(255);
+                }
+            };
+            let result = relay_runtime.block_on(connect::run(&opts));
             if let Err(e) = &result {
                 eprintln!("ssh-edge connect: {e}");
             }

@@ -50,5 +50,6 @@ pub mod route;
 pub mod session;
 pub mod sessions_cli;
 pub mod splice;
+pub mod stdio;
 pub mod text;
 pub mod upstream;
