@@ -325,6 +325,9 @@ impl LiveEdge {
             )));
         }
         tokio::spawn(self.clone().summarize_drops());
+        tokio::spawn(crate::memory::trim_when_sessions_fall(
+            edge.sessions.clone(),
+        ));
         for t in tasks {
             let _ = t.await;
         }
