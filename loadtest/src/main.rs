@@ -63,9 +63,14 @@ fn print(r: &Report) {
         r.mode, r.addr, r.connections, r.elapsed_secs
     );
     println!(
-        "  ok {}   errors {}   {:.1}/s",
+        "  ok {}   errors {}{}   {:.1}/s",
         r.ok,
         r.errors.total(),
+        if r.errors.total() > 0 {
+            format!(" ({})", r.errors)
+        } else {
+            String::new()
+        },
         r.per_sec
     );
     if let Some(l) = r.latency {

@@ -79,9 +79,28 @@ impl Errors {
     }
 }
 
+/// "connect 3, timeout 1": what failed, for the summary line (empty when nothing did).
+impl std::fmt::Display for Errors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        f.write_str(&parts.join(", "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_say_what_failed() {
+        let mut e = Errors::default();
+        assert_eq!(e.to_string(), "");
+        e.count("timeout");
+        e.add("connect", 3);
+        e.add("auth", 0);
+        assert_eq!(e.to_string(), "connect 3, timeout 1");
+        assert_eq!(e.total(), 4);
+    }
 
     #[test]
     fn nearest_rank_percentiles() {
