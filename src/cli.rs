@@ -128,7 +128,15 @@ fn init_tracing(format: &str) {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // The relay runs on one thread: its reads and writes wake nothing elsewhere.
+    let runtime = if matches!(cli.command, Command::Connect { .. }) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Runtime::new()
+    };
+    let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ssh-edge: cannot start runtime: {e}");
@@ -162,18 +170,7 @@ pub fn main() -> ExitCode {
                 ca_file,
                 token,
             };
-            // One thread: the relay's reads and writes wake nothing elsewhere.
-            let relay_runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("ssh-edge connect: cannot start runtime: {e}");
-                    std::process::exit(255);
-                }
-            };
-            let result = relay_runtime.block_on(connect::run(&opts));
+            let result = runtime.block_on(connect::run(&opts));
             if let Err(e) = &result {
                 eprintln!("ssh-edge connect: {e}");
             }

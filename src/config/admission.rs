@@ -138,9 +138,8 @@ fn parse_cidr(s: &str) -> Option<IpNet> {
 /// Reads the admin bearer token: the file's first line, which must not be empty.
 pub fn load_admin_token(admin: &RawAdmin, problems: &mut Vec<String>) -> Option<String> {
     let path = admin.bearer_token_file.as_ref()?;
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let token = text.lines().next().unwrap_or("").trim().to_string();
+    match super::read_token_file(path) {
+        Ok(token) => {
             if token.len() < 16 {
                 problems.push(format!(
                     "admin.bearer_token_file {}: the token must be at least 16 characters",

@@ -78,9 +78,8 @@ pub fn validate_control_plane(
     }
     let token = match &raw.token_file {
         None => None,
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let token = text.lines().next().unwrap_or("").trim().to_string();
+        Some(path) => match super::read_token_file(path) {
+            Ok(token) => {
                 if token.is_empty() {
                     problems.push(format!(
                         "control_plane.token_file {}: empty, expected the bearer token on the first line",

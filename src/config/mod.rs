@@ -159,6 +159,12 @@ fn load_over(base: RawConfig, file: Option<&Path>) -> Result<RawConfig, ConfigEr
         .map_err(|e| ConfigError::Load(Box::new(e)))
 }
 
+/// A secret file's token: its first line, trimmed.
+fn read_token_file(path: &Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text.lines().next().unwrap_or("").trim().to_string())
+}
+
 /// `load_raw` followed by `validate`.
 pub fn load(file: Option<&Path>) -> Result<EdgeConfig, ConfigError> {
     validate(&load_raw(file)?)

@@ -115,29 +115,35 @@ impl ControlPlane {
             self.count("cached");
             return Ok(entry.1.clone());
         }
-        let started = Instant::now();
-        let answer = self.client.status(host).await;
-        self.metrics
-            .control_plane_seconds
-            .observe(started.elapsed().as_secs_f64());
-        self.remember(host, &answer);
+        let answer = self.ask(self.client.status(host)).await;
+        if let Ok(status) = &answer {
+            // Bounded: a stale entry is replaced; a flood of distinct hosts is capped by
+            // dropping the cache (it is only an optimisation).
+            if self.cache.len() >= 100_000 {
+                self.cache.clear();
+            }
+            self.cache
+                .insert(host.to_string(), (Instant::now(), status.clone()));
+        }
         answer
     }
 
-    fn remember(&self, host: &str, answer: &Result<WorkloadStatus, ControlPlaneError>) {
-        match answer {
-            Ok(status) => {
-                self.count("ok");
-                // Bounded: a stale entry is replaced; a flood of distinct hosts is capped by
-                // dropping the cache (it is only an optimisation).
-                if self.cache.len() >= 100_000 {
-                    self.cache.clear();
-                }
-                self.cache
-                    .insert(host.to_string(), (Instant::now(), status.clone()));
-            }
-            Err(e) => self.count(e.outcome()),
-        }
+    /// One request to the control plane, timed and counted by outcome.
+    async fn ask(
+        &self,
+        request: impl std::future::Future<Output = Result<WorkloadStatus, ControlPlaneError>>,
+    ) -> Result<WorkloadStatus, ControlPlaneError> {
+        let started = Instant::now();
+        let answer = request.await;
+        self.metrics
+            .control_plane_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.count(
+            answer
+                .as_ref()
+                .map_or_else(ControlPlaneError::outcome, |_| "ok"),
+        );
+        answer
     }
 
     fn count(&self, outcome: &str) {
@@ -185,7 +191,7 @@ impl ControlPlane {
             }
             Verdict::Wake { activate } => activate,
         };
-        let mut wake = self.wakes.join(self, host, activate, backend, connector);
+        let mut wake = self.wakes.join(self, target, activate, backend, connector);
         let started = Instant::now();
         progress(status::waking_line(target, 0));
         let mut tick =

@@ -10,7 +10,8 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::ControlPlane;
-use super::status::WorkloadState;
+use super::status::{Verdict, shown, verdict};
+use crate::hostname::Target;
 use crate::upstream::Connector;
 
 /// Where one wake-up stands.
@@ -35,11 +36,11 @@ const MAX_PROBE_PAUSE: Duration = Duration::from_millis(500);
 const STATUS_EVERY: Duration = Duration::from_secs(3);
 
 impl Wakes {
-    /// Joins the wake-up of `host`, starting it if none is in progress.
+    /// Joins the wake-up of `target`'s host, starting it if none is in progress.
     pub fn join(
         &self,
         control_plane: &Arc<ControlPlane>,
-        host: &str,
+        target: &Target,
         activate: bool,
         backend: &str,
         connector: &Arc<Connector>,
@@ -48,6 +49,7 @@ impl Wakes {
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let host = target.host.as_str();
         if let Some(rx) = wakes.get(host)
             && matches!(*rx.borrow(), Wake::Pending)
         {
@@ -55,15 +57,16 @@ impl Wakes {
         }
         let (tx, rx) = watch::channel(Wake::Pending);
         wakes.insert(host.to_string(), rx.clone());
-        let (cp, host, backend, connector) = (
+        let (cp, target, backend, connector) = (
             control_plane.clone(),
-            host.to_string(),
+            target.clone(),
             backend.to_string(),
             connector.clone(),
         );
         tokio::spawn(async move {
             let started = Instant::now();
-            let outcome = run(&cp, &host, activate, &backend, &connector).await;
+            let outcome = run(&cp, &target, activate, &backend, &connector).await;
+            let host = target.host;
             let label = match &outcome {
                 Wake::Ready => {
                     cp.metrics
@@ -98,28 +101,22 @@ impl Wakes {
 
 async fn run(
     cp: &ControlPlane,
-    host: &str,
+    target: &Target,
     activate: bool,
     backend: &str,
     connector: &Connector,
 ) -> Wake {
+    let host = target.host.as_str();
     let deadline = Instant::now() + cp.settings.activation_timeout;
     if activate {
-        let started = Instant::now();
-        let answer = cp.client.activate(host).await;
-        cp.metrics
-            .control_plane_seconds
-            .observe(started.elapsed().as_secs_f64());
-        match answer {
+        match cp.ask(cp.client.activate(host)).await {
             Ok(status) => {
-                cp.count("ok");
-                if let Some(failed) = gave_up(&status) {
+                if let Some(failed) = gave_up(target, &status) {
                     return failed;
                 }
             }
             // The activation may have started anyway: keep probing until the timeout.
             Err(e) => {
-                cp.count(e.outcome());
                 warn!(target = %host, error = %e, "activation request failed; waiting for the backend anyway");
             }
         }
@@ -143,7 +140,7 @@ async fn run(
         if now >= next_status {
             next_status = now + STATUS_EVERY;
             if let Ok(status) = cp.status(host, true).await
-                && let Some(failed) = gave_up(&status)
+                && let Some(failed) = gave_up(target, &status)
             {
                 return failed;
             }
@@ -153,23 +150,16 @@ async fn run(
     }
 }
 
-/// A status that ends the wait: stopped or unknown, or activatable again (the activation
-/// failed on the control plane's side).
-fn gave_up(status: &super::WorkloadStatus) -> Option<Wake> {
-    let message = super::status::shown(status.message.as_deref());
-    match status.state {
-        WorkloadState::Running | WorkloadState::Starting => None,
-        WorkloadState::Activatable => Some(Wake::Failed {
+/// A status that ends the wait: the verdict's refusals (stopped, unknown), or activatable
+/// again (the activation failed on the control plane's side).
+fn gave_up(target: &Target, status: &super::WorkloadStatus) -> Option<Wake> {
+    match verdict(target, status) {
+        Verdict::Proceed | Verdict::Wake { activate: false } => None,
+        Verdict::Wake { activate: true } => Some(Wake::Failed {
             reason: "activation_failed",
-            message: message.unwrap_or_else(|| "the workload could not be woken".into()),
+            message: shown(status.message.as_deref())
+                .unwrap_or_else(|| "the workload could not be woken".into()),
         }),
-        WorkloadState::Stopped => Some(Wake::Failed {
-            reason: "workload_stopped",
-            message: message.unwrap_or_else(|| "the workload stopped".into()),
-        }),
-        WorkloadState::Unknown => Some(Wake::Failed {
-            reason: "workload_unknown",
-            message: message.unwrap_or_else(|| "no such workload".into()),
-        }),
+        Verdict::Refuse { reason, message } => Some(Wake::Failed { reason, message }),
     }
 }

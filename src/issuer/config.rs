@@ -232,7 +232,7 @@ pub fn load(file: &Path) -> Result<IssuerConfig, IssuerConfigError> {
 }
 
 /// A DNS label of `a-z0-9-`, 1 to 63 bytes, not starting or ending with `-`.
-fn is_label(s: &str) -> bool {
+pub(super) fn is_label(s: &str) -> bool {
     (1..=63).contains(&s.len())
         && !s.starts_with('-')
         && !s.ends_with('-')

@@ -132,17 +132,7 @@ pub fn route(method: &str, path: &str) -> Result<ControlRoute, ControlError> {
 
 /// The token in an `Authorization: Bearer <token>` header value.
 pub fn bearer_from_header(value: Option<&[u8]>) -> Result<&str, ControlError> {
-    let value = value.ok_or(ControlError::MissingBearer)?;
-    let value = std::str::from_utf8(value).map_err(|_| ControlError::MissingBearer)?;
-    let (scheme, token) = value
-        .trim()
-        .split_once(' ')
-        .ok_or(ControlError::MissingBearer)?;
-    let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("Bearer") || token.is_empty() {
-        return Err(ControlError::MissingBearer);
-    }
-    Ok(token)
+    super::api::credential_from_header(value, "Bearer").ok_or(ControlError::MissingBearer)
 }
 
 /// Checks a presented bearer token against the configured SHA-256, in constant time.

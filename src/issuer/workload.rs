@@ -150,7 +150,7 @@ pub fn parse_host(host: &str, suffix: &str) -> Option<WorkloadKey> {
     let rest = host.strip_suffix(suffix)?.strip_suffix('.')?;
     let (label, tenant) = match rest.split_once('.') {
         None => (rest, DEFAULT_TENANT),
-        Some((label, tenant)) if tenant != DEFAULT_TENANT && is_tenant_label(tenant) => {
+        Some((label, tenant)) if tenant != DEFAULT_TENANT && super::config::is_label(tenant) => {
             (label, tenant)
         }
         Some(_) => return None,
@@ -178,14 +178,6 @@ pub fn parse_host(host: &str, suffix: &str) -> Option<WorkloadKey> {
         tenant: tenant.into(),
         id,
     })
-}
-
-/// A tenant label as config validation admits it: `a-z0-9-`, no dash at either end.
-fn is_tenant_label(s: &str) -> bool {
-    !s.starts_with('-')
-        && !s.ends_with('-')
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// Text shown to users: non-empty, bounded, without control characters (it is printed on

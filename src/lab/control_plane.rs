@@ -6,9 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use sha2::Digest as _;
-
-use super::{Lab, LabError, SSHD, TOKEN_KIDS, file_err, write};
+use super::{Lab, LabError, SSHD, file_err, token_kid, write};
 
 /// A second sshd of the lab, configured like the first but not running.
 pub struct SleepingBackend {
@@ -39,15 +37,9 @@ pub struct IssuerLab<'a> {
     pub https: bool,
 }
 
+/// As the issuer stores API keys and tokens: hex SHA-256.
 fn sha256_hex(s: &str) -> String {
-    hex::encode(sha2::Sha256::digest(s.as_bytes()))
-}
-
-fn kid(remote: &str) -> &'static str {
-    TOKEN_KIDS
-        .iter()
-        .find(|(r, _)| *r == remote)
-        .map_or("", |(_, k)| k)
+    hex::encode(crate::issuer::api::digest_api_key(s))
 }
 
 impl Lab {
@@ -157,10 +149,10 @@ training_jobs = [{{ job_id = "other99", project_id = "p9" }}]
             k2 = sha256_hex(opts.api_keys[1]),
             ca = self.path("user_ca").display(),
             tk = self.path("token_default.p8").display(),
-            kid1 = kid("default"),
+            kid1 = token_kid("default"),
             ca_b = self.path("tenant_b_ca").display(),
             tk_b = self.path("token_tenant-b.p8").display(),
-            kid2 = kid("tenant-b"),
+            kid2 = token_kid("tenant-b"),
             jobs = opts.default_jobs,
         );
         let path = self.path("issuer.toml");

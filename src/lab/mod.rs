@@ -22,6 +22,14 @@ use crate::upstream::random_ed25519_key;
 pub const TOKEN_KIDS: [(&str, &str); 2] =
     [("default", "lab-default-1"), ("tenant-b", "lab-tenant-b-1")];
 
+/// The token key id of a lab remote ("" for none).
+pub fn token_kid(remote: &str) -> &'static str {
+    TOKEN_KIDS
+        .iter()
+        .find(|(r, _)| *r == remote)
+        .map_or("", |(_, k)| k)
+}
+
 /// Where sshd lives on Debian.
 pub const SSHD: &str = "/usr/sbin/sshd";
 
@@ -239,10 +247,7 @@ impl Lab {
         raw.tls.key_file = Some(self.path("tls-key.pem"));
         raw.ssh.host_key_files = vec![self.path("edge_host_ed25519")];
         for (remote, ca) in [("default", &self.user_ca), ("tenant-b", &self.tenant_b_ca)] {
-            let kid = TOKEN_KIDS
-                .iter()
-                .find(|(r, _)| *r == remote)
-                .map_or("", |(_, k)| *k);
+            let kid = token_kid(remote);
             let pem_path = self.path(&format!("token_{remote}.pem"));
             let public_key =
                 std::fs::read_to_string(&pem_path).map_err(|e| file_err(&pem_path, e))?;
@@ -369,10 +374,7 @@ impl Lab {
         lifetime: Duration,
     ) -> Result<String, LabError> {
         use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
-        let kid = TOKEN_KIDS
-            .iter()
-            .find(|(r, _)| *r == remote)
-            .map_or("", |(_, k)| *k);
+        let kid = token_kid(remote);
         let path = self.path(&format!("token_{remote}.p8"));
         let der = std::fs::read(&path).map_err(|e| file_err(&path, e))?;
         let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)

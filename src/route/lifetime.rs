@@ -110,9 +110,14 @@ pub fn deadline(l: &Lifetimes, cert_valid_before: Option<u64>, now_unix: u64) ->
                 utc_clock(v)
             ),
         });
-    match (max, expiry) {
-        (Some(a), Some(b)) => Some(if b.after < a.after { b } else { a }),
-        (a, b) => a.or(b),
+    earliest(max.as_ref(), expiry.as_ref())
+}
+
+/// The earlier of two deadlines (the first on a tie).
+pub fn earliest(a: Option<&Deadline>, b: Option<&Deadline>) -> Option<Deadline> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.after < a.after { b } else { a }.clone()),
+        (a, b) => a.or(b).cloned(),
     }
 }
 

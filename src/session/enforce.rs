@@ -7,7 +7,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::{SessionStats, Sessions, unix_now};
-use crate::route::lifetime::{Deadline, Lifetimes, human, warn_before, warning, workload_expiry};
+use crate::route::lifetime::{
+    Deadline, Lifetimes, earliest, human, warn_before, warning, workload_expiry,
+};
 
 /// The workload's session expiry from the control plane, re-read while the session lives so
 /// that an extension moves the end (and a cut brings it forward).
@@ -26,14 +28,6 @@ pub struct WorkloadExpiry {
 pub(super) struct Ends {
     pub deadline: Option<Deadline>,
     pub expiry: Option<WorkloadExpiry>,
-}
-
-/// The earlier of two deadlines.
-fn earliest(a: Option<&Deadline>, b: Option<&Deadline>) -> Option<Deadline> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(if b.after < a.after { b } else { a }.clone()),
-        (a, b) => a.or(b).cloned(),
-    }
 }
 
 pub(super) async fn enforce(
