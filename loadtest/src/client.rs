@@ -30,18 +30,23 @@ impl client::Handler for AcceptAnyHostKey {
     }
 }
 
+/// Why a session failed; [`LoadError::kind`] groups them in the report.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("connect or handshake: {0}")]
     Connect(String),
-    #[error("authentication refused")]
-    Auth,
+    #[error("authentication refused{0}")]
+    Auth(String),
     #[error("channel: {0}")]
     Channel(String),
     #[error("command exited with {0}")]
     Exit(u32),
     #[error("timed out")]
     Timeout,
+    #[error("the far end's check of the data sent disagrees: {0}")]
+    Corrupt(String),
+    #[error("the server closed a held session")]
+    Closed,
 }
 
 impl LoadError {
@@ -49,12 +54,40 @@ impl LoadError {
     pub fn kind(&self) -> &'static str {
         match self {
             LoadError::Connect(_) => "connect",
-            LoadError::Auth => "auth",
+            LoadError::Auth(_) => "auth",
             LoadError::Channel(_) => "channel",
             LoadError::Exit(_) => "exit_status",
             LoadError::Timeout => "timeout",
+            LoadError::Corrupt(_) => "corrupt",
+            LoadError::Closed => "closed",
         }
     }
+
+    /// A short, groupable reason ("connection refused", "exit 1"): the detail without what
+    /// varies between occurrences (OS error numbers, counts), lower case, at most 60 chars.
+    pub fn reason(&self) -> String {
+        let detail = match self {
+            LoadError::Connect(m) | LoadError::Channel(m) => m.clone(),
+            LoadError::Exit(code) => format!("exit {code}"),
+            LoadError::Corrupt(_) => "mismatch".into(),
+            LoadError::Auth(_) | LoadError::Timeout | LoadError::Closed => {
+                return self.kind().to_string();
+            }
+        };
+        short_reason(&detail)
+    }
+}
+
+/// "IO error: Connection refused (os error 111)" → "io error: connection refused"; "No common
+/// Cipher algorithm - ours: […]" → "no common cipher algorithm".
+pub fn short_reason(message: &str) -> String {
+    let cut = [" (os error ", " - "]
+        .iter()
+        .filter_map(|m| message.find(m))
+        .min()
+        .unwrap_or(message.len());
+    let trimmed = &message[..cut];
+    trimmed.trim().to_lowercase().chars().take(60).collect()
 }
 
 /// How long one login may take before it counts as failed.
@@ -69,10 +102,13 @@ pub async fn login(t: &Target) -> Result<Handle<AcceptAnyHostKey>, LoadError> {
             .authenticate_openssh_cert(t.user.clone(), t.key.clone(), t.cert.clone())
             .await
             .map_err(|e| LoadError::Connect(e.to_string()))?;
-        if auth.success() {
-            Ok(handle)
-        } else {
-            Err(LoadError::Auth)
+        match auth {
+            client::AuthResult::Success => Ok(handle),
+            client::AuthResult::Failure {
+                remaining_methods, ..
+            } => Err(LoadError::Auth(format!(
+                " (the server offers: {remaining_methods:?})"
+            ))),
         }
     };
     tokio::time::timeout(LOGIN_TIMEOUT, attempt)
@@ -106,18 +142,26 @@ pub async fn start(
     }
 }
 
-/// Waits for the command's exit status (output is discarded); 0 is success.
-pub async fn finish(mut channel: russh::Channel<client::Msg>) -> Result<(), LoadError> {
+/// At most this much of a command's output is kept (the rest is read and dropped).
+pub const MAX_OUTPUT: usize = 4096;
+
+/// Waits for the command's exit status; 0 is success. Returns the start of its output.
+pub async fn finish(mut channel: russh::Channel<client::Msg>) -> Result<Vec<u8>, LoadError> {
     let mut status = None;
+    let mut output = Vec::new();
     while let Some(msg) = channel.wait().await {
         match msg {
             ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+            ChannelMsg::Data { data } => {
+                let room = MAX_OUTPUT.saturating_sub(output.len());
+                output.extend_from_slice(&data[..data.len().min(room)]);
+            }
             ChannelMsg::Close => break,
             _ => {}
         }
     }
     match status {
-        Some(0) => Ok(()),
+        Some(0) => Ok(output),
         Some(code) => Err(LoadError::Exit(code)),
         None => Err(LoadError::Channel("no exit status".into())),
     }
@@ -127,4 +171,20 @@ pub async fn disconnect(handle: Handle<AcceptAnyHostKey>) {
     let _ = handle
         .disconnect(russh::Disconnect::ByApplication, "load test done", "en")
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_group_what_varies() {
+        let e = LoadError::Connect("IO error: Connection refused (os error 111)".into());
+        assert_eq!(e.reason(), "io error: connection refused");
+        let e = LoadError::Connect("No common Cipher algorithm - ours: [a], theirs: [b]".into());
+        assert_eq!(e.reason(), "no common cipher algorithm");
+        assert_eq!(LoadError::Timeout.reason(), "timeout");
+        assert_eq!(LoadError::Exit(3).reason(), "exit 3");
+        assert_eq!(short_reason(&"x".repeat(100)).len(), 60);
+    }
 }

@@ -3,10 +3,12 @@
 //!
 //! - `logins`: workers log in, run a command, log out, in a loop — logins per second and
 //!   time-to-exit percentiles.
-//! - `idle`: N sessions log in (16 at a time) and hold a running command for the duration
-//!   once all are up — connect percentiles and the memory each held session costs the watched
-//!   processes (`--watch-pid`, process tree PSS).
-//! - `bulk`: N sessions push data into `cat > /dev/null` — aggregate MiB/s.
+//! - `idle`: N sessions log in (16 at a time, or `--ramp-per-sec R` new ones a second) and hold
+//!   a running command; once all are up (or the ramp is done and the count held still), the
+//!   watched processes' memory (`--watch-pid`, process tree PSS) is sampled while they are
+//!   held, then they are held for the duration — connect percentiles and memory per session.
+//! - `bulk`: N sessions push a pseudo-random stream into a remote check (`cksum`, see
+//!   [`verify`]) for the duration — aggregate MiB/s, and `corrupt` if the far end disagrees.
 //! - `stall`: a pre-authentication flood — N connections that connect and stall (`silent`:
 //!   send nothing; `ident`: send an SSH identification line, then nothing), reconnecting when
 //!   the server closes them, optionally from the source addresses 127.0.1.1..=K (`--sources`);
@@ -18,18 +20,26 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod live;
 pub mod memory;
+pub mod modes;
+pub mod ramp;
 pub mod stall;
 pub mod stats;
+pub mod verify;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use client::{LoadError, Target};
+use client::Target;
+use live::Live;
+use modes::{IDLE_HANDSHAKES, IdleHold, Shared, Tally};
+use ramp::Ramp;
 use stall::{Stall, StallReport};
-use stats::{Errors, Latencies, Percentiles};
+use stats::{ErrorDetail, Errors, Percentiles};
+use verify::Verify;
 
 /// At most this many concurrent connections / seconds per run.
 pub const MAX_CONNECTIONS: usize = 5000;
@@ -65,12 +75,24 @@ pub struct Options {
     pub stall: Stall,
     /// `stall`: spread the connections over 127.0.1.1..=sources (0: don't bind).
     pub sources: usize,
+    /// Start at most this many new sessions (logins) a second; None: as fast as they go
+    /// (idle mode: [`IDLE_HANDSHAKES`] at a time).
+    pub ramp_per_sec: Option<f64>,
+    /// The only cipher the client offers (e.g. `aes128-gcm@openssh.com`); None: russh's list.
+    pub cipher: Option<String>,
+    /// How `bulk` checks its data at the far end.
+    pub verify: Verify,
+    /// Show a status line on stderr every second (the caller decides: a terminal, not quiet).
+    pub progress: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MemoryReport {
     pub before_bytes: u64,
+    /// Sampled while `held_sessions` were up.
     pub held_bytes: u64,
+    pub held_sessions: u64,
+    /// (held − before) / held sessions.
     pub per_session_bytes: u64,
 }
 
@@ -80,12 +102,22 @@ pub struct Report {
     pub addr: String,
     pub connections: usize,
     pub elapsed_secs: f64,
+    pub ramp_per_sec: Option<f64>,
+    pub cipher: Option<String>,
     /// Completed logins (`logins`), established sessions (`idle`, `bulk`).
     pub ok: u64,
+    /// Failures by kind: `{kind: count}`.
     pub errors: Errors,
+    /// The same kinds with their reasons and one example message each.
+    pub error_details: std::collections::BTreeMap<&'static str, ErrorDetail>,
+    /// Sessions (logins) started in each second of the run: with a ramp R, each is ≤ R+1.
+    pub starts_per_sec: Vec<u64>,
     pub per_sec: f64,
     pub latency: Option<Percentiles>,
     pub bytes_sent: u64,
+    /// `bulk`: how the far end checked, and the bytes it confirmed.
+    pub verify: Option<Verify>,
+    pub bytes_verified: u64,
     pub mib_per_sec: f64,
     pub memory: Option<MemoryReport>,
     /// `stall` mode's counts.
@@ -109,6 +141,10 @@ pub enum OptionsError {
         stall::MAX_SOURCES
     )]
     Sources,
+    #[error("--ramp-per-sec must be a rate in (0, {}]", ramp::MAX_RAMP_PER_SEC)]
+    Ramp,
+    #[error("unknown cipher {0:?}; known: {1}")]
+    Cipher(String, String),
 }
 
 /// Checks the options; returns the target address (the first one `addr` resolves to).
@@ -135,6 +171,11 @@ fn check(opts: &Options) -> Result<SocketAddr, OptionsError> {
     {
         return Err(OptionsError::Sources);
     }
+    if let Some(r) = opts.ramp_per_sec
+        && !(r > 0.0 && r <= ramp::MAX_RAMP_PER_SEC)
+    {
+        return Err(OptionsError::Ramp);
+    }
     Ok(addrs[0])
 }
 
@@ -147,11 +188,22 @@ fn target(opts: &Options) -> Result<Target, OptionsError> {
     let cert_path = PathBuf::from(format!("{}-cert.pub", opts.key.display()));
     let cert =
         russh::keys::load_openssh_certificate(&cert_path).map_err(|e| key_err(&cert_path, &e))?;
-    let config = russh::client::Config {
+    let mut config = russh::client::Config {
         nodelay: true,
         window_size: 8 << 20,
         ..Default::default()
     };
+    if let Some(name) = &opts.cipher {
+        let cipher = russh::cipher::Name::try_from(name.as_str()).map_err(|()| {
+            let known: Vec<&str> = russh::cipher::ALL_CIPHERS
+                .iter()
+                .map(|c| c.as_ref())
+                .filter(|c| *c != "none" && *c != "clear")
+                .collect();
+            OptionsError::Cipher(name.clone(), known.join(", "))
+        })?;
+        config.preferred.cipher = std::borrow::Cow::Owned(vec![cipher]);
+    }
     Ok(Target {
         addr: opts.addr.clone(),
         user: opts.user.clone(),
@@ -161,36 +213,24 @@ fn target(opts: &Options) -> Result<Target, OptionsError> {
     })
 }
 
-/// What one worker saw.
-#[derive(Default)]
-struct Tally {
-    ok: u64,
-    errors: Errors,
-    latency: Latencies,
-    bytes: u64,
-}
-
-impl Tally {
-    fn merge(&mut self, other: Tally) {
-        self.ok += other.ok;
-        self.errors.merge(other.errors);
-        self.latency.extend(other.latency);
-        self.bytes += other.bytes;
-    }
-
-    fn fail(&mut self, e: LoadError) {
-        self.errors.count(e.kind());
-    }
-}
-
-/// Runs the load and returns the report; stops by itself after `duration`.
+/// Runs the load and returns the report; stops by itself after `duration` (idle mode: after
+/// every session is in and then `duration`).
 pub async fn run(opts: Options) -> Result<Report, OptionsError> {
     let addr = check(&opts)?;
     if opts.mode == Mode::Stall {
         return Ok(run_stall(&opts, addr).await);
     }
-    let target = Arc::new(target(&opts)?);
-    let deadline = tokio::time::Instant::now() + opts.duration;
+    let live = Arc::new(Live::default());
+    let shared = Arc::new(Shared {
+        target: target(&opts)?,
+        command: opts.command.clone(),
+        ramp: Ramp::new(opts.ramp_per_sec),
+        live: live.clone(),
+        deadline: tokio::time::Instant::now() + opts.duration,
+    });
+    let progress = opts
+        .progress
+        .then(|| live::progress(live.clone(), format!("{:?}", opts.mode).to_lowercase()));
     let started = Instant::now();
     let watched = || -> u64 {
         opts.watch_pids
@@ -199,52 +239,41 @@ pub async fn run(opts: Options) -> Result<Report, OptionsError> {
             .sum()
     };
     let memory_before = watched();
-    // Idle mode: sessions report once established (true) or failed (false), then hold until
-    // released; at most IDLE_HANDSHAKES log in at once, as users trickle in rather than all
-    // in the same millisecond (burst capacity is what `logins` measures).
-    let (held_tx, mut held_rx) = tokio::sync::mpsc::channel::<bool>(opts.connections);
     let (release_tx, release_rx) = tokio::sync::watch::channel(false);
     let handshakes = Arc::new(tokio::sync::Semaphore::new(IDLE_HANDSHAKES));
+    let ramped = opts.ramp_per_sec.is_some();
 
     let mut workers = Vec::new();
-    for _ in 0..opts.connections {
-        let target = target.clone();
-        let command = opts.command.clone();
-        let idle_hold = IdleHold {
-            held: held_tx.clone(),
+    for i in 0..opts.connections {
+        let shared = shared.clone();
+        let hold = IdleHold {
             release: release_rx.clone(),
             handshakes: handshakes.clone(),
         };
+        let (mode, verify) = (opts.mode, opts.verify);
         workers.push(tokio::spawn(async move {
-            match opts.mode {
-                Mode::Logins => logins(&target, command.as_deref(), deadline).await,
-                Mode::Idle => idle(&target, command.as_deref(), idle_hold).await,
-                Mode::Bulk => bulk(&target, command.as_deref(), deadline).await,
+            match mode {
+                Mode::Logins => modes::logins(&shared).await,
+                Mode::Idle => modes::idle(&shared, hold, ramped).await,
+                Mode::Bulk => modes::bulk(&shared, verify, i as u64).await,
                 Mode::Stall => Tally::default(),
             }
         }));
     }
-    drop(held_tx);
 
-    // Idle mode: once every session is up (or has failed), sample memory, hold for the
-    // duration, release.
     let mut memory = None;
     if opts.mode == Mode::Idle {
-        let (mut up, mut reported) = (0u64, 0);
-        while reported < opts.connections
-            && let Some(established) = held_rx.recv().await
-        {
-            reported += 1;
-            up += u64::from(established);
-        }
+        wait_until_in(&live, opts.connections as u64).await;
+        // Let the servers settle (buffers, lazily allocated state) before sampling.
+        tokio::time::sleep(Duration::from_millis(500)).await;
         if !opts.watch_pids.is_empty() {
-            // Let the servers settle (buffers, lazily allocated state) before sampling.
-            tokio::time::sleep(Duration::from_millis(500)).await;
             let held = watched();
+            let held_sessions = Live::get(&live.up);
             memory = Some(MemoryReport {
                 before_bytes: memory_before,
                 held_bytes: held,
-                per_session_bytes: held.saturating_sub(memory_before) / up.max(1),
+                held_sessions,
+                per_session_bytes: held.saturating_sub(memory_before) / held_sessions.max(1),
             });
         }
         tokio::time::sleep(opts.duration).await;
@@ -257,21 +286,53 @@ pub async fn run(opts: Options) -> Result<Report, OptionsError> {
             tally.merge(t);
         }
     }
+    if let Some(p) = progress {
+        p.finish().await;
+    }
     let elapsed = started.elapsed().as_secs_f64();
     Ok(Report {
         mode: opts.mode,
         addr: opts.addr.clone(),
         connections: opts.connections,
         elapsed_secs: elapsed,
+        ramp_per_sec: opts.ramp_per_sec,
+        cipher: opts.cipher.clone(),
         ok: tally.ok,
+        error_details: tally.errors.details().clone(),
         errors: tally.errors,
+        starts_per_sec: shared.ramp.per_second(),
         per_sec: tally.ok as f64 / elapsed.max(1e-9),
         latency: tally.latency.percentiles(),
         bytes_sent: tally.bytes,
+        verify: (opts.mode == Mode::Bulk).then_some(opts.verify),
+        bytes_verified: tally.verified,
         mib_per_sec: tally.bytes as f64 / (1 << 20) as f64 / elapsed.max(1e-9),
         memory,
         stall: None,
     })
+}
+
+/// How long the count of held sessions must stay still, once every session has started, to
+/// call the ramp done although some logins have not reported yet.
+pub const HELD_STILL: Duration = Duration::from_secs(3);
+
+/// Idle mode: returns once every session is up or has failed, or every one has started and
+/// the held count has not moved for [`HELD_STILL`]. Bounded: each session reports within
+/// its login timeout of its start.
+async fn wait_until_in(live: &Live, n: u64) {
+    let mut last = (u64::MAX, Instant::now());
+    loop {
+        let up = Live::get(&live.up);
+        if Live::get(&live.ok) + Live::get(&live.errors) >= n {
+            return;
+        }
+        if up != last.0 {
+            last = (up, Instant::now());
+        } else if Live::get(&live.started) >= n && last.1.elapsed() >= HELD_STILL {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The pre-authentication flood: `ok` is the connections established, `errors.connect` the
@@ -288,128 +349,19 @@ async fn run_stall(opts: &Options, addr: SocketAddr) -> Report {
         addr: opts.addr.clone(),
         connections: opts.connections,
         elapsed_secs: elapsed,
+        ramp_per_sec: None,
+        cipher: None,
         ok: report.established,
+        error_details: errors.details().clone(),
         errors,
+        starts_per_sec: Vec::new(),
         per_sec: report.established as f64 / elapsed.max(1e-9),
         latency: None,
         bytes_sent: 0,
+        verify: None,
+        bytes_verified: 0,
         mib_per_sec: 0.0,
         memory: None,
         stall: Some(report),
     }
-}
-
-/// Log in, run the command (default `true`), log out; again until the deadline.
-async fn logins(t: &Target, command: Option<&str>, deadline: tokio::time::Instant) -> Tally {
-    let mut tally = Tally::default();
-    while tokio::time::Instant::now() < deadline {
-        let t0 = Instant::now();
-        let result = async {
-            let handle = client::login(t).await?;
-            let channel = client::start(&handle, command.unwrap_or("true")).await?;
-            let done = client::finish(channel).await;
-            client::disconnect(handle).await;
-            done
-        }
-        .await;
-        match result {
-            Ok(()) => {
-                tally.ok += 1;
-                tally.latency.record(t0.elapsed());
-            }
-            Err(e) => tally.fail(e),
-        }
-    }
-    tally
-}
-
-/// At most this many idle-mode logins in flight at once.
-pub const IDLE_HANDSHAKES: usize = 16;
-
-/// An idle session's links to the orchestrator.
-struct IdleHold {
-    held: tokio::sync::mpsc::Sender<bool>,
-    release: tokio::sync::watch::Receiver<bool>,
-    handshakes: Arc<tokio::sync::Semaphore>,
-}
-
-/// Log in, start the command (default: a long sleep), report, and hold the session until
-/// released.
-async fn idle(t: &Target, command: Option<&str>, mut hold: IdleHold) -> Tally {
-    let mut tally = Tally::default();
-    let session = async {
-        let _permit = hold.handshakes.acquire().await;
-        let t0 = Instant::now();
-        let attempt = async {
-            let handle = client::login(t).await?;
-            let channel = client::start(&handle, command.unwrap_or("sleep 7200")).await?;
-            Ok::<_, LoadError>((handle, channel))
-        };
-        let result = tokio::time::timeout(client::LOGIN_TIMEOUT, attempt)
-            .await
-            .unwrap_or(Err(LoadError::Timeout));
-        result.map(|s| (s, t0.elapsed()))
-    }
-    .await;
-    match session {
-        Ok(((handle, channel), took)) => {
-            tally.ok += 1;
-            tally.latency.record(took);
-            let _ = hold.held.send(true).await;
-            let _ = hold.release.wait_for(|r| *r).await;
-            drop(channel);
-            client::disconnect(handle).await;
-        }
-        Err(e) => {
-            let _ = hold.held.send(false).await;
-            tally.fail(e);
-        }
-    }
-    tally
-}
-
-/// Log in and push data into the command (default `cat > /dev/null`) until the deadline.
-async fn bulk(t: &Target, command: Option<&str>, deadline: tokio::time::Instant) -> Tally {
-    let mut tally = Tally::default();
-    let t0 = Instant::now();
-    let session = async {
-        let handle = client::login(t).await?;
-        let channel = client::start(&handle, command.unwrap_or("cat > /dev/null")).await?;
-        Ok::<_, LoadError>((handle, channel))
-    }
-    .await;
-    let (handle, channel) = match session {
-        Ok(s) => s,
-        Err(e) => {
-            tally.fail(e);
-            return tally;
-        }
-    };
-    tally.ok += 1;
-    tally.latency.record(t0.elapsed());
-    let chunk = bytes_chunk();
-    while tokio::time::Instant::now() < deadline {
-        let send = channel.data_bytes(chunk.clone());
-        match tokio::time::timeout_at(deadline, send).await {
-            Ok(Ok(())) => tally.bytes += chunk.len() as u64,
-            Ok(Err(e)) => {
-                tally.fail(LoadError::Channel(e.to_string()));
-                break;
-            }
-            Err(_) => break,
-        }
-    }
-    let _ = channel.eof().await;
-    if let Err(e) = tokio::time::timeout(Duration::from_secs(30), client::finish(channel))
-        .await
-        .unwrap_or(Err(LoadError::Timeout))
-    {
-        tally.fail(e);
-    }
-    client::disconnect(handle).await;
-    tally
-}
-
-fn bytes_chunk() -> bytes::Bytes {
-    bytes::Bytes::from(vec![0x5a; 32 * 1024])
 }

@@ -4,8 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use ssh_edge_loadtest::stall::Stall;
+use ssh_edge_loadtest::verify::Verify;
 use ssh_edge_loadtest::{Mode, Options, Report, run};
 
 #[derive(Parser)]
@@ -32,7 +35,7 @@ struct Cli {
     connections: usize,
     #[arg(long, default_value_t = 10)]
     duration_secs: u64,
-    /// Command each session runs (default: `true`, `sleep …`, `cat > /dev/null` per mode).
+    /// Command each session runs (default: `true`, `sleep …`, the `--verify` check per mode).
     #[arg(long)]
     command: Option<String>,
     /// Process whose memory (with its children) the idle mode reports; repeatable.
@@ -49,6 +52,21 @@ struct Cli {
     /// (0: the system picks).
     #[arg(long, default_value_t = 0)]
     sources: usize,
+    /// Start at most R new sessions (logins) per second instead of bursts (idle: 16 at a
+    /// time); e.g. 20 to get 1,000 sessions past sshd's MaxStartups.
+    #[arg(long)]
+    ramp_per_sec: Option<f64>,
+    /// The one cipher the client offers, e.g. aes128-gcm@openssh.com or
+    /// chacha20-poly1305@openssh.com (default: russh's preference list).
+    #[arg(long)]
+    cipher: Option<String>,
+    /// `bulk` mode: how the far end checks the stream (`cksum`: CRC and length, compared with
+    /// what was sent; `count`: `wc -c`; `none`: `cat > /dev/null`). A mismatch is `corrupt`.
+    #[arg(long, value_enum, default_value = "cksum")]
+    verify: Verify,
+    /// No status line on stderr (it is shown only on a terminal anyway).
+    #[arg(long, short)]
+    quiet: bool,
     /// Allow a target that is not loopback.
     #[arg(long)]
     allow_remote: bool,
@@ -59,8 +77,18 @@ struct Cli {
 
 fn print(r: &Report) {
     println!(
-        "{:?} against {}: {} connections, {:.1} s",
-        r.mode, r.addr, r.connections, r.elapsed_secs
+        "{:?} against {}: {} connections, {:.1} s{}{}",
+        r.mode,
+        r.addr,
+        r.connections,
+        r.elapsed_secs,
+        r.ramp_per_sec
+            .map(|v| format!(", ramp {v}/s"))
+            .unwrap_or_default(),
+        r.cipher
+            .as_deref()
+            .map(|c| format!(", cipher {c}"))
+            .unwrap_or_default(),
     );
     println!(
         "  ok {}   errors {}{}   {:.1}/s",
@@ -73,6 +101,11 @@ fn print(r: &Report) {
         },
         r.per_sec
     );
+    for (kind, d) in &r.error_details {
+        if !d.example.is_empty() {
+            println!("    {kind} {}: e.g. {:?}", d.count, d.example);
+        }
+    }
     if let Some(l) = r.latency {
         println!(
             "  latency p50 {:.1} ms   p99 {:.1} ms   max {:.1} ms",
@@ -81,6 +114,15 @@ fn print(r: &Report) {
     }
     if r.bytes_sent > 0 {
         println!("  sent {} bytes, {:.1} MiB/s", r.bytes_sent, r.mib_per_sec);
+    }
+    if let Some(v) = r.verify
+        && v != Verify::None
+    {
+        println!(
+            "  verified at the far end ({v:?}): {} bytes, corrupt {}",
+            r.bytes_verified,
+            r.errors.get("corrupt")
+        );
     }
     if let Some(s) = &r.stall {
         println!(
@@ -95,8 +137,8 @@ fn print(r: &Report) {
     }
     if let Some(m) = &r.memory {
         println!(
-            "  memory {} -> {} bytes, {} bytes per held session",
-            m.before_bytes, m.held_bytes, m.per_session_bytes
+            "  memory {} -> {} bytes with {} sessions held, {} bytes per held session",
+            m.before_bytes, m.held_bytes, m.held_sessions, m.per_session_bytes
         );
     }
 }
@@ -127,6 +169,10 @@ async fn main() -> ExitCode {
         allow_remote: cli.allow_remote,
         stall: cli.stall,
         sources: cli.sources,
+        ramp_per_sec: cli.ramp_per_sec,
+        cipher: cli.cipher,
+        verify: cli.verify,
+        progress: !cli.quiet && std::io::stderr().is_terminal(),
     };
     match run(opts).await {
         Ok(report) => {
@@ -141,7 +187,8 @@ async fn main() -> ExitCode {
             } else {
                 print(&report);
             }
-            if report.ok == 0 {
+            // Nothing got through, or what got through arrived changed: either fails the run.
+            if report.ok == 0 || report.errors.get("corrupt") > 0 {
                 return ExitCode::FAILURE;
             }
             ExitCode::SUCCESS

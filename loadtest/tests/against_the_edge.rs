@@ -187,3 +187,240 @@ fn a_target_off_loopback_is_refused_without_connecting() {
         "{err}"
     );
 }
+
+/// The generator's exit status and JSON report (printed on failure too).
+fn run_loadtest(args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ssh-edge-loadtest"))
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: no JSON report ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code(), report)
+}
+
+fn edge_args(e: &Edged) -> Vec<String> {
+    vec![
+        "--addr".into(),
+        format!("127.0.0.1:{}", e.ssh_port),
+        "--user".into(),
+        "training-job-abc1234-0".into(),
+        "--key".into(),
+        e.key.display().to_string(),
+    ]
+}
+
+fn with<'a>(base: &'a [String], extra: &[&'a str]) -> Vec<&'a str> {
+    base.iter()
+        .map(String::as_str)
+        .chain(extra.iter().copied())
+        .collect()
+}
+
+#[test]
+fn a_ramp_is_obeyed_and_memory_is_sampled_while_every_session_is_held() {
+    let e = start();
+    let base = edge_args(&e);
+    let me = std::process::id().to_string();
+    let (code, idle) = run_loadtest(&with(
+        &base,
+        &[
+            "--mode",
+            "idle",
+            "--connections",
+            "12",
+            "--ramp-per-sec",
+            "5",
+            "--duration-secs",
+            "1",
+            "--watch-pid",
+            &me,
+        ],
+    ));
+    assert_eq!(code, Some(0), "{idle}");
+    assert_eq!(idle["ok"].as_u64(), Some(12), "{idle}");
+    let buckets: Vec<u64> = idle["starts_per_sec"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no starts_per_sec: {idle}"))
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(buckets.iter().sum::<u64>(), 12, "{idle}");
+    // 12 starts at most 5 a second span at least three one-second buckets.
+    assert!(buckets.len() >= 3, "{idle}");
+    assert!(buckets.iter().all(|n| *n <= 6), "{idle}");
+    assert_eq!(idle["memory"]["held_sessions"].as_u64(), Some(12), "{idle}");
+    assert!(idle["memory"]["held_bytes"].as_u64().unwrap() > 0, "{idle}");
+}
+
+#[test]
+fn bulk_data_is_checked_at_the_far_end() {
+    let e = start();
+    let base = edge_args(&e);
+    let (code, bulk) = run_loadtest(&with(
+        &base,
+        &[
+            "--mode",
+            "bulk",
+            "--connections",
+            "2",
+            "--duration-secs",
+            "1",
+        ],
+    ));
+    assert_eq!(code, Some(0), "{bulk}");
+    assert_eq!(bulk["verify"], "cksum", "{bulk}");
+    assert_eq!(bulk["errors"], serde_json::json!({}), "{bulk}");
+    let sent = bulk["bytes_sent"].as_u64().unwrap();
+    assert!(sent > 0, "{bulk}");
+    assert_eq!(bulk["bytes_verified"].as_u64(), Some(sent), "{bulk}");
+
+    let (code, count) = run_loadtest(&with(
+        &base,
+        &[
+            "--mode",
+            "bulk",
+            "--connections",
+            "1",
+            "--duration-secs",
+            "1",
+            "--verify",
+            "count",
+        ],
+    ));
+    assert_eq!(code, Some(0), "{count}");
+    assert_eq!(count["bytes_verified"], count["bytes_sent"], "{count}");
+
+    // A far end that changes bytes on the way is caught, and fails the run.
+    let (code, bad) = run_loadtest(&with(
+        &base,
+        &[
+            "--mode",
+            "bulk",
+            "--connections",
+            "2",
+            "--duration-secs",
+            "1",
+            "--command",
+            "tr '\\000' '\\001' | cksum",
+        ],
+    ));
+    assert_eq!(code, Some(1), "{bad}");
+    assert_eq!(bad["errors"]["corrupt"].as_u64(), Some(2), "{bad}");
+    assert_eq!(bad["bytes_verified"].as_u64(), Some(0), "{bad}");
+    let example = bad["error_details"]["corrupt"]["example"].as_str().unwrap();
+    assert!(example.contains("the far end read"), "{bad}");
+}
+
+#[test]
+fn the_summary_names_why_logins_failed() {
+    // A loopback port with nothing listening.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // A real key and certificate: the generator loads them before it connects.
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::create(&tmp.path().join("lab"), &["abc1234"]).unwrap();
+    let key = lab
+        .issue_user_certificate("k", "k@example", &["abc1234"], Duration::from_secs(600))
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let key = key.display().to_string();
+    let args = [
+        "--addr",
+        &addr,
+        "--user",
+        "u",
+        "--key",
+        &key,
+        "--mode",
+        "logins",
+        "--connections",
+        "2",
+        "--duration-secs",
+        "1",
+        "--ramp-per-sec",
+        "20",
+    ];
+    let (code, report) = run_loadtest(&args);
+    assert_eq!(code, Some(1), "{report}");
+    let connect = report["errors"]["connect"].as_u64().unwrap_or(0);
+    assert!(connect > 0, "{report}");
+    let reasons = report["error_details"]["connect"]["reasons"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no reasons: {report}"));
+    assert!(reasons.keys().any(|r| r.contains("refused")), "{report}");
+    // At most 20 logins a second were tried, the ramp holding in logins mode too.
+    let tried: u64 = report["starts_per_sec"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(tried, connect, "{report}");
+    assert!(tried <= 2 * 21, "{report}");
+
+    // The text summary says it too.
+    let out = Command::new(env!("CARGO_BIN_EXE_ssh-edge-loadtest"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("connect ") && text.contains("refused ×"),
+        "{text}"
+    );
+}
+
+/// The edge's front C offers the AES-GCM ciphers only: one of them logs in, ChaCha20 is
+/// refused in the handshake (so the option reaches the negotiation), an unknown name up front.
+#[test]
+fn a_named_cipher_is_the_only_one_offered() {
+    let e = start();
+    let base = edge_args(&e);
+    let logins = |cipher: &'static str| {
+        let extra = [
+            "--mode",
+            "logins",
+            "--connections",
+            "1",
+            "--duration-secs",
+            "1",
+            "--cipher",
+            cipher,
+        ];
+        run_loadtest(&with(&base, &extra))
+    };
+    let (code, r) = logins("aes256-gcm@openssh.com");
+    assert_eq!(code, Some(0), "{r}");
+    assert!(r["ok"].as_u64().unwrap() >= 1, "{r}");
+    assert_eq!(r["cipher"], "aes256-gcm@openssh.com", "{r}");
+
+    let (code, r) = logins("chacha20-poly1305@openssh.com");
+    assert_eq!(code, Some(1), "{r}");
+    let reasons = r["error_details"]["connect"]["reasons"]
+        .as_object()
+        .unwrap();
+    assert!(
+        reasons.keys().any(|k| k.contains("no common cipher")),
+        "{r}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_ssh-edge-loadtest"))
+        .args(with(&base, &["--cipher", "rot13"]))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rot13") && err.contains("aes128-gcm@openssh.com"),
+        "{err}"
+    );
+}

@@ -196,7 +196,7 @@ impl Lab {
                  AuthorizedPrincipalsFile {d}/principals/%u\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n\
                  UsePAM yes\nStrictModes no\nSubsystem sftp internal-sftp\nAcceptEnv LANG LC_* EDGE_TEST_*\n\
-                 PrintMotd no\nLogLevel VERBOSE\nMaxStartups 200\nMaxSessions 100\n",
+                 PrintMotd no\nLogLevel VERBOSE\nMaxStartups 1000:30:2000\nMaxSessions 1000\n",
                 hk = d.join("sshd_host_ed25519").display(),
                 d = d.display(),
             );
