@@ -3,7 +3,7 @@
 //!
 //! - `logins`: workers log in, run a command, log out, in a loop — logins per second and
 //!   time-to-exit percentiles.
-//! - `idle`: N sessions log in (16 at a time, or `--ramp-per-sec R` new ones a second) and hold
+//! - `idle`: N sessions log in (16 at a time, and at most `--ramp-per-sec R` a second) and hold
 //!   a running command; once all are up (or the ramp is done and the count held still), the
 //!   watched processes' memory (`--watch-pid`, process tree PSS) is sampled while they are
 //!   held, then they are held for the duration — connect percentiles and memory per session.
@@ -75,8 +75,8 @@ pub struct Options {
     pub stall: Stall,
     /// `stall`: spread the connections over 127.0.1.1..=sources (0: don't bind).
     pub sources: usize,
-    /// Start at most this many new sessions (logins) a second; None: as fast as they go
-    /// (idle mode: [`IDLE_HANDSHAKES`] at a time).
+    /// Start at most this many new sessions (logins) a second; None: as fast as they go.
+    /// (Idle mode also keeps at most [`IDLE_HANDSHAKES`] logins in flight.)
     pub ramp_per_sec: Option<f64>,
     /// The only cipher the client offers (e.g. `aes128-gcm@openssh.com`); None: russh's list.
     pub cipher: Option<String>,
@@ -241,7 +241,6 @@ pub async fn run(opts: Options) -> Result<Report, OptionsError> {
     let memory_before = watched();
     let (release_tx, release_rx) = tokio::sync::watch::channel(false);
     let handshakes = Arc::new(tokio::sync::Semaphore::new(IDLE_HANDSHAKES));
-    let ramped = opts.ramp_per_sec.is_some();
 
     let mut workers = Vec::new();
     for i in 0..opts.connections {
@@ -254,7 +253,7 @@ pub async fn run(opts: Options) -> Result<Report, OptionsError> {
         workers.push(tokio::spawn(async move {
             match mode {
                 Mode::Logins => modes::logins(&shared).await,
-                Mode::Idle => modes::idle(&shared, hold, ramped).await,
+                Mode::Idle => modes::idle(&shared, hold).await,
                 Mode::Bulk => modes::bulk(&shared, verify, i as u64).await,
                 Mode::Stall => Tally::default(),
             }

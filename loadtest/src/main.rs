@@ -52,8 +52,8 @@ struct Cli {
     /// (0: the system picks).
     #[arg(long, default_value_t = 0)]
     sources: usize,
-    /// Start at most R new sessions (logins) per second instead of bursts (idle: 16 at a
-    /// time); e.g. 20 to get 1,000 sessions past sshd's MaxStartups.
+    /// Start at most R new sessions (logins) per second instead of bursts; idle mode also
+    /// keeps at most 16 logins in flight, so a ramp faster than the server slows to its pace.
     #[arg(long)]
     ramp_per_sec: Option<f64>,
     /// The one cipher the client offers, e.g. aes128-gcm@openssh.com or

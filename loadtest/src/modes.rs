@@ -12,7 +12,9 @@ use crate::ramp::Ramp;
 use crate::stats::{Errors, Latencies};
 use crate::verify::{Stream, Verify};
 
-/// At most this many idle-mode logins in flight at once without a ramp.
+/// At most this many idle-mode logins in flight at once, ramp or not: a ramp faster than the
+/// server logs in then slows to the server's pace instead of queuing logins until they time
+/// out.
 pub const IDLE_HANDSHAKES: usize = 16;
 
 /// How long one chunk may wait for the channel's window before the transfer counts as stuck.
@@ -102,20 +104,16 @@ pub const FAILED_LOGIN_PAUSE: Duration = Duration::from_millis(50);
 /// An idle session's links to the orchestrator.
 pub struct IdleHold {
     pub release: tokio::sync::watch::Receiver<bool>,
-    /// Bounds the logins in flight when there is no ramp.
+    /// Bounds the logins in flight.
     pub handshakes: Arc<tokio::sync::Semaphore>,
 }
 
 /// Log in, start the command (default: a long sleep), and hold the session until released.
 /// A session the server ends while held is a `closed` error and leaves the `up` count.
-pub async fn idle(s: &Shared, mut hold: IdleHold, ramped: bool) -> Tally {
+pub async fn idle(s: &Shared, mut hold: IdleHold) -> Tally {
     let mut tally = Tally::default();
     let session = async {
-        let _permit = if ramped {
-            None
-        } else {
-            hold.handshakes.acquire().await.ok()
-        };
+        let _permit = hold.handshakes.acquire().await.ok();
         // Idle sessions all start, whatever the deadline (the hold comes after).
         s.ramp.start().await;
         Live::bump(&s.live.started);
