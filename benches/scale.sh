@@ -100,6 +100,7 @@ EOF
   [ "$(errs "$d")" = - ] || echo "  direct errors: $(errs "$d")" >&2
 done
 
+echo "(idle: ${SECONDS} s so far)" >&2
 demo
 printf '\n%-7s | %-29s | %-22s | %s\n' bulk "edge (front C)" "direct sshd" "edge/direct"
 printf '%-7s | %9s %8s %10s | %9s %12s | %s\n' streams "MiB/s" "CPU s" "CPU s/GiB" "MiB/s" "sshd s/GiB" "MiB/s ratio"
@@ -129,6 +130,7 @@ EOF
   [ "$(errs "$d")" = - ] || echo "  direct errors: $(errs "$d")" >&2
 done
 
+echo "(bulk: ${SECONDS} s so far)" >&2
 printf '\n%-7s | %-37s | %-36s | %s\n' logins "edge (front C)" "direct sshd" "edge/direct"
 printf '%-7s | %7s %8s %8s %10s | %7s %8s %8s %10s | %s\n' workers "/s" "p50 ms" "p99 ms" "CPU ms/1" "/s" "p50 ms" "p99 ms" "sshd ms/1" "/s ratio"
 for w in "${WORKERS[@]}"; do
@@ -165,4 +167,4 @@ for part in ("idle", "bulk", "logins"):
     out[part] = [{k: v for k, v in r.items() if k != "part"} for r in rows if r["part"] == part]
 json.dump(out, open(sys.argv[2], "w"), indent=1)
 EOF
-echo "wrote $OUT"
+echo "wrote $OUT (${SECONDS} s)"

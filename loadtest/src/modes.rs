@@ -108,7 +108,11 @@ pub struct IdleHold {
     pub handshakes: Arc<tokio::sync::Semaphore>,
 }
 
-/// Log in, start the command (default: a long sleep), and hold the session until released.
+/// What an idle session runs by default: it waits on stdin and so ends when the session does
+/// (sshd closes its stdin). A `sleep` outlives the session as an orphan, thousands per run.
+pub const IDLE_COMMAND: &str = "cat > /dev/null";
+
+/// Log in, start the command ([`IDLE_COMMAND`]), and hold the session until released.
 /// A session the server ends while held is a `closed` error and leaves the `up` count.
 pub async fn idle(s: &Shared, mut hold: IdleHold) -> Tally {
     let mut tally = Tally::default();
@@ -120,7 +124,7 @@ pub async fn idle(s: &Shared, mut hold: IdleHold) -> Tally {
         let t0 = Instant::now();
         let attempt = async {
             let handle = client::login(&s.target).await?;
-            let command = s.command.as_deref().unwrap_or("sleep 7200");
+            let command = s.command.as_deref().unwrap_or(IDLE_COMMAND);
             let channel = client::start(&handle, command).await?;
             Ok::<_, LoadError>((handle, channel))
         };
