@@ -8,7 +8,9 @@
 DEMO_DIRS=()
 EXTRA_PIDS=()
 DEMO=
-trap 'kill "${EXTRA_PIDS[@]}" $DEMO 2>/dev/null; wait 2>/dev/null; rm -rf "${DEMO_DIRS[@]}"' EXIT
+# (`|| true`: under set -e a failing kill would end the trap before the rm, and the script
+# with status 2.)
+trap 'kill "${EXTRA_PIDS[@]}" $DEMO 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "${DEMO_DIRS[@]}"' EXIT
 
 start_demo() {
   cargo build --release --quiet --bin ssh-edge

@@ -18,7 +18,8 @@
 # - logins: for each of WORKERS, that many workers log in, run `true` and log out for
 #   LOGIN_SECS (6): logins/s and p50/p99 edge and direct, the edge's CPU ms per login, and
 #   sshd's (direct path).
-# Prints tables and writes them as JSON to OUT (default benches/out/scale-<date>.json). The
+# Prints tables and writes them as JSON to OUT (default benches/out/scale-<date>.json), and a
+# PNG of the curves beside it when python3 has matplotlib (benches/scale_plot.py). The
 # edge's per-source admission limits are off (every client is 127.0.0.1; the bench measures
 # cost, benches/preauth.sh admission). Loopback only; bounded; stops by itself.
 set -euo pipefail
@@ -168,3 +169,6 @@ for part in ("idle", "bulk", "logins"):
 json.dump(out, open(sys.argv[2], "w"), indent=1)
 EOF
 echo "wrote $OUT (${SECONDS} s)"
+if python3 -c 'import matplotlib' 2>/dev/null; then
+  python3 benches/scale_plot.py "$OUT" "${OUT%.json}.png"
+fi

@@ -35,8 +35,8 @@ struct Cli {
     connections: usize,
     #[arg(long, default_value_t = 10)]
     duration_secs: u64,
-    /// Command each session runs (default per mode: `true`; `cat > /dev/null`, which ends with the
-    /// session; the `--verify` check).
+    /// Command each session runs (default per mode: `true`; `exec cat > /dev/null`, which
+    /// ends with the session; the `--verify` check).
     #[arg(long)]
     command: Option<String>,
     /// Process whose memory (with its children) the idle mode reports; repeatable.

@@ -109,8 +109,9 @@ pub struct IdleHold {
 }
 
 /// What an idle session runs by default: it waits on stdin and so ends when the session does
-/// (sshd closes its stdin). A `sleep` outlives the session as an orphan, thousands per run.
-pub const IDLE_COMMAND: &str = "cat > /dev/null";
+/// (sshd closes its stdin); `exec` leaves one process, not a shell and a `cat`. A `sleep`
+/// outlives the session as an orphan, thousands per run.
+pub const IDLE_COMMAND: &str = "exec cat > /dev/null";
 
 /// Log in, start the command ([`IDLE_COMMAND`]), and hold the session until released.
 /// A session the server ends while held is a `closed` error and leaves the `up` count.
