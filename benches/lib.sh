@@ -5,6 +5,8 @@
 # set for start_demo reach the demo's edge config (e.g. SSH_EDGE_BACKEND__MULTIPLEX=true);
 # stop_demo ends the current demo so a script can start another. The demo's control plane is
 # off unless CONTROL_PLANE=on (benches compare forwarding; benches/ttfb.sh measures its cost).
+# EDGE_BIN=path runs that binary instead of building target/release/ssh-edge (to compare two
+# builds in one sitting).
 DEMO_DIRS=()
 EXTRA_PIDS=()
 DEMO=
@@ -13,8 +15,12 @@ DEMO=
 trap 'kill "${EXTRA_PIDS[@]}" $DEMO 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "${DEMO_DIRS[@]}"' EXIT
 
 start_demo() {
-  cargo build --release --quiet --bin ssh-edge
-  EXE=$PWD/target/release/ssh-edge
+  if [ -n "${EDGE_BIN:-}" ]; then
+    EXE=$EDGE_BIN
+  else
+    cargo build --release --quiet --bin ssh-edge
+    EXE=$PWD/target/release/ssh-edge
+  fi
   DIR=$(mktemp -d /tmp/ssh-edge-bench.XXXXXX)
   DEMO_DIRS+=("$DIR")
   chmod 755 "$DIR"
@@ -24,7 +30,7 @@ start_demo() {
     SSH_EDGE_CONTROL_PLANE__URL= "$EXE" demo --dir "$DIR/lab" --tls-port 0 --ssh-port 0 >"$DIR/demo.out" 2>"$DIR/demo.err" &
   fi
   DEMO=$!
-  for _ in $(seq 100); do [ -f "$DIR/lab/demo.env" ] && break; sleep 0.1; done
+  for _ in $(seq 300); do [ -f "$DIR/lab/demo.env" ] && break; sleep 0.1; done
   # shellcheck disable=SC1091
   . "$DIR/lab/demo.env"
 }

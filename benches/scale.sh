@@ -11,7 +11,8 @@
 #   the pace sshd logs them in (its login CPU, not MaxStartups, is the limit on this machine:
 #   see the logins table). The load generator samples memory while all are held: the edge process's PSS per session (its
 #   lab sshd excluded) against sshd's per-session memory (its process tree). Then the edge's
-#   PSS AFTER_SECS (8) after the last session closed: whether freed memory went back.
+#   PSS AFTER_SECS (12) after the last session closed: whether freed memory went back (the
+#   edge trims once the session count has held still for two 5-s looks).
 # - bulk: for each of STREAMS, that many concurrent transfers for BULK_SECS (6), checked at the
 #   far end (`cksum`): MiB/s edge and direct, the edge's CPU seconds per GiB (utime+stime from
 #   /proc/PID/stat), and sshd's on the direct path (its reaped children, the cksum included).
@@ -28,7 +29,7 @@ cd "$(dirname "$0")/.."
 read -ra SIZES <<<"${SIZES:-100 1000 5000}"
 read -ra STREAMS <<<"${STREAMS:-1 4 16}"
 read -ra WORKERS <<<"${WORKERS:-8 32 128}"
-RAMP=${RAMP:-30} HOLD_SECS=${HOLD_SECS:-2} AFTER_SECS=${AFTER_SECS:-8}
+RAMP=${RAMP:-30} HOLD_SECS=${HOLD_SECS:-2} AFTER_SECS=${AFTER_SECS:-12}
 BULK_SECS=${BULK_SECS:-6} LOGIN_SECS=${LOGIN_SECS:-6}
 mkdir -p benches/out
 OUT=${OUT:-benches/out/scale-$(date +%Y%m%d-%H%M%S).json}

@@ -262,7 +262,8 @@ impl Edge {
 
     /// One accepted connection: admission, then the fronts of this generation.
     async fn handle(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, listener: Listener) {
-        match self.admission.admit(stream, peer, listener).await {
+        // Boxed: the admission's state is not kept for the connection's lifetime.
+        match Box::pin(self.admission.admit(stream, peer, listener)).await {
             Ok(entry) => {
                 if let Some(version) = entry.proxy {
                     self.metrics
@@ -325,7 +326,7 @@ impl LiveEdge {
             )));
         }
         tokio::spawn(self.clone().summarize_drops());
-        tokio::spawn(crate::memory::trim_when_sessions_fall(
+        tokio::spawn(crate::memory::trim_after_sessions_change(
             edge.sessions.clone(),
         ));
         for t in tasks {

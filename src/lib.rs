@@ -17,7 +17,8 @@
 //!   step), `reject` (typed rejection reasons, counted in one place).
 //! - [`upstream`]: the edge as SSH client of backends: host-key checks, minted certificates.
 //! - [`bridge`]: channel ⇄ channel forwarding, the hot path (terminate mode).
-//! - [`splice`]: byte-stream forwarding, the hot path (passthrough mode, front B).
+//! - [`splice`]: byte-stream forwarding, the hot path (passthrough mode, front B);
+//!   [`read_ahead`]: the read-ahead under TLS.
 //! - [`edge`]: listeners, configuration generations and per-connection tasks.
 //! - [`audit`]: the JSON-lines audit stream (sessions, channels, exec, denials, kills).
 //! - [`session`]: the count of open sessions, and waiting for none (drain).
@@ -48,6 +49,7 @@ pub mod issuer;
 pub mod lab;
 pub mod memory;
 pub mod metrics;
+pub mod read_ahead;
 pub mod route;
 pub mod session;
 pub mod sessions_cli;

@@ -1,17 +1,24 @@
 //! Byte-stream forwarding for the passthrough front (B): the hot path of the fastest mode.
 //!
-//! Two fixed buffers per connection, allocated once and reused for every chunk; half-close is
-//! passed on (EOF from one side shuts down the other side's write half), and a TLS peer that
-//! closes without `close_notify` (the installed helpers do) counts as a normal EOF.
+//! Each direction reads into a buffer that exists only while bytes are moving: it is taken
+//! (uninitialised, not zero-filled) when the source has data and given back when the source has
+//! nothing more to read and everything read was written. An idle passthrough session therefore
+//! holds no copy buffer at all (a fixed pair, as `tokio::io::copy_bidirectional` keeps, is
+//! 128 KiB per session, idle or not); a busy one reuses the same allocation chunk after chunk.
+//! Half-close is passed on (EOF from one side shuts down the other side's write half), and a TLS
+//! peer that closes without `close_notify` (the installed helpers do) counts as a normal EOF.
 
+use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::bytes_count::ByteCounter;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Buffer size per direction: large enough for several TLS records per read.
+/// The most one read takes: several TLS records (16 KiB each) at once.
 pub const SPLICE_BUFFER: usize = 64 * 1024;
 
 /// Bytes moved by a finished splice.
@@ -26,8 +33,8 @@ pub struct Spliced {
 /// Copies both ways until both directions have ended, adding to `up` / `down` as bytes are
 /// read (so long sessions show progress, and nothing depends on how a session ends).
 pub async fn splice<C, B>(
-    client: C,
-    backend: B,
+    mut client: C,
+    mut backend: B,
     up: ByteCounter,
     down: ByteCounter,
 ) -> io::Result<Spliced>
@@ -35,62 +42,92 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut client = Counted {
-        inner: client,
-        counter: up,
-    };
-    let mut backend = Counted {
-        inner: backend,
-        counter: down,
-    };
-    let (up, down) = tokio::io::copy_bidirectional_with_sizes(
-        &mut client,
-        &mut backend,
-        SPLICE_BUFFER,
-        SPLICE_BUFFER,
-    )
-    .await?;
-    Ok(Spliced { up, down })
+    let mut to_backend = Direction::new(up);
+    let mut to_client = Direction::new(down);
+    poll_fn(|cx| {
+        let up = to_backend.poll_copy(cx, &mut client, &mut backend)?;
+        let down = to_client.poll_copy(cx, &mut backend, &mut client)?;
+        match (up, down) {
+            (Poll::Ready(up), Poll::Ready(down)) => Poll::Ready(Ok(Spliced { up, down })),
+            _ => Poll::Pending,
+        }
+    })
+    .await
 }
 
-/// Adds the bytes read through it to a counter (one atomic add per read of up to 64 KiB), and
-/// reads `UnexpectedEof` — a TLS peer gone without `close_notify` — as an ordinary end.
-pub struct Counted<S> {
-    inner: S,
+/// One direction of a splice.
+struct Direction {
+    /// Read and not yet written; empty with no capacity while the source is idle.
+    pending: BytesMut,
     counter: ByteCounter,
+    moved: u64,
+    eof: bool,
+    /// Written since the last flush.
+    unflushed: bool,
+    done: bool,
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        match Pin::new(&mut self.inner).poll_read(cx, buf) {
-            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Poll::Ready(Ok(())),
-            Poll::Ready(Ok(())) => {
-                self.counter.inc_by((buf.filled().len() - before) as u64);
-                Poll::Ready(Ok(()))
-            }
-            other => other,
+impl Direction {
+    fn new(counter: ByteCounter) -> Self {
+        Self {
+            pending: BytesMut::new(),
+            counter,
+            moved: 0,
+            eof: false,
+            unflushed: false,
+            done: false,
         }
     }
-}
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
+    fn poll_copy<R, W>(
+        &mut self,
         cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        from: &mut R,
+        to: &mut W,
+    ) -> Poll<io::Result<u64>>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        if self.done {
+            return Poll::Ready(Ok(self.moved));
+        }
+        loop {
+            while !self.pending.is_empty() {
+                let n = ready!(Pin::new(&mut *to).poll_write(cx, &self.pending))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                self.pending.advance(n);
+                self.moved += n as u64;
+                self.unflushed = true;
+            }
+            if self.eof {
+                ready!(Pin::new(&mut *to).poll_shutdown(cx))?;
+                self.done = true;
+                self.pending = BytesMut::new();
+                return Poll::Ready(Ok(self.moved));
+            }
+            // Empty: the allocation is reused in place (or taken anew after an idle spell).
+            self.pending.clear();
+            self.pending.reserve(SPLICE_BUFFER);
+            match tokio_util::io::poll_read_buf(Pin::new(&mut *from), cx, &mut self.pending) {
+                Poll::Pending => {
+                    // Nothing to read and nothing held: give the buffer back while idle.
+                    self.pending = BytesMut::new();
+                    if self.unflushed {
+                        ready!(Pin::new(&mut *to).poll_flush(cx))?;
+                        self.unflushed = false;
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(0)) => self.eof = true,
+                Poll::Ready(Ok(n)) => self.counter.inc_by(n as u64),
+                // A TLS peer gone without close_notify: an ordinary end.
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => self.eof = true,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            }
+        }
     }
 }
 
@@ -141,5 +178,46 @@ mod tests {
             (200_000, 3),
             "counters follow the bytes"
         );
+    }
+
+    #[tokio::test]
+    async fn an_idle_direction_holds_no_buffer_and_a_busy_one_moves_every_byte() {
+        let (mut source_peer, mut source) = tokio::io::duplex(256 * 1024);
+        let (mut sink, mut sink_peer) = tokio::io::duplex(256 * 1024);
+        let counter = ByteCounter::new(prometheus::IntCounter::new("c", "c").unwrap());
+        let mut direction = Direction::new(counter.clone());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(
+            direction
+                .poll_copy(&mut cx, &mut source, &mut sink)
+                .is_pending()
+        );
+        assert_eq!(direction.pending.capacity(), 0, "idle: no buffer held");
+
+        let data: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
+        source_peer.write_all(&data).await.unwrap();
+        assert!(
+            direction
+                .poll_copy(&mut cx, &mut source, &mut sink)
+                .is_pending()
+        );
+        assert_eq!(
+            direction.pending.capacity(),
+            0,
+            "drained: the buffer went back"
+        );
+        let mut got = vec![0; data.len()];
+        sink_peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, data);
+        assert_eq!((direction.moved, counter.get()), (150_000, 150_000));
+
+        drop(source_peer);
+        assert!(matches!(
+            direction.poll_copy(&mut cx, &mut source, &mut sink),
+            Poll::Ready(Ok(150_000))
+        ));
+        let mut rest = Vec::new();
+        sink_peer.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "EOF passed on as a shutdown");
     }
 }

@@ -60,14 +60,19 @@ impl Fronts {
             listener,
         };
         let ticket = entry.ticket.clone();
+        // Each front boxed: the connection's task then holds only the front it runs, not the
+        // largest of the three (it lives, mostly idle, as long as the session).
         match listener {
             Listener::Ssh => {
-                self.ssh
-                    .serve(entry.stream, client, Front::Ssh, None, entry.ticket)
-                    .await
+                let serving = self
+                    .ssh
+                    .serve(entry.stream, client, Front::Ssh, None, entry.ticket);
+                Box::pin(serving).await
             }
-            Listener::TokenPlain => self.token.serve(entry.stream, client, entry.ticket).await,
-            Listener::Tls => self.serve_tls(entry, client).await,
+            Listener::TokenPlain => {
+                Box::pin(self.token.serve(entry.stream, client, entry.ticket)).await
+            }
+            Listener::Tls => Box::pin(self.serve_tls(entry, client)).await,
         }
         if ticket.expired() {
             self.ssh.admit.reject(
@@ -83,7 +88,7 @@ impl Fronts {
     async fn serve_tls(&self, entry: Entry, client: Client) {
         let Some(tls) = &self.tls else { return };
         let admit = &self.ssh.admit;
-        let (first, stream, sni) = match tls.accept(entry.stream).await {
+        let (first, stream, sni) = match Box::pin(tls.accept(entry.stream)).await {
             Ok(accepted) => accepted,
             Err(rejection) => {
                 // A cut by the grace deadline is recorded as such by the caller.
@@ -102,7 +107,9 @@ impl Fronts {
                 );
             }
             // Anything but `S` is the length prefix of a token preamble (front B).
-            FirstByte::Other(_) => return self.token.serve(stream, client, entry.ticket).await,
+            FirstByte::Other(_) => {
+                return Box::pin(self.token.serve(stream, client, entry.ticket)).await;
+            }
         }
         let target = match sni {
             Some(name) => admit.parse_host(&client, &name),
@@ -115,8 +122,9 @@ impl Fronts {
                 Err(message)
             }
         };
-        self.ssh
-            .serve(stream, client, Front::Tls, Some(target), entry.ticket)
-            .await;
+        let serving = self
+            .ssh
+            .serve(stream, client, Front::Tls, Some(target), entry.ticket);
+        Box::pin(serving).await;
     }
 }

@@ -52,7 +52,10 @@ impl SshFront {
             sni_target,
             ticket.clone(),
         );
-        let result = match russh::server::run_stream(self.config.clone(), stream, handler).await {
+        // Boxed (as is each step before a session's long idle phase): what the task keeps
+        // while the session runs is then only what that phase needs.
+        let starting = russh::server::run_stream(self.config.clone(), stream, handler);
+        let result = match Box::pin(starting).await {
             Ok(running) => running.await,
             Err(e) => Err(e),
         };
@@ -166,7 +169,7 @@ impl EdgeSession {
             return false;
         };
         let name = req.name();
-        let ok = control.request(req).await;
+        let ok = Box::pin(control.request(req)).await;
         if !ok {
             info!(client = %self.client.addr, request = name, "backend refused channel request");
         }
@@ -271,10 +274,9 @@ impl russh::server::Handler for EdgeSession {
             ticket: &self.ticket,
         };
         Ok(
-            match admit
-                .admit_certificate(&self.client, target, cert, waiting)
-                .await
-            {
+            // Boxed: the admission's future (backend login, control plane) would otherwise
+            // be inlined into every session's russh task, idle or not.
+            match Box::pin(admit.admit_certificate(&self.client, target, cert, waiting)).await {
                 Ok(admitted) => {
                     self.login = Some(admitted);
                     Auth::Accept
@@ -371,7 +373,7 @@ impl russh::server::Handler for EdgeSession {
         port: &mut u32,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        Ok(self.remote_forward(address, port).await)
+        Ok(Box::pin(self.remote_forward(address, port)).await)
     }
 
     async fn cancel_tcpip_forward(
@@ -380,7 +382,7 @@ impl russh::server::Handler for EdgeSession {
         port: u32,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        Ok(self.cancel_remote_forward(address, port).await)
+        Ok(Box::pin(self.cancel_remote_forward(address, port)).await)
     }
 
     async fn agent_request(
@@ -388,7 +390,7 @@ impl russh::server::Handler for EdgeSession {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        Ok(self.agent_forward(channel).await)
+        Ok(Box::pin(self.agent_forward(channel)).await)
     }
 
     async fn channel_open_session(
@@ -403,19 +405,15 @@ impl russh::server::Handler for EdgeSession {
                 .await;
             return Ok(());
         };
-        let opened = tokio::time::timeout(
-            REQUEST_REPLY_TIMEOUT,
-            login.upstream.handle().channel_open_session(),
-        )
-        .await;
+        let opening = login.upstream.handle().channel_open_session();
+        let opened = Box::pin(tokio::time::timeout(REQUEST_REPLY_TIMEOUT, opening)).await;
         let what = format!(
             "a session channel on backend {} for {}",
             login.upstream.addr(),
             login.target.host
         );
         let id = channel.id();
-        self.bridge_opened(opened, &what, "opened", channel, reply, session)
-            .await;
+        Box::pin(self.bridge_opened(opened, &what, "opened", channel, reply, session)).await;
         if self.channels.contains_key(&id) {
             lock(&self.session_channels).push(id);
             self.channel_opened(id, "session");
@@ -436,14 +434,8 @@ impl russh::server::Handler for EdgeSession {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let to = (host_to_connect, port_to_connect);
-        self.open_direct_tcpip(
-            channel,
-            to,
-            (originator_address, originator_port),
-            reply,
-            session,
-        )
-        .await;
+        let from = (originator_address, originator_port);
+        Box::pin(self.open_direct_tcpip(channel, to, from, reply, session)).await;
         Ok(())
     }
 

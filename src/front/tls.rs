@@ -9,6 +9,8 @@ use std::time::Duration;
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
+
+use crate::read_ahead::ReadAhead;
 use tokio_rustls::server::TlsStream;
 
 use super::reject::{Reason, Rejection};
@@ -47,7 +49,7 @@ pub async fn read_first_byte<S: AsyncRead + Unpin>(
 }
 
 /// The decrypted stream a TLS front serves.
-pub type Decrypted<S> = Prefixed<TlsStream<tokio::io::BufReader<S>>>;
+pub type Decrypted<S> = Prefixed<TlsStream<ReadAhead<S>>>;
 
 /// The TLS listener's context.
 pub struct TlsFront {
@@ -89,13 +91,10 @@ impl TlsFront {
     }
 }
 
-/// Socket read buffer under TLS. rustls pulls ciphertext in 4 KiB steps; without a buffer each
-/// 16 KiB record costs four or more `recv` calls. One 64 KiB read serves several records.
-pub const TLS_READ_BUFFER: usize = 64 * 1024;
-
-/// The TCP side of a TLS connection: reads buffered (see [`TLS_READ_BUFFER`]), writes direct.
-pub fn buffered<S: AsyncRead>(stream: S) -> tokio::io::BufReader<S> {
-    tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, stream)
+/// The TCP side of a TLS connection: reads ahead while the socket has data (rustls pulls
+/// ciphertext in 4 KiB steps; see [`crate::read_ahead`]), writes direct.
+pub fn buffered<S: AsyncRead>(stream: S) -> ReadAhead<S> {
+    ReadAhead::new(stream)
 }
 
 #[cfg(test)]

@@ -84,8 +84,8 @@ impl TokenFront {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let admitted = match read_preamble(&mut stream, self.preamble_timeout).await {
-            Ok(token) => self.admit.admit_token(&client, &token).await,
+        let admitted = match Box::pin(read_preamble(&mut stream, self.preamble_timeout)).await {
+            Ok(token) => Box::pin(self.admit.admit_token(&client, &token)).await,
             Err(r) => {
                 // A cut by the login grace is recorded as such by the caller.
                 if !ticket.expired() {

@@ -759,6 +759,8 @@ impl Encrypted {
             // If all packets have been written, clear.
             self.write_cursor = 0;
             self.write.clear();
+            // ssh-edge patch 5: what a rekey or a full window queued here is not kept.
+            self.write.shrink_to(16 * 1024);
         }
 
         if self.kex.skip_exchange() {

@@ -384,12 +384,47 @@ impl PacketBytesWriter {
 }
 
 /// Incoming SSH packet after decryption and optional decompression.
-/// Uses Vec<u8> (not CryptoVec/mlocked) because incoming network data is not secret.
+/// Not CryptoVec/mlocked because incoming network data is not secret.
+/// ssh-edge patch 4: `Bytes`, so channel data can be handed on as a slice of it.
 #[derive(Debug)]
 pub(crate) struct IncomingSshPacket {
-    pub buffer: Vec<u8>,
+    pub buffer: Bytes,
     pub seqn: Wrapping<u32>,
 }
+
+/// ssh-edge patch 4: the payload of the packet just read (after its 4-byte length and
+/// padding-length byte), taking the read buffer's allocation instead of copying it. The
+/// buffer is left empty; the next read allocates one of the next packet's size.
+pub(crate) fn take_payload(read_buffer: &mut Vec<u8>) -> Bytes {
+    let packet = Bytes::from(std::mem::take(read_buffer));
+    if packet.len() < 5 {
+        return Bytes::new();
+    }
+    packet.slice(5..)
+}
+
+/// ssh-edge patch 4: decodes an SSH `string` from `r` as a slice of `packet`, the buffer `r`
+/// reads from, so channel data is neither copied nor zero-filled. Anything not inside
+/// `packet` is copied.
+pub(crate) fn decode_bytes_in(packet: &Bytes, r: &mut &[u8]) -> Result<Bytes, ssh_encoding::Error> {
+    use ssh_encoding::Decode;
+    let len = u32::decode(r)? as usize;
+    if r.len() < len {
+        return Err(ssh_encoding::Error::Length);
+    }
+    let (data, rest) = r.split_at(len);
+    *r = rest;
+    let start = packet.as_ptr() as usize;
+    let at = data.as_ptr() as usize;
+    if at >= start && at + data.len() <= start + packet.len() {
+        Ok(packet.slice_ref(data))
+    } else {
+        Ok(Bytes::copy_from_slice(data))
+    }
+}
+
+/// ssh-edge patch 5: the write buffer capacity a session keeps however idle.
+const KEEP_WRITE_BUFFER: usize = 16 * 1024;
 
 /// Packet writer for constructing and encrypting outgoing SSH packets.
 pub(crate) struct PacketWriter {
@@ -611,7 +646,16 @@ impl PacketWriter {
         if !self.write_buffer.buffer.is_empty() {
             w.write_all(&self.write_buffer.buffer).await?;
             w.flush().await?;
+            let written = self.write_buffer.buffer.len();
             self.write_buffer.buffer.clear();
+            // ssh-edge patch 5: a burst (up to 64 queued messages of a full window) grows
+            // this buffer to megabytes; an idle session must not keep that. Shrink once a
+            // flush uses under a quarter of it, so steady traffic reuses its buffer.
+            if self.write_buffer.buffer.capacity() > KEEP_WRITE_BUFFER
+                && written < self.write_buffer.buffer.capacity() / 4
+            {
+                self.write_buffer.buffer.shrink_to(written.max(KEEP_WRITE_BUFFER));
+            }
         }
         Ok(())
     }

@@ -298,16 +298,18 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
     cipher: &mut (dyn OpeningKey + Send),
 ) -> Result<usize, Error> {
     if buffer.len == 0 {
-        let mut len = vec![0; cipher.packet_length_to_read_for_block_length()];
+        // ssh-edge patch 4: the length probe is read into the stack, not a fresh Vec.
+        let mut probe = [0u8; MAX_LENGTH_PROBE];
+        let head = probe
+            .get_mut(..cipher.packet_length_to_read_for_block_length())
+            .ok_or(Error::Inconsistent)?;
 
-        stream.read_exact(&mut len).await?;
-        trace!("reading, len = {len:?}");
+        stream.read_exact(head).await?;
+        trace!("reading, len = {head:?}");
         {
             let seqn = buffer.seqn.0;
-            buffer.buffer.clear();
-            buffer.buffer.extend_from_slice(&len);
             trace!("reading, seqn = {seqn:?}");
-            let len = cipher.decrypt_packet_length(seqn, &len);
+            let len = cipher.decrypt_packet_length(seqn, head);
             let len = BigEndian::read_u32(&len) as usize;
 
             if len > MAXIMUM_PACKET_LEN {
@@ -328,16 +330,19 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
 
             buffer.len = len + cipher.tag_len();
             trace!("reading, clear len = {:?}", buffer.len);
+            // One allocation of the packet's size (the buffer is empty: `take_payload`).
+            buffer.buffer.clear();
+            buffer.buffer.reserve_exact(buffer.len + 4);
+            buffer.buffer.extend_from_slice(head);
         }
     }
 
-    buffer.buffer.resize(buffer.len + 4, 0);
     trace!("read_exact {:?}", buffer.len + 4);
-
-    let l = cipher.packet_length_to_read_for_block_length();
-
-    #[allow(clippy::indexing_slicing)] // length checked
-    stream.read_exact(&mut buffer.buffer[l..]).await?;
+    // ssh-edge patch 4: the rest of the packet is read into the buffer's spare capacity,
+    // which is not zero-filled first (the buffer is a fresh one per packet: see
+    // `sshbuffer::take_payload`). Resumable like `read_exact` on a pre-sized buffer: what
+    // arrived so far is the buffer's length.
+    read_to_len(stream, &mut buffer.buffer, buffer.len + 4).await?;
 
     trace!("read_exact done");
     let seqn = buffer.seqn.0;
@@ -358,9 +363,30 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
     buffer.len = 0;
 
     // Remove the padding
-    buffer.buffer.resize(plaintext_end + 4, 0);
+    buffer.buffer.truncate(plaintext_end + 4);
 
     Ok(plaintext_end + 4)
+}
+
+/// The longest length probe of any cipher (a block of the block ciphers).
+const MAX_LENGTH_PROBE: usize = 32;
+
+/// ssh-edge patch 4: reads until `buf` holds `total` bytes, straight into its spare capacity.
+async fn read_to_len<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    buf: &mut Vec<u8>,
+    total: usize,
+) -> std::io::Result<()> {
+    use bytes::BufMut;
+    buf.reserve_exact(total.saturating_sub(buf.len()));
+    while buf.len() < total {
+        let want = total - buf.len();
+        let mut rest = (&mut *buf).limit(want);
+        if stream.read_buf(&mut rest).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(())
 }
 
 pub(crate) const PACKET_LENGTH_LEN: usize = 4;

@@ -77,8 +77,9 @@ impl Session {
     pub(crate) async fn process_packet<H: Handler>(
         &mut self,
         client: &mut H,
-        buf: &[u8],
+        packet: &Bytes,
     ) -> Result<(), H::Error> {
+        let buf: &[u8] = packet;
         // If we've successfully read a packet.
         trace!("process_packet buf = {:?} bytes", buf.len());
         let mut is_authenticated = false;
@@ -329,7 +330,7 @@ impl Session {
 
                                     self.sender
                                         .send(Reply::SignRequestCert {
-                                            cert: cert.clone(),
+                                            cert: Box::new(cert.clone()),
                                             hash_alg,
                                             data: buf,
                                         })
@@ -427,7 +428,7 @@ impl Session {
             }
         }
         if is_authenticated {
-            self.client_read_authenticated(client, buf).await
+            self.client_read_authenticated(client, packet).await
         } else {
             Ok(())
         }
@@ -480,8 +481,9 @@ impl Session {
     async fn client_read_authenticated<H: Handler>(
         &mut self,
         client: &mut H,
-        buf: &[u8],
+        packet: &Bytes,
     ) -> Result<(), H::Error> {
+        let buf: &[u8] = packet;
         match buf.split_first() {
             Some((&msg::CHANNEL_OPEN_CONFIRMATION, mut reader)) => {
                 debug!("channel_open_confirmation");
@@ -590,7 +592,8 @@ impl Session {
             Some((&msg::CHANNEL_DATA, mut r)) => {
                 trace!("channel_data");
                 let channel_num = map_err!(ChannelId::decode(&mut r))?;
-                let data = map_err!(Bytes::decode(&mut r))?;
+                // ssh-edge patch 4: a slice of the packet, not a copy.
+                let data = map_err!(crate::sshbuffer::decode_bytes_in(packet, &mut r))?;
                 map_err!(ensure_end(&r))?;
                 if !self.common.is_established_channel(channel_num) {
                     return Ok(());
@@ -621,7 +624,8 @@ impl Session {
                 debug!("channel_extended_data");
                 let channel_num = map_err!(ChannelId::decode(&mut r))?;
                 let extended_code = map_err!(u32::decode(&mut r))?;
-                let data = map_err!(Bytes::decode(&mut r))?;
+                // ssh-edge patch 4: a slice of the packet, not a copy.
+                let data = map_err!(crate::sshbuffer::decode_bytes_in(packet, &mut r))?;
                 map_err!(ensure_end(&r))?;
                 if !self.common.is_established_channel(channel_num) {
                     return Ok(());

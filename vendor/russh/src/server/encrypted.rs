@@ -45,8 +45,9 @@ impl Session {
     pub(crate) async fn process_packet<H: Handler + Send>(
         &mut self,
         handler: &mut H,
-        buf: &[u8],
+        packet: &Bytes,
     ) -> Result<(), H::Error> {
+        let buf: &[u8] = packet;
         let rejection_wait_until =
             tokio::time::Instant::now() + self.common.config.auth_rejection_time;
         let initial_none_rejection_wait_until = if self.common.auth_attempts == 0 {
@@ -159,10 +160,10 @@ impl Session {
                         .init_compress(self.common.packet_writer.compress());
                 }
                 enc.state = EncryptedState::Authenticated;
-                self.server_read_authenticated(handler, *msg, &mut r).await
+                self.server_read_authenticated(handler, packet, *msg, &mut r).await
             }
             (EncryptedState::Authenticated, Some((msg, mut r))) => {
-                self.server_read_authenticated(handler, *msg, &mut r).await
+                self.server_read_authenticated(handler, packet, *msg, &mut r).await
             }
             _ => Ok(()),
         }
@@ -1462,11 +1463,12 @@ async fn reply_userauth_info_response(
 }
 
 impl Session {
-    async fn server_read_authenticated<H: Handler + Send, R: Reader>(
+    async fn server_read_authenticated<H: Handler + Send>(
         &mut self,
         handler: &mut H,
+        packet: &Bytes,
         msg: u8,
-        r: &mut R,
+        r: &mut &[u8],
     ) -> Result<(), H::Error> {
         match msg {
             msg::CHANNEL_OPEN => self.server_handle_channel_open(handler, r).await,
@@ -1514,7 +1516,8 @@ impl Session {
                     Some(map_err!(u32::decode(r))?)
                 };
                 trace!("handler.data {ext:?} {channel_num:?}");
-                let data = map_err!(Bytes::decode(r))?;
+                // ssh-edge patch 4: a slice of the packet, not a copy.
+                let data = map_err!(crate::sshbuffer::decode_bytes_in(packet, r))?;
                 map_err!(ensure_end(r))?;
                 let target = self.target_window_size;
                 // ssh-edge patch: under manual_window_adjust the application re-opens the window.

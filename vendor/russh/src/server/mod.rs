@@ -1159,7 +1159,9 @@ where
 
     session.begin_rekey()?;
 
-    let join = russh_util::runtime::spawn(session.run(stream, handler));
+    let fut = session.run(stream, handler);
+    // ssh-edge patch 5: boxed, or the spawn wrapper holds the session future twice.
+    let join = russh_util::runtime::spawn(Box::pin(fut));
 
     Ok(RunningSession { handle, join })
 }

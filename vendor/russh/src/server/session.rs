@@ -24,7 +24,7 @@ pub struct Session {
     pub(crate) priority_receiver: UnboundedReceiver<Msg>,
     pub(crate) receiver: Receiver<Msg>,
     pub(crate) target_window_size: u32,
-    pub(crate) pending_reads: Vec<Vec<u8>>,
+    pub(crate) pending_reads: Vec<Bytes>,
     pub(crate) pending_len: u32,
     pub(crate) channels: HashMap<ChannelId, ChannelRef>,
     pub(crate) open_global_requests: VecDeque<GlobalRequestResponse>,
@@ -483,24 +483,24 @@ impl Handle {
 }
 
 impl Session {
-    fn maybe_decompress(&mut self, buffer: &SSHBuffer) -> Result<IncomingSshPacket, Error> {
-        if let Some(ref mut enc) = self.common.encrypted {
+    fn maybe_decompress(&mut self, buffer: &mut SSHBuffer) -> Result<IncomingSshPacket, Error> {
+        // ssh-edge patch 4: without compression the packet is the read buffer itself.
+        if let Some(ref mut enc) = self.common.encrypted
+            && !matches!(enc.decompress, crate::compression::Decompress::None)
+        {
             let mut decomp = Vec::new();
-            Ok(IncomingSshPacket {
-                #[allow(clippy::indexing_slicing)] // length checked
-                buffer: enc.decompress.decompress(
-                    &buffer.buffer[5..],
-                    &mut decomp,
-                )?.into(),
+            return Ok(IncomingSshPacket {
+                buffer: Bytes::copy_from_slice(
+                    enc.decompress
+                        .decompress(buffer.buffer.get(5..).unwrap_or_default(), &mut decomp)?,
+                ),
                 seqn: buffer.seqn,
-            })
-        } else {
-            Ok(IncomingSshPacket {
-                #[allow(clippy::indexing_slicing)] // length checked
-                buffer: buffer.buffer[5..].into(),
-                seqn: buffer.seqn,
-            })
+            });
         }
+        Ok(IncomingSshPacket {
+            buffer: crate::sshbuffer::take_payload(&mut buffer.buffer),
+            seqn: buffer.seqn,
+        })
     }
 
     /// Dispatch a single message received on the session's internal channel
@@ -754,7 +754,7 @@ impl Session {
                         break
                     }
 
-                    let mut pkt = self.maybe_decompress(&buffer)?;
+                    let mut pkt = self.maybe_decompress(&mut buffer)?;
 
                     match pkt.buffer.first() {
                         None => (),
@@ -773,8 +773,10 @@ impl Session {
                             // reply is pending, then whatever is left, before anything the
                             // reply itself queued.
                             let replied = {
-                                let fut = reply(&mut self, &mut handler, &mut pkt);
-                                pin!(fut);
+                                // ssh-edge patch 5: boxed, so the session task (alive, and mostly
+                                // idle, as long as the connection) does not carry the largest
+                                // handler future of all its packets inline.
+                                let mut fut = Box::pin(reply(&mut self, &mut handler, &mut pkt));
                                 loop {
                                     tokio::select! {
                                         r = &mut fut => break r,
