@@ -6,7 +6,9 @@
 # stop_demo ends the current demo so a script can start another. The demo's control plane is
 # off unless CONTROL_PLANE=on (benches compare forwarding; benches/ttfb.sh measures its cost).
 # EDGE_BIN=path runs that binary instead of building target/release/ssh-edge (to compare two
-# builds in one sitting).
+# builds in one sitting). EDGE_CPUS=LIST starts the demo (the edge and its lab sshd) under
+# `taskset -c LIST`, so the edge's runtime sizes its worker pool to the cores it may use, as in
+# a container limited to them (pinning after the start would leave two workers on one core).
 DEMO_DIRS=()
 EXTRA_PIDS=()
 DEMO=
@@ -24,10 +26,12 @@ start_demo() {
   DIR=$(mktemp -d /tmp/ssh-edge-bench.XXXXXX)
   DEMO_DIRS+=("$DIR")
   chmod 755 "$DIR"
+  local pin=()
+  [ -n "${EDGE_CPUS:-}" ] && pin=(taskset -c "$EDGE_CPUS")
   if [ "${CONTROL_PLANE:-off}" = on ]; then
-    "$EXE" demo --dir "$DIR/lab" --tls-port 0 --ssh-port 0 >"$DIR/demo.out" 2>"$DIR/demo.err" &
+    "${pin[@]}" "$EXE" demo --dir "$DIR/lab" --tls-port 0 --ssh-port 0 >"$DIR/demo.out" 2>"$DIR/demo.err" &
   else
-    SSH_EDGE_CONTROL_PLANE__URL= "$EXE" demo --dir "$DIR/lab" --tls-port 0 --ssh-port 0 >"$DIR/demo.out" 2>"$DIR/demo.err" &
+    SSH_EDGE_CONTROL_PLANE__URL= "${pin[@]}" "$EXE" demo --dir "$DIR/lab" --tls-port 0 --ssh-port 0 >"$DIR/demo.out" 2>"$DIR/demo.err" &
   fi
   DEMO=$!
   for _ in $(seq 300); do [ -f "$DIR/lab/demo.env" ] && break; sleep 0.1; done

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, RootCertStore};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -127,57 +127,7 @@ pub async fn run(opts: &ConnectOptions) -> Result<(), ConnectError> {
     // else through tokio's stdio.
     let (input, _restore_input) = crate::stdio::stdin();
     let (output, _restore_output) = crate::stdio::stdout();
-    pipe(tls, input, output).await;
+    // How the session ends (an EOF or a reset) is ssh's to report, not the relay's.
+    let _ = crate::splice::relay(tls, input, output).await;
     Ok(())
-}
-
-/// Read size of the relay, each way.
-const RELAY_BUFFER: usize = 256 * 1024;
-
-/// Copies `input` → `remote` and `remote` → `output` with 256 KiB buffers (one read moves
-/// whatever a pipe or the TLS buffer holds). Ends when the remote side ends; when `input` ends
-/// first, half-closes towards the remote and keeps reading. `output` is flushed once at the
-/// end, not per chunk: a write is handed on at once either way.
-pub async fn pipe<S, I, O>(remote: S, mut input: I, mut output: O)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-    I: AsyncRead + Unpin,
-    O: AsyncWrite + Unpin,
-{
-    let (mut remote_rx, mut remote_tx) = tokio::io::split(remote);
-    let up = async {
-        let mut buf = vec![0u8; RELAY_BUFFER];
-        loop {
-            match input.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if remote_tx.write_all(&buf[..n]).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-        let _ = remote_tx.shutdown().await;
-    };
-    let down = async {
-        let mut buf = vec![0u8; RELAY_BUFFER];
-        loop {
-            match remote_rx.read(&mut buf).await {
-                // An EOF without close_notify surfaces as an error: treat it as the end too.
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if output.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-        let _ = output.flush().await;
-    };
-    let mut up = std::pin::pin!(up);
-    let mut down = std::pin::pin!(down);
-    tokio::select! {
-        _ = &mut down => {}
-        _ = &mut up => { down.await; }
-    }
 }

@@ -55,11 +55,38 @@ where
     .await
 }
 
+/// Copies `input` → `remote` and `remote` → `output` until the remote side ends (the
+/// client-side relay, `ssh-edge connect`). When `input` ends first, the remote side's write
+/// half is shut down and the copy goes on until the remote side ends too; what `output` was
+/// given is flushed by then. One task polls both directions, so neither a lock around the
+/// remote stream (`tokio::io::split`) nor a second task sits between a read and its write.
+pub async fn relay<S, I, O>(mut remote: S, mut input: I, mut output: O) -> io::Result<Spliced>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    I: AsyncRead + Unpin,
+    O: AsyncWrite + Unpin,
+{
+    let mut up = Direction::uncounted();
+    let mut down = Direction::uncounted();
+    poll_fn(|cx| {
+        // The upstream direction may fail (a closed stdin) without ending the downstream one.
+        if let Poll::Ready(Err(_)) = up.poll_copy(cx, &mut input, &mut remote) {
+            up.done = true;
+        }
+        let moved_down = ready!(down.poll_copy(cx, &mut remote, &mut output))?;
+        Poll::Ready(Ok(Spliced {
+            up: up.moved,
+            down: moved_down,
+        }))
+    })
+    .await
+}
+
 /// One direction of a splice.
 struct Direction {
     /// Read and not yet written; empty with no capacity while the source is idle.
     pending: BytesMut,
-    counter: ByteCounter,
+    counter: Option<ByteCounter>,
     moved: u64,
     eof: bool,
     /// Written since the last flush.
@@ -70,8 +97,15 @@ struct Direction {
 impl Direction {
     fn new(counter: ByteCounter) -> Self {
         Self {
+            counter: Some(counter),
+            ..Self::uncounted()
+        }
+    }
+
+    fn uncounted() -> Self {
+        Self {
             pending: BytesMut::new(),
-            counter,
+            counter: None,
             moved: 0,
             eof: false,
             unflushed: false,
@@ -122,7 +156,11 @@ impl Direction {
                     return Poll::Pending;
                 }
                 Poll::Ready(Ok(0)) => self.eof = true,
-                Poll::Ready(Ok(n)) => self.counter.inc_by(n as u64),
+                Poll::Ready(Ok(n)) => {
+                    if let Some(counter) = &self.counter {
+                        counter.inc_by(n as u64);
+                    }
+                }
                 // A TLS peer gone without close_notify: an ordinary end.
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => self.eof = true,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -178,6 +216,61 @@ mod tests {
             (200_000, 3),
             "counters follow the bytes"
         );
+    }
+
+    #[tokio::test]
+    async fn relay_half_closes_when_input_ends_and_ends_with_the_remote() {
+        let (remote, mut remote_peer) = tokio::io::duplex(64 * 1024);
+        let (input, mut input_peer) = tokio::io::duplex(64 * 1024);
+        let (output, mut output_peer) = tokio::io::duplex(1024 * 1024);
+        let task = tokio::spawn(relay(remote, input, output));
+        let up: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        let up2 = up.clone();
+        let writer = tokio::spawn(async move {
+            input_peer.write_all(&up2).await.unwrap();
+            // stdin ends; the relay must keep carrying the remote's bytes.
+            drop(input_peer);
+        });
+        let mut got = Vec::new();
+        remote_peer.read_to_end(&mut got).await.unwrap();
+        writer.await.unwrap();
+        assert_eq!(got, up, "input reaches the remote, then EOF (a half-close)");
+        let down: Vec<u8> = (0..500_000u32).map(|i| (i % 241) as u8).collect();
+        remote_peer.write_all(&down).await.unwrap();
+        drop(remote_peer);
+        let spliced = task.await.unwrap().unwrap();
+        assert_eq!(
+            spliced,
+            Spliced {
+                up: 300_000,
+                down: 500_000
+            }
+        );
+        let mut out = Vec::new();
+        output_peer.read_to_end(&mut out).await.unwrap();
+        assert_eq!(
+            out, down,
+            "the remote's bytes after the half-close reach the output"
+        );
+    }
+
+    #[tokio::test]
+    async fn relay_ends_with_the_remote_while_input_stays_open() {
+        let (remote, mut remote_peer) = tokio::io::duplex(1024);
+        let (input, _input_peer) = tokio::io::duplex(1024);
+        let (output, mut output_peer) = tokio::io::duplex(1024);
+        let task = tokio::spawn(relay(remote, input, output));
+        remote_peer.write_all(b"bye").await.unwrap();
+        drop(remote_peer);
+        let spliced = tokio::time::timeout(std::time::Duration::from_secs(10), task)
+            .await
+            .expect("the relay ends when the remote does")
+            .unwrap()
+            .unwrap();
+        assert_eq!(spliced.down, 3);
+        let mut out = [0u8; 3];
+        output_peer.read_exact(&mut out).await.unwrap();
+        assert_eq!(&out, b"bye");
     }
 
     #[tokio::test]

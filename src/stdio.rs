@@ -40,6 +40,15 @@ fn duplicate(fd: impl AsFd) -> Option<(OwnedFd, Kind, RestoreFlags)> {
     Some((owned, kind, restore))
 }
 
+/// Pipe capacity asked for on the relay's pipes (the kernel's default is 64 KiB).
+const PIPE_SIZE: usize = 1024 * 1024;
+
+/// Widens a pipe so its writer (ssh) blocks less often and one read takes more. Best effort:
+/// an unprivileged process is capped by /proc/sys/fs/pipe-max-size (1 MiB by default).
+fn widen(pipe: &OwnedFd) {
+    let _ = rustix::pipe::fcntl_setpipe_size(pipe, PIPE_SIZE);
+}
+
 fn socket(owned: OwnedFd) -> Option<tokio::net::UnixStream> {
     let std = std::os::unix::net::UnixStream::from(owned);
     std.set_nonblocking(true).ok()?;
@@ -50,9 +59,12 @@ fn socket(owned: OwnedFd) -> Option<tokio::net::UnixStream> {
 pub fn stdin() -> (Box<dyn AsyncRead + Unpin + Send>, Option<RestoreFlags>) {
     if let Some((owned, kind, restore)) = duplicate(std::io::stdin()) {
         let reader: Option<Box<dyn AsyncRead + Unpin + Send>> = match kind {
-            Kind::Pipe => tokio::net::unix::pipe::Receiver::from_owned_fd(owned)
-                .ok()
-                .map(|r| Box::new(r) as _),
+            Kind::Pipe => tokio::net::unix::pipe::Receiver::from_owned_fd({
+                widen(&owned);
+                owned
+            })
+            .ok()
+            .map(|r| Box::new(r) as _),
             Kind::Socket => socket(owned).map(|s| Box::new(s) as _),
             Kind::Other => None,
         };
@@ -67,9 +79,12 @@ pub fn stdin() -> (Box<dyn AsyncRead + Unpin + Send>, Option<RestoreFlags>) {
 pub fn stdout() -> (Box<dyn AsyncWrite + Unpin + Send>, Option<RestoreFlags>) {
     if let Some((owned, kind, restore)) = duplicate(std::io::stdout()) {
         let writer: Option<Box<dyn AsyncWrite + Unpin + Send>> = match kind {
-            Kind::Pipe => tokio::net::unix::pipe::Sender::from_owned_fd(owned)
-                .ok()
-                .map(|w| Box::new(w) as _),
+            Kind::Pipe => tokio::net::unix::pipe::Sender::from_owned_fd({
+                widen(&owned);
+                owned
+            })
+            .ok()
+            .map(|w| Box::new(w) as _),
             Kind::Socket => socket(owned).map(|s| Box::new(s) as _),
             Kind::Other => None,
         };

@@ -757,10 +757,11 @@ impl Encrypted {
         }
         if self.write_cursor >= self.write.len() {
             // If all packets have been written, clear.
+            let used = self.write.len();
             self.write_cursor = 0;
             self.write.clear();
             // ssh-edge patch 5: what a rekey or a full window queued here is not kept.
-            self.write.shrink_to(16 * 1024);
+            crate::sshbuffer::shrink_after_small_use(&mut self.write, used);
         }
 
         if self.kex.skip_exchange() {

@@ -324,6 +324,12 @@ fn packet_bytes_compressed_matches_packet_output() {
 #[derive(Debug, Default)]
 pub struct SSHBuffer {
     pub buffer: Vec<u8>,
+    /// ssh-edge patch 6 (reading side): the packet just read, decrypted, without padding
+    /// (its 4-byte length first); a slice of `ahead`'s allocation.
+    pub packet: BytesMut,
+    /// ssh-edge patch 6 (reading side): bytes read from the socket and not yet taken as
+    /// packets. Empty and without an allocation whenever it holds nothing.
+    pub ahead: BytesMut,
     pub len: usize,   // next packet length.
     pub bytes: usize, // total payload bytes read/written since the last rekey
     // Sequence numbers are on 32 bits and wrap.
@@ -335,6 +341,8 @@ impl SSHBuffer {
     pub fn new() -> Self {
         SSHBuffer {
             buffer: Vec::new(),
+            packet: BytesMut::new(),
+            ahead: BytesMut::new(),
             len: 0,
             bytes: 0,
             seqn: Wrapping(0),
@@ -393,10 +401,10 @@ pub(crate) struct IncomingSshPacket {
 }
 
 /// ssh-edge patch 4: the payload of the packet just read (after its 4-byte length and
-/// padding-length byte), taking the read buffer's allocation instead of copying it. The
-/// buffer is left empty; the next read allocates one of the next packet's size.
-pub(crate) fn take_payload(read_buffer: &mut Vec<u8>) -> Bytes {
-    let packet = Bytes::from(std::mem::take(read_buffer));
+/// padding-length byte), taking the packet's memory instead of copying it (patch 6: a slice
+/// of the read-ahead allocation). The packet is left empty.
+pub(crate) fn take_payload(read_packet: &mut BytesMut) -> Bytes {
+    let packet = std::mem::take(read_packet).freeze();
     if packet.len() < 5 {
         return Bytes::new();
     }
@@ -425,6 +433,18 @@ pub(crate) fn decode_bytes_in(packet: &Bytes, r: &mut &[u8]) -> Result<Bytes, ss
 
 /// ssh-edge patch 5: the write buffer capacity a session keeps however idle.
 const KEEP_WRITE_BUFFER: usize = 16 * 1024;
+
+/// ssh-edge patch 5: gives back what a burst grew `buffer` to once a use of it was small
+/// (`used` bytes, under `KEEP_WRITE_BUFFER`: a keepalive, a window adjust, a keystroke).
+/// A bulk transfer's every use is at least one full data packet, so its buffer is reused
+/// however its uses vary (shrinking whenever one used under a quarter of the buffer cost a
+/// `mremap` and page faults every few packets); the small messages that end a transfer, or the
+/// next keepalive, let an idle session's buffer go.
+pub(crate) fn shrink_after_small_use(buffer: &mut Vec<u8>, used: usize) {
+    if buffer.capacity() > KEEP_WRITE_BUFFER && used < KEEP_WRITE_BUFFER {
+        buffer.shrink_to(KEEP_WRITE_BUFFER);
+    }
+}
 
 /// Packet writer for constructing and encrypting outgoing SSH packets.
 pub(crate) struct PacketWriter {
@@ -649,13 +669,8 @@ impl PacketWriter {
             let written = self.write_buffer.buffer.len();
             self.write_buffer.buffer.clear();
             // ssh-edge patch 5: a burst (up to 64 queued messages of a full window) grows
-            // this buffer to megabytes; an idle session must not keep that. Shrink once a
-            // flush uses under a quarter of it, so steady traffic reuses its buffer.
-            if self.write_buffer.buffer.capacity() > KEEP_WRITE_BUFFER
-                && written < self.write_buffer.buffer.capacity() / 4
-            {
-                self.write_buffer.buffer.shrink_to(written.max(KEEP_WRITE_BUFFER));
-            }
+            // this buffer to megabytes; an idle session must not keep that.
+            shrink_after_small_use(&mut self.write_buffer.buffer, written);
         }
         Ok(())
     }

@@ -297,14 +297,29 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
     buffer: &mut SSHBuffer,
     cipher: &mut (dyn OpeningKey + Send),
 ) -> Result<usize, Error> {
+    let probe_len = cipher.packet_length_to_read_for_block_length();
+    if probe_len > MAX_LENGTH_PROBE {
+        return Err(Error::Inconsistent);
+    }
     if buffer.len == 0 {
-        // ssh-edge patch 4: the length probe is read into the stack, not a fresh Vec.
-        let mut probe = [0u8; MAX_LENGTH_PROBE];
-        let head = probe
-            .get_mut(..cipher.packet_length_to_read_for_block_length())
-            .ok_or(Error::Inconsistent)?;
-
-        stream.read_exact(head).await?;
+        // ssh-edge patch 6: the length probe comes from the read-ahead. When that is empty
+        // (an idle connection), the probe is read into the stack, so a connection waiting for
+        // its next packet holds no read buffer at all.
+        if buffer.ahead.is_empty() {
+            let mut probe = [0u8; MAX_LENGTH_PROBE];
+            #[allow(clippy::indexing_slicing)] // probe_len checked above
+            let head = &mut probe[..probe_len];
+            stream.read_exact(head).await?;
+            buffer.ahead.reserve(READ_AHEAD);
+            buffer.ahead.extend_from_slice(head);
+        } else {
+            read_ahead(stream, &mut buffer.ahead, probe_len).await?;
+        }
+        let mut head = [0u8; MAX_LENGTH_PROBE];
+        #[allow(clippy::indexing_slicing)] // both at least probe_len long
+        head[..probe_len].copy_from_slice(&buffer.ahead[..probe_len]);
+        #[allow(clippy::indexing_slicing)]
+        let head = &head[..probe_len];
         trace!("reading, len = {head:?}");
         {
             let seqn = buffer.seqn.0;
@@ -322,31 +337,29 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
             // slice. Reject it as a protocol error instead. The tag counts:
             // with an EtM MAC and 8-byte blocks (3des-cbc), packet_length can
             // be 8, and the probe also reads the start of the tag.
-            if len + PACKET_LENGTH_LEN + cipher.tag_len()
-                < cipher.packet_length_to_read_for_block_length()
-            {
+            if len + PACKET_LENGTH_LEN + cipher.tag_len() < probe_len {
                 return Err(Error::PacketSize(len));
             }
 
             buffer.len = len + cipher.tag_len();
             trace!("reading, clear len = {:?}", buffer.len);
-            // One allocation of the packet's size (the buffer is empty: `take_payload`).
-            buffer.buffer.clear();
-            buffer.buffer.reserve_exact(buffer.len + 4);
-            buffer.buffer.extend_from_slice(head);
         }
     }
 
     trace!("read_exact {:?}", buffer.len + 4);
-    // ssh-edge patch 4: the rest of the packet is read into the buffer's spare capacity,
-    // which is not zero-filled first (the buffer is a fresh one per packet: see
-    // `sshbuffer::take_payload`). Resumable like `read_exact` on a pre-sized buffer: what
-    // arrived so far is the buffer's length.
-    read_to_len(stream, &mut buffer.buffer, buffer.len + 4).await?;
+    // ssh-edge patch 6: one read takes whatever the socket holds (up to READ_AHEAD beyond
+    // this packet), so a bulk transfer costs about one read per socket buffer rather than two
+    // or three per packet. Resumable: what arrived so far stays in `ahead`.
+    read_ahead(stream, &mut buffer.ahead, buffer.len + 4).await?;
+    let mut packet = buffer.ahead.split_to(buffer.len + 4);
+    if buffer.ahead.is_empty() {
+        // Nothing of the next packet yet: hold no allocation while waiting for it.
+        buffer.ahead = bytes::BytesMut::new();
+    }
 
     trace!("read_exact done");
     let seqn = buffer.seqn.0;
-    let plaintext = cipher.open(seqn, &mut buffer.buffer)?;
+    let plaintext = cipher.open(seqn, &mut packet)?;
 
     let padding_length = *plaintext.first().to_owned().unwrap_or(&0) as usize;
     trace!("reading, padding_length {padding_length:?}");
@@ -363,7 +376,8 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
     buffer.len = 0;
 
     // Remove the padding
-    buffer.buffer.truncate(plaintext_end + 4);
+    packet.truncate(plaintext_end + 4);
+    buffer.packet = packet;
 
     Ok(plaintext_end + 4)
 }
@@ -371,18 +385,22 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
 /// The longest length probe of any cipher (a block of the block ciphers).
 const MAX_LENGTH_PROBE: usize = 32;
 
-/// ssh-edge patch 4: reads until `buf` holds `total` bytes, straight into its spare capacity.
-async fn read_to_len<R: AsyncRead + Unpin>(
+/// ssh-edge patch 6: how much one socket read may take beyond the packet being read.
+const READ_AHEAD: usize = 64 * 1024;
+
+/// ssh-edge patch 6: reads until `ahead` holds at least `total` bytes, straight into its
+/// spare capacity (not zero-filled), taking up to `READ_AHEAD` more if the socket has them.
+async fn read_ahead<R: AsyncRead + Unpin>(
     stream: &mut R,
-    buf: &mut Vec<u8>,
+    ahead: &mut bytes::BytesMut,
     total: usize,
 ) -> std::io::Result<()> {
-    use bytes::BufMut;
-    buf.reserve_exact(total.saturating_sub(buf.len()));
-    while buf.len() < total {
-        let want = total - buf.len();
-        let mut rest = (&mut *buf).limit(want);
-        if stream.read_buf(&mut rest).await? == 0 {
+    if ahead.len() >= total {
+        return Ok(());
+    }
+    ahead.reserve(total - ahead.len() + READ_AHEAD);
+    while ahead.len() < total {
+        if stream.read_buf(ahead).await? == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
     }
@@ -437,7 +455,7 @@ mod tests {
             .unwrap();
 
         #[allow(clippy::indexing_slicing)]
-        let payload = &buffer.buffer[5..n];
+        let payload = &buffer.packet[5..n];
         assert_eq!(payload, [52]);
     }
 }

@@ -1291,7 +1291,6 @@ async fn start_reading<R: AsyncRead + Unpin>(
     mut buffer: SSHBuffer,
     mut cipher: Box<dyn OpeningKey + Send>,
 ) -> Result<(usize, R, SSHBuffer, Box<dyn OpeningKey + Send>), crate::Error> {
-    buffer.buffer.clear();
     let n = cipher::read(&mut stream_read, &mut buffer, &mut *cipher).await?;
     Ok((n, stream_read, buffer, cipher))
 }
@@ -1306,13 +1305,13 @@ impl Session {
             return Ok(IncomingSshPacket {
                 buffer: Bytes::copy_from_slice(
                     enc.decompress
-                        .decompress(buffer.buffer.get(5..).unwrap_or_default(), &mut decomp)?,
+                        .decompress(buffer.packet.get(5..).unwrap_or_default(), &mut decomp)?,
                 ),
                 seqn: buffer.seqn,
             });
         }
         Ok(IncomingSshPacket {
-            buffer: crate::sshbuffer::take_payload(&mut buffer.buffer),
+            buffer: crate::sshbuffer::take_payload(&mut buffer.packet),
             seqn: buffer.seqn,
         })
     }
@@ -1446,7 +1445,7 @@ impl Session {
 
                     std::mem::swap(&mut opening_cipher, &mut self.common.remote_to_local);
 
-                    if buffer.buffer.len() < 5 {
+                    if buffer.packet.len() < 5 {
                         break
                     }
 
@@ -2429,7 +2428,7 @@ mod tests {
             r = &mut event_loop => panic!("event loop ended before rekeying: {:?}", r.map(drop)),
             r = tokio::time::timeout(Duration::from_secs(5), packet) => {
                 r.ok()?.unwrap();
-                buffer.buffer.get(5).copied()
+                buffer.packet.get(5).copied()
             }
         }
     }
@@ -2562,8 +2561,8 @@ mod tests {
     #[cfg(feature = "flate2")]
     fn incoming_packet(compressed: Vec<u8>) -> SSHBuffer {
         let mut buffer = SSHBuffer::new();
-        buffer.buffer.extend_from_slice(&[0; 5]);
-        buffer.buffer.extend_from_slice(&compressed);
+        buffer.packet.extend_from_slice(&[0; 5]);
+        buffer.packet.extend_from_slice(&compressed);
         buffer
     }
 

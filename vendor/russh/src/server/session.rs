@@ -492,13 +492,13 @@ impl Session {
             return Ok(IncomingSshPacket {
                 buffer: Bytes::copy_from_slice(
                     enc.decompress
-                        .decompress(buffer.buffer.get(5..).unwrap_or_default(), &mut decomp)?,
+                        .decompress(buffer.packet.get(5..).unwrap_or_default(), &mut decomp)?,
                 ),
                 seqn: buffer.seqn,
             });
         }
         Ok(IncomingSshPacket {
-            buffer: crate::sshbuffer::take_payload(&mut buffer.buffer),
+            buffer: crate::sshbuffer::take_payload(&mut buffer.packet),
             seqn: buffer.seqn,
         })
     }
@@ -749,7 +749,7 @@ impl Session {
                         Ok((_, stream_read, buffer, opening_cipher)) => (stream_read, buffer, opening_cipher),
                         Err(e) => return Err(e.into())
                     };
-                    if buffer.buffer.len() < 5 {
+                    if buffer.packet.len() < 5 {
                         is_reading = Some((stream_read, buffer, opening_cipher));
                         break
                     }
@@ -1739,8 +1739,8 @@ mod tests {
 
     fn incoming_packet(compressed: Vec<u8>) -> SSHBuffer {
         let mut buffer = SSHBuffer::new();
-        buffer.buffer.extend_from_slice(&[0; 5]);
-        buffer.buffer.extend_from_slice(&compressed);
+        buffer.packet.extend_from_slice(&[0; 5]);
+        buffer.packet.extend_from_slice(&compressed);
         buffer
     }
 
@@ -1880,7 +1880,7 @@ mod tests {
         let result = tokio::time::timeout(Duration::from_secs(5), packet).await;
         event_loop.abort();
         result.ok()?.unwrap();
-        buffer.buffer.get(5).copied()
+        buffer.packet.get(5).copied()
     }
 
     #[tokio::test]
