@@ -310,7 +310,9 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
             #[allow(clippy::indexing_slicing)] // probe_len checked above
             let head = &mut probe[..probe_len];
             stream.read_exact(head).await?;
-            buffer.ahead.reserve(READ_AHEAD);
+            // Sized once the packet's length is known (below): growing it then would
+            // `realloc`, which copies the whole old allocation.
+            buffer.ahead = bytes::BytesMut::new();
             buffer.ahead.extend_from_slice(head);
         } else {
             read_ahead(stream, &mut buffer.ahead, probe_len).await?;
@@ -343,6 +345,13 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
 
             buffer.len = len + cipher.tag_len();
             trace!("reading, clear len = {:?}", buffer.len);
+            if buffer.ahead.capacity() < buffer.len + 4 {
+                // The probe alone (read into the stack): one allocation for this packet and
+                // what may follow it, the probe its only copy.
+                let mut sized = bytes::BytesMut::with_capacity(buffer.len + 4 + READ_AHEAD);
+                sized.extend_from_slice(&buffer.ahead);
+                buffer.ahead = sized;
+            }
         }
     }
 
