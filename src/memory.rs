@@ -18,11 +18,41 @@ use crate::session::Sessions;
 /// How often the session count is looked at.
 const CHECK_EVERY: Duration = Duration::from_secs(5);
 
-/// When to trim (pure): the count moved away from `at_last_trim` by at least `min_change`
-/// sessions and a quarter of `at_last_trim`, and did not move since the previous look (the
-/// burst of logins or closes is over).
-pub fn should_trim(at_last_trim: usize, previous: usize, now: usize, min_change: usize) -> bool {
-    now == previous && now.abs_diff(at_last_trim) >= min_change.max(at_last_trim / 4)
+/// When to trim (pure): fed every session count seen, and asked at each look.
+#[derive(Debug, Default)]
+pub struct TrimWatch {
+    at_last_trim: usize,
+    /// The most sessions seen open since the last trim (sessions that opened and closed
+    /// between two looks count too: their memory is as free as that of long ones).
+    peak: usize,
+    previous: usize,
+}
+
+impl TrimWatch {
+    /// A count seen between looks.
+    pub fn saw(&mut self, open: usize) {
+        self.peak = self.peak.max(open);
+    }
+
+    /// A look: true when the count has risen well above where it was at the last trim (a burst
+    /// of logins leaves its key exchanges' memory behind) or fallen well below the peak since
+    /// (closed sessions left theirs), by at least `min_change` sessions and a quarter, and did
+    /// not move since the previous look (the burst is over).
+    pub fn look(&mut self, now: usize, min_change: usize) -> bool {
+        self.saw(now);
+        let settled = now == self.previous;
+        self.previous = now;
+        let far = |from: usize, by: usize| by >= min_change.max(from / 4);
+        let rose = far(self.at_last_trim, now.saturating_sub(self.at_last_trim));
+        let fell = far(self.peak, self.peak - now);
+        if settled && (rose || fell) {
+            self.at_last_trim = now;
+            self.peak = now;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// A change of fewer sessions than this is not worth a trim.
@@ -32,21 +62,25 @@ const MIN_CHANGE: usize = 32;
 pub async fn trim_after_sessions_change(sessions: Arc<Sessions>) {
     let mut tick = tokio::time::interval(CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut at_last_trim, mut previous) = (0, 0);
+    let mut open = sessions.watch_count();
+    let mut watch = TrimWatch::default();
     loop {
-        tick.tick().await;
-        let now = sessions.count();
-        if should_trim(at_last_trim, previous, now, MIN_CHANGE) {
-            let released = tokio::task::spawn_blocking(release).await.unwrap_or(false);
-            tracing::debug!(
-                at_last_trim,
-                sessions = now,
-                released,
-                "returned freed memory to the system"
-            );
-            at_last_trim = now;
+        tokio::select! {
+            _ = tick.tick() => {
+                let now = sessions.count();
+                if watch.look(now, MIN_CHANGE) {
+                    let released = tokio::task::spawn_blocking(release).await.unwrap_or(false);
+                    tracing::debug!(sessions = now, released, "returned freed memory to the system");
+                }
+            }
+            changed = open.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let n = *open.borrow_and_update();
+                watch.saw(n);
+            }
         }
-        previous = now;
     }
 }
 
@@ -68,26 +102,57 @@ fn release() -> bool {
 mod tests {
     use super::*;
 
+    /// Looks at `counts` in turn; which looks trimmed.
+    fn looks(counts: &[usize]) -> Vec<bool> {
+        let mut w = TrimWatch::default();
+        counts.iter().map(|&n| w.look(n, 32)).collect()
+    }
+
     #[test]
     fn trims_once_a_fall_has_settled() {
-        assert!(should_trim(400, 0, 0, 32), "all closed, settled");
-        assert!(!should_trim(400, 10, 0, 32), "still closing");
-        assert!(
-            !should_trim(400, 350, 350, 32),
+        assert_eq!(
+            looks(&[400, 400, 10, 0, 0]),
+            [false, true, false, false, true],
+            "up and settled, then closing, then closed and settled"
+        );
+        assert_eq!(
+            looks(&[400, 400, 350, 350]),
+            [false, true, false, false],
             "not far enough below the last trim"
         );
-        assert!(!should_trim(40, 20, 20, 32), "too few sessions to matter");
-        assert!(should_trim(1000, 600, 600, 32));
-        assert!(!should_trim(0, 0, 0, 32), "nothing ever open");
+        assert_eq!(
+            looks(&[20, 20, 0, 0]),
+            [false, false, false, false],
+            "too few to matter"
+        );
+        assert_eq!(
+            looks(&[0, 0, 0]),
+            [false, false, false],
+            "nothing ever open"
+        );
+    }
+
+    #[test]
+    fn sessions_that_came_and_went_between_looks_count() {
+        let mut w = TrimWatch::default();
+        assert!(!w.look(0, 32));
+        for n in [50, 100, 300, 120, 0] {
+            w.saw(n);
+        }
+        assert!(w.look(0, 32), "300 opened and closed unseen by any look");
+        assert!(!w.look(0, 32), "once");
     }
 
     #[test]
     fn trims_once_a_burst_of_logins_has_settled() {
-        assert!(should_trim(0, 400, 400, 32), "400 logged in, settled");
-        assert!(!should_trim(0, 390, 400, 32), "still logging in");
-        assert!(!should_trim(0, 20, 20, 32), "too few logins to matter");
-        assert!(!should_trim(400, 450, 450, 32), "a small rise on many");
-        assert!(should_trim(400, 600, 600, 32));
+        assert_eq!(looks(&[400, 400]), [false, true], "400 logged in, settled");
+        assert_eq!(looks(&[390, 400]), [false, false], "still logging in");
+        assert_eq!(
+            looks(&[400, 400, 450, 450]),
+            [false, true, false, false],
+            "a small rise on many"
+        );
+        assert_eq!(looks(&[400, 400, 600, 600]), [false, true, false, true]);
     }
 
     #[test]

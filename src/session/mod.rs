@@ -450,6 +450,11 @@ impl Sessions {
         *self.open.borrow()
     }
 
+    /// The open-session count as it changes.
+    pub fn watch_count(&self) -> watch::Receiver<usize> {
+        self.open.subscribe()
+    }
+
     /// Waits until no session is open, at most `timeout`; true when they all ended.
     pub async fn wait_empty(&self, timeout: Duration) -> bool {
         let mut open = self.open.subscribe();

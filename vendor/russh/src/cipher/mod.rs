@@ -303,19 +303,38 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
     }
     if buffer.len == 0 {
         // ssh-edge patch 6: the length probe comes from the read-ahead. When that is empty
-        // (an idle connection), the probe is read into the stack, so a connection waiting for
-        // its next packet holds no read buffer at all.
+        // but has room left (the tail of a bulk read), whatever the socket holds right now
+        // goes there; when the socket has nothing (an idle connection), the buffer is let go
+        // and the probe is read into the stack, so a connection waiting for its next packet
+        // holds no read buffer at all.
+        if buffer.ahead.is_empty() && buffer.ahead.capacity() >= READ_NOW_FROM {
+            match read_now(stream, &mut buffer.ahead) {
+                Some(Ok(0)) => return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into()),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => buffer.ahead = bytes::BytesMut::new(),
+            }
+        }
         if buffer.ahead.is_empty() {
-            let mut probe = [0u8; MAX_LENGTH_PROBE];
-            #[allow(clippy::indexing_slicing)] // probe_len checked above
-            let head = &mut probe[..probe_len];
-            stream.read_exact(head).await?;
-            // Sized once the packet's length is known (below): growing it then would
-            // `realloc`, which copies the whole old allocation.
-            buffer.ahead = bytes::BytesMut::new();
-            buffer.ahead.extend_from_slice(head);
+            // Up to a small packet's worth at once (a window adjust, a keystroke: one read,
+            // not a probe and then the rest), at least the probe.
+            let mut probe = [0u8; STACK_READ];
+            let mut got = 0;
+            while got < probe_len {
+                #[allow(clippy::indexing_slicing)] // got < probe_len <= STACK_READ
+                let n = stream.read(&mut probe[got..]).await?;
+                if n == 0 {
+                    return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+                }
+                got += n;
+            }
+            // Sized once the packet's length is known (`read_ahead` below): growing it then
+            // would `realloc`, which copies the whole old allocation.
+            #[allow(clippy::indexing_slicing)] // got <= STACK_READ
+            let read = &probe[..got];
+            buffer.ahead = bytes::BytesMut::from(read);
         } else {
-            read_ahead(stream, &mut buffer.ahead, probe_len).await?;
+            read_ahead(stream, &mut buffer.ahead, probe_len, READ_AHEAD).await?;
         }
         let mut head = [0u8; MAX_LENGTH_PROBE];
         #[allow(clippy::indexing_slicing)] // both at least probe_len long
@@ -345,13 +364,6 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
 
             buffer.len = len + cipher.tag_len();
             trace!("reading, clear len = {:?}", buffer.len);
-            if buffer.ahead.capacity() < buffer.len + 4 {
-                // The probe alone (read into the stack): one allocation for this packet and
-                // what may follow it, the probe its only copy.
-                let mut sized = bytes::BytesMut::with_capacity(buffer.len + 4 + READ_AHEAD);
-                sized.extend_from_slice(&buffer.ahead);
-                buffer.ahead = sized;
-            }
         }
     }
 
@@ -359,12 +371,15 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
     // ssh-edge patch 6: one read takes whatever the socket holds (up to READ_AHEAD beyond
     // this packet), so a bulk transfer costs about one read per socket buffer rather than two
     // or three per packet. Resumable: what arrived so far stays in `ahead`.
-    read_ahead(stream, &mut buffer.ahead, buffer.len + 4).await?;
+    // A small packet (a login's, a keystroke's) is read exactly: whatever keeps a slice of it
+    // (a request's `Bytes`) then keeps only that packet, not a read-ahead buffer.
+    let extra = if buffer.len >= READ_AHEAD_FROM {
+        READ_AHEAD
+    } else {
+        0
+    };
+    read_ahead(stream, &mut buffer.ahead, buffer.len + 4, extra).await?;
     let mut packet = buffer.ahead.split_to(buffer.len + 4);
-    if buffer.ahead.is_empty() {
-        // Nothing of the next packet yet: hold no allocation while waiting for it.
-        buffer.ahead = bytes::BytesMut::new();
-    }
 
     trace!("read_exact done");
     let seqn = buffer.seqn.0;
@@ -397,17 +412,51 @@ const MAX_LENGTH_PROBE: usize = 32;
 /// ssh-edge patch 6: how much one socket read may take beyond the packet being read.
 const READ_AHEAD: usize = 64 * 1024;
 
+/// ssh-edge patch 6: what a connection waiting for its next packet reads into the stack.
+const STACK_READ: usize = 256;
+
+/// ssh-edge patch 6: an empty read-ahead with this much room left tries a read at once.
+const READ_NOW_FROM: usize = 4 * 1024;
+
+/// ssh-edge patch 6: packets from this size on (bulk data) are read with `READ_AHEAD` more
+/// after an idle spell; smaller ones exactly.
+const READ_AHEAD_FROM: usize = 8 * 1024;
+
+/// ssh-edge patch 6: reads into `ahead` what `stream` has at once, without waiting: `None`
+/// when it has nothing now. (A read that is not ready takes nothing, so dropping it is safe;
+/// the next poll of the session's read registers the real waker.)
+fn read_now<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    ahead: &mut bytes::BytesMut,
+) -> Option<std::io::Result<usize>> {
+    use std::future::Future;
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut read = std::pin::pin!(stream.read_buf(ahead));
+    match read.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(r) => Some(r),
+        std::task::Poll::Pending => None,
+    }
+}
+
 /// ssh-edge patch 6: reads until `ahead` holds at least `total` bytes, straight into its
-/// spare capacity (not zero-filled), taking up to `READ_AHEAD` more if the socket has them.
+/// spare capacity (not zero-filled), taking up to `extra` more if the socket has them. When
+/// the spare capacity is short, the bytes held (part of a packet at most) move to a new
+/// buffer of `total + extra`: `BytesMut::reserve` would `realloc`, which copies the whole old
+/// allocation, or keep a shared one larger than asked for.
 async fn read_ahead<R: AsyncRead + Unpin>(
     stream: &mut R,
     ahead: &mut bytes::BytesMut,
     total: usize,
+    extra: usize,
 ) -> std::io::Result<()> {
     if ahead.len() >= total {
         return Ok(());
     }
-    ahead.reserve(total - ahead.len() + READ_AHEAD);
+    if ahead.capacity() < total + extra / 2 {
+        let mut sized = bytes::BytesMut::with_capacity(total + extra);
+        sized.extend_from_slice(ahead);
+        *ahead = sized;
+    }
     while ahead.len() < total {
         if stream.read_buf(ahead).await? == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
