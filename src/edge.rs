@@ -262,8 +262,11 @@ impl Edge {
 
     /// One accepted connection: admission, then the fronts of this generation.
     async fn handle(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, listener: Listener) {
-        // Boxed: the admission's state is not kept for the connection's lifetime.
-        match Box::pin(self.admission.admit(stream, peer, listener)).await {
+        // Boxed, and awaited in a statement of its own (a `match` keeps its scrutinee's
+        // temporaries to its end): the admission's state is not kept for the connection's
+        // lifetime.
+        let admitted = Box::pin(self.admission.admit(stream, peer, listener)).await;
+        match admitted {
             Ok(entry) => {
                 if let Some(version) = entry.proxy {
                     self.metrics

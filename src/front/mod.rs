@@ -64,10 +64,9 @@ impl Fronts {
         // largest of the three (it lives, mostly idle, as long as the session).
         match listener {
             Listener::Ssh => {
-                let serving = self
-                    .ssh
-                    .serve(entry.stream, client, Front::Ssh, None, entry.ticket);
-                Box::pin(serving).await
+                self.ssh
+                    .serve(entry.stream, client, Front::Ssh, None, entry.ticket)
+                    .await
             }
             Listener::TokenPlain => {
                 Box::pin(self.token.serve(entry.stream, client, entry.ticket)).await
@@ -122,9 +121,8 @@ impl Fronts {
                 Err(message)
             }
         };
-        let serving = self
-            .ssh
-            .serve(stream, client, Front::Tls, Some(target), entry.ticket);
-        Box::pin(serving).await;
+        self.ssh
+            .serve(stream, client, Front::Tls, Some(target), entry.ticket)
+            .await;
     }
 }

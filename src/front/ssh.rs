@@ -35,14 +35,21 @@ pub struct SshFront {
 impl SshFront {
     /// Runs one SSH connection (front A after TLS, or front C) to its end. The login grace is
     /// enforced beneath, on the admitted stream.
-    pub async fn serve<S>(
+    ///
+    /// Not an `async fn`: its arguments (the stream among them) and the russh server's
+    /// starting future would be stored in the future for the session's whole life, idle or
+    /// not (an `async fn` keeps its arguments, and a moved-from local keeps its room until it
+    /// goes out of scope). What is returned holds only the started session and what its end
+    /// is logged with.
+    pub fn serve<S>(
         &self,
         stream: S,
         client: Client,
         front: Front,
         sni_target: Option<Result<Target, String>>,
         ticket: Ticket,
-    ) where
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+    where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let handler = EdgeSession::new(
@@ -52,25 +59,36 @@ impl SshFront {
             sni_target,
             ticket.clone(),
         );
-        // Boxed (as is each step before a session's long idle phase): what the task keeps
-        // while the session runs is then only what that phase needs.
-        let starting = russh::server::run_stream(self.config.clone(), stream, handler);
-        let result = match Box::pin(starting).await {
-            Ok(running) => running.await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(()) => debug!(client = %client.addr, front = front.as_str(), "connection closed"),
-            // Before authentication a failed transport is a rejection; the deadline's cut is
-            // recorded by the caller.
-            Err(e) if !ticket.is_authenticated() && !ticket.expired() => self.admit.reject(
-                &client,
-                &Rejection::new(Reason::SshHandshake, e.to_string()),
-            ),
-            Err(e) => {
-                debug!(client = %client.addr, front = front.as_str(), error = %e, "connection ended with error")
+        let starting = Box::pin(russh::server::run_stream(
+            self.config.clone(),
+            stream,
+            handler,
+        ));
+        let admit = self.admit.clone();
+        Box::pin(async move {
+            // Its own statement: a temporary in a `match` scrutinee lives to the end of the
+            // match, so `match starting.await { Ok(r) => r.await, .. }` kept the spent starting
+            // future (about 10 KiB) for the whole session.
+            let started = starting.await;
+            let result = match started {
+                Ok(running) => running.await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => {
+                    debug!(client = %client.addr, front = front.as_str(), "connection closed")
+                }
+                // Before authentication a failed transport is a rejection; the deadline's cut
+                // is recorded by the caller.
+                Err(e) if !ticket.is_authenticated() && !ticket.expired() => admit.reject(
+                    &client,
+                    &Rejection::new(Reason::SshHandshake, e.to_string()),
+                ),
+                Err(e) => {
+                    debug!(client = %client.addr, front = front.as_str(), error = %e, "connection ended with error")
+                }
             }
-        }
+        })
     }
 }
 
