@@ -48,6 +48,8 @@ pub struct Listeners {
     pub ssh: Option<TcpListener>,
     pub admin: Option<TcpListener>,
     pub token_plain: Option<TcpListener>,
+    /// `listen.workers`: the connection worker threads to start (0: one per core).
+    pub workers: usize,
 }
 
 impl Listeners {
@@ -66,6 +68,7 @@ impl Listeners {
             ssh: bind(config.ssh_listen).await?,
             admin: bind(config.admin_listen).await?,
             token_plain: bind(config.token_plain_listen).await?,
+            workers: config.workers,
         })
     }
 
@@ -308,6 +311,14 @@ impl LiveEdge {
     /// Serves the listeners until the process ends (or the edge drains).
     pub async fn serve(self, listeners: Listeners) {
         let edge = self.current();
+        let workers = match crate::workers::Workers::start(listeners.workers) {
+            Ok(w) => Arc::new(w),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the connection worker threads");
+                return;
+            }
+        };
+        info!(workers = workers.len(), "connection workers started");
         let mut tasks = Vec::new();
         for (listener, kind) in [
             (listeners.ssh, Listener::Ssh),
@@ -315,7 +326,11 @@ impl LiveEdge {
             (listeners.token_plain, Listener::TokenPlain),
         ] {
             if let Some(l) = listener {
-                tasks.push(tokio::spawn(self.clone().accept_loop(l, kind)));
+                tasks.push(tokio::spawn(self.clone().accept_loop(
+                    l,
+                    kind,
+                    workers.clone(),
+                )));
             }
         }
         if let Some(l) = listeners.admin {
@@ -369,7 +384,12 @@ impl LiveEdge {
         }
     }
 
-    async fn accept_loop(self, listener: TcpListener, kind: Listener) {
+    async fn accept_loop(
+        self,
+        listener: TcpListener,
+        kind: Listener,
+        workers: Arc<crate::workers::Workers>,
+    ) {
         let mut draining = self.current().draining.subscribe();
         loop {
             let accepted = tokio::select! {
@@ -394,7 +414,23 @@ impl LiveEdge {
                 .with_label_values(&[kind.as_str()])
                 .inc();
             let _ = stream.set_nodelay(true);
-            tokio::spawn(edge.handle(stream, peer, kind));
+            // The socket leaves this runtime's reactor and joins its worker's, so its
+            // readiness wakes the connection on its own thread.
+            let stream = match stream.into_std() {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(listener = kind.as_str(), error = %e, "cannot hand a connection to a worker");
+                    continue;
+                }
+            };
+            workers.spawn(async move {
+                match TcpStream::from_std(stream) {
+                    Ok(stream) => edge.handle(stream, peer, kind).await,
+                    Err(e) => {
+                        warn!(listener = kind.as_str(), error = %e, "cannot register a connection on its worker");
+                    }
+                }
+            });
         }
     }
 }

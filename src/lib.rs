@@ -57,3 +57,4 @@ pub mod splice;
 pub mod stdio;
 pub mod text;
 pub mod upstream;
+pub mod workers;

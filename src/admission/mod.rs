@@ -228,9 +228,11 @@ fn refuse(stream: &TcpStream, listener: Listener, reason: Reason) {
         Reason::PerSource => "too many unauthenticated connections from your address",
         _ => "too many unauthenticated connections, try again later",
     };
-    let _ = stream.try_write(format!("ssh-edge: {why}\r\n").as_bytes());
+    // Straight to the socket (non-blocking), not `try_write`: a connection just moved to its
+    // worker (`crate::workers`) has no readiness recorded yet, and tokio would refuse to try.
+    let _ = rustix::io::write(stream, format!("ssh-edge: {why}\r\n").as_bytes());
     // Unread input turns the close into a reset, which can destroy the line before the
     // client reads it: drain what has arrived.
     let mut sink = [0u8; 1024];
-    while matches!(stream.try_read(&mut sink), Ok(n) if n > 0) {}
+    while matches!(rustix::io::read(stream, &mut sink), Ok(n) if n > 0) {}
 }

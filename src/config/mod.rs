@@ -115,6 +115,8 @@ pub struct EdgeConfig {
     /// PROXY protocol, pre-auth limits and the login grace.
     pub admission: crate::admission::AdmissionSettings,
     pub listen_backlog: u32,
+    /// `listen.workers` (0: one per core).
+    pub workers: usize,
     /// `auth.kill_revoked_sessions`.
     pub kill_revoked_sessions: bool,
     /// Where audit events go (`audit.file`).
@@ -363,6 +365,7 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
             preamble_timeout: Duration::from_secs(raw.token.preamble_timeout_secs.max(1)),
             admission,
             listen_backlog: raw.listen.backlog.max(1),
+            workers: raw.listen.workers,
             kill_revoked_sessions: raw.auth.kill_revoked_sessions,
             audit: match raw.audit.file.as_deref() {
                 None => crate::audit::AuditSink::Off,

@@ -51,6 +51,7 @@ impl Default for RawListen {
             proxy_protocol: "off".into(),
             proxy_trusted_cidrs: Vec::new(),
             backlog: 1024,
+            workers: 0,
         }
     }
 }
@@ -111,6 +112,9 @@ pub struct RawListen {
     pub proxy_trusted_cidrs: Vec<String>,
     /// Listen backlog of every listener (the kernel caps it at net.core.somaxconn).
     pub backlog: u32,
+    /// Worker threads that run connections, each a whole connection on one thread (0: one
+    /// per core the process may use). Read at start; a reload does not change it.
+    pub workers: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
