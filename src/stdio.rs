@@ -28,7 +28,7 @@ enum Kind {
     Other,
 }
 
-/// A duplicate of `fd`, what it is, and the guard restoring its flags.
+/// A duplicate of `fd` (widened if a pipe), what it is, and the guard restoring its flags.
 fn duplicate(fd: impl AsFd) -> Option<(OwnedFd, Kind, RestoreFlags)> {
     let owned = fd.as_fd().try_clone_to_owned().ok()?;
     let kind = match FileType::from_raw_mode(fstat(&owned).ok()?.st_mode) {
@@ -36,6 +36,9 @@ fn duplicate(fd: impl AsFd) -> Option<(OwnedFd, Kind, RestoreFlags)> {
         FileType::Socket => Kind::Socket,
         _ => Kind::Other,
     };
+    if matches!(kind, Kind::Pipe) {
+        widen(&owned);
+    }
     let restore = RestoreFlags(owned.try_clone().ok()?, fcntl_getfl(&owned).ok()?);
     Some((owned, kind, restore))
 }
@@ -59,12 +62,9 @@ fn socket(owned: OwnedFd) -> Option<tokio::net::UnixStream> {
 pub fn stdin() -> (Box<dyn AsyncRead + Unpin + Send>, Option<RestoreFlags>) {
     if let Some((owned, kind, restore)) = duplicate(std::io::stdin()) {
         let reader: Option<Box<dyn AsyncRead + Unpin + Send>> = match kind {
-            Kind::Pipe => tokio::net::unix::pipe::Receiver::from_owned_fd({
-                widen(&owned);
-                owned
-            })
-            .ok()
-            .map(|r| Box::new(r) as _),
+            Kind::Pipe => tokio::net::unix::pipe::Receiver::from_owned_fd(owned)
+                .ok()
+                .map(|r| Box::new(r) as _),
             Kind::Socket => socket(owned).map(|s| Box::new(s) as _),
             Kind::Other => None,
         };
@@ -79,12 +79,9 @@ pub fn stdin() -> (Box<dyn AsyncRead + Unpin + Send>, Option<RestoreFlags>) {
 pub fn stdout() -> (Box<dyn AsyncWrite + Unpin + Send>, Option<RestoreFlags>) {
     if let Some((owned, kind, restore)) = duplicate(std::io::stdout()) {
         let writer: Option<Box<dyn AsyncWrite + Unpin + Send>> = match kind {
-            Kind::Pipe => tokio::net::unix::pipe::Sender::from_owned_fd({
-                widen(&owned);
-                owned
-            })
-            .ok()
-            .map(|w| Box::new(w) as _),
+            Kind::Pipe => tokio::net::unix::pipe::Sender::from_owned_fd(owned)
+                .ok()
+                .map(|w| Box::new(w) as _),
             Kind::Socket => socket(owned).map(|s| Box::new(s) as _),
             Kind::Other => None,
         };

@@ -137,15 +137,7 @@ mod tests {
                 let _ = done.send((first, child, last));
             });
         }
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while workers.load() != [2, 2] {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "load {:?}",
-                workers.load()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_load(&workers, &[2, 2]);
         release_tx.send(true).unwrap();
         for _ in 0..4 {
             let (first, child, last) = done_rx.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -158,10 +150,16 @@ mod tests {
             );
             assert_eq!(Some(&first), last.as_ref(), "a connection never moves");
         }
-        while workers.load() != [0, 0] {
+        wait_load(&workers, &[0, 0]);
+    }
+
+    /// Waits (at most 10 s, else fails) until each worker runs `want` connections.
+    fn wait_load(workers: &Workers, want: &[usize]) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while workers.load() != want {
             assert!(
                 std::time::Instant::now() < deadline,
-                "load {:?}",
+                "load {:?}, want {want:?}",
                 workers.load()
             );
             std::thread::sleep(Duration::from_millis(5));

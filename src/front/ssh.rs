@@ -33,14 +33,9 @@ pub struct SshFront {
 }
 
 impl SshFront {
-    /// Runs one SSH connection (front A after TLS, or front C) to its end. The login grace is
-    /// enforced beneath, on the admitted stream.
-    ///
-    /// Not an `async fn`: its arguments (the stream among them) and the russh server's
-    /// starting future would be stored in the future for the session's whole life, idle or
-    /// not (an `async fn` keeps its arguments, and a moved-from local keeps its room until it
-    /// goes out of scope). What is returned holds only the started session and what its end
-    /// is logged with.
+    /// Runs one SSH connection (front A after TLS, or front C) to its end; the login grace is
+    /// enforced beneath. Not an `async fn`, which would keep its arguments (the stream) for
+    /// the session's life: what is returned holds only the session and what its end logs.
     pub fn serve<S>(
         &self,
         stream: S,
@@ -66,14 +61,9 @@ impl SshFront {
         ));
         let admit = self.admit.clone();
         Box::pin(async move {
-            // Its own statement: a temporary in a `match` scrutinee lives to the end of the
-            // match, so `match starting.await { Ok(r) => r.await, .. }` kept the spent starting
-            // future (about 10 KiB) for the whole session.
+            // Its own statement: a `match` keeps its scrutinee's temporaries to its end.
             let started = starting.await;
-            let result = match started {
-                Ok(running) => running.await,
-                Err(e) => Err(e),
-            };
+            let result = async { started?.await }.await;
             match result {
                 Ok(()) => {
                     debug!(client = %client.addr, front = front.as_str(), "connection closed")

@@ -309,7 +309,7 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
         // holds no read buffer at all.
         if buffer.ahead.is_empty() && buffer.ahead.capacity() >= READ_NOW_FROM {
             match read_now(stream, &mut buffer.ahead) {
-                Some(Ok(0)) => return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into()),
+                Some(Ok(0)) => return Err(eof().into()),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e.into()),
                 None => buffer.ahead = bytes::BytesMut::new(),
@@ -324,7 +324,7 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
                 #[allow(clippy::indexing_slicing)] // got < probe_len <= STACK_READ
                 let n = stream.read(&mut probe[got..]).await?;
                 if n == 0 {
-                    return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+                    return Err(eof().into());
                 }
                 got += n;
             }
@@ -336,11 +336,7 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
         } else {
             read_ahead(stream, &mut buffer.ahead, probe_len, READ_AHEAD).await?;
         }
-        let mut head = [0u8; MAX_LENGTH_PROBE];
-        #[allow(clippy::indexing_slicing)] // both at least probe_len long
-        head[..probe_len].copy_from_slice(&buffer.ahead[..probe_len]);
-        #[allow(clippy::indexing_slicing)]
-        let head = &head[..probe_len];
+        let head = buffer.ahead.get(..probe_len).ok_or(Error::Inconsistent)?;
         trace!("reading, len = {head:?}");
         {
             let seqn = buffer.seqn.0;
@@ -422,6 +418,11 @@ const READ_NOW_FROM: usize = 4 * 1024;
 /// after an idle spell; smaller ones exactly.
 const READ_AHEAD_FROM: usize = 8 * 1024;
 
+/// ssh-edge patch 6: the peer closed in the middle of a packet (or before one).
+fn eof() -> std::io::Error {
+    std::io::ErrorKind::UnexpectedEof.into()
+}
+
 /// ssh-edge patch 6: reads into `ahead` what `stream` has at once, without waiting: `None`
 /// when it has nothing now. (A read that is not ready takes nothing, so dropping it is safe;
 /// the next poll of the session's read registers the real waker.)
@@ -459,7 +460,7 @@ async fn read_ahead<R: AsyncRead + Unpin>(
     }
     while ahead.len() < total {
         if stream.read_buf(ahead).await? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
+            return Err(eof());
         }
     }
     Ok(())
