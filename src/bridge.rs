@@ -25,7 +25,9 @@ use prometheus::IntGauge;
 use russh::{Channel, ChannelMsg, ChannelWriteHalf, Pty, Sig, client, server};
 use tokio::sync::oneshot;
 
-use crate::upstream::REQUEST_REPLY_TIMEOUT;
+/// How long a channel open or request may wait for the other side's answer (the backend's,
+/// or the client's for channels the backend opens).
+pub const REQUEST_REPLY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// After one direction ends, how long the other may take to finish its close handshake.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);

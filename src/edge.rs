@@ -17,11 +17,11 @@ use crate::config::EdgeConfig;
 use crate::control_plane::ControlPlane;
 use crate::front::Fronts;
 use crate::front::admit::Admit;
-use crate::front::reject::{self, Listener};
 use crate::front::ssh::SshFront;
 use crate::front::tls::{self, TlsFront};
 use crate::front::token::TokenFront;
 use crate::metrics::Metrics;
+use crate::reject::{self, Listener};
 use crate::session::Sessions;
 use crate::upstream::{Connector, preferred_algorithms};
 

@@ -14,7 +14,9 @@
 //!   limits, the login-grace deadline on the socket.
 //! - [`front`]: the public doors — `tls` (SNI, first-byte detection), `ssh` (russh handler),
 //!   `token` (front B preamble and passthrough), `admit` (the shared route/policy/backend
-//!   step), `reject` (typed rejection reasons, counted in one place).
+//!   step).
+//! - [`reject`]: why a connection was refused, typed, counted and logged in one place (used by
+//!   the admission pipeline and the fronts).
 //! - [`upstream`]: the edge as SSH client of backends: host-key checks, minted certificates.
 //! - [`bridge`]: channel ⇄ channel forwarding, the hot path (terminate mode).
 //! - [`splice`]: byte-stream forwarding, the hot path (passthrough mode, front B);
@@ -50,6 +52,7 @@ pub mod lab;
 pub mod memory;
 pub mod metrics;
 pub mod read_ahead;
+pub mod reject;
 pub mod route;
 pub mod session;
 pub mod sessions_cli;

@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use dashmap::DashMap;
 
-use crate::front::reject::Reason;
+use crate::reject::Reason;
 
 /// Sources tracked at most; past this, new sources get only the global cap (memory stays
 /// bounded under a flood from very many addresses).

@@ -21,7 +21,7 @@ use ipnet::IpNet;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::front::reject::{Listener, Reason, Rejection};
+use crate::reject::{Listener, Reason, Rejection};
 use limits::{GlobalPermit, LimitSettings, PreauthLimits, SourcePermit};
 use proxy::ProxyMode;
 use stream::{GraceStream, Prefixed};

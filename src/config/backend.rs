@@ -43,7 +43,7 @@ pub(super) fn validate_backend(
     let mut host_cas = Vec::new();
     for (i, entry) in raw.host_cas.iter().enumerate() {
         match parse_ca_entry(entry) {
-            Ok(fingerprint) => host_cas.push(crate::upstream::HostCa {
+            Ok(fingerprint) => host_cas.push(crate::auth::host_ca::HostCa {
                 patterns: None,
                 fingerprint,
             }),
@@ -54,7 +54,7 @@ pub(super) fn validate_backend(
     if let Some(path) = &raw.known_hosts_file {
         match std::fs::read_to_string(path) {
             Ok(text) => {
-                let (markers, bad) = crate::upstream::parse_known_hosts_markers(&text);
+                let (markers, bad) = crate::auth::host_ca::parse_markers(&text);
                 problems.extend(
                     bad.into_iter()
                         .map(|b| format!("backend.known_hosts_file {}: {b}", path.display())),

@@ -73,7 +73,7 @@ pub struct HostKeyPolicy {
     pub known_hosts_file: Option<PathBuf>,
     pub pinned: Vec<Fingerprint>,
     /// Host CAs (`backend.host_cas`, and `@cert-authority` lines of the known_hosts file).
-    pub host_cas: Vec<crate::upstream::HostCa>,
+    pub host_cas: Vec<crate::auth::host_ca::HostCa>,
     /// Keys and CAs marked `@revoked` in the known_hosts file.
     pub revoked: Vec<Fingerprint>,
     pub accept_any: bool,

@@ -14,7 +14,6 @@ use russh::keys::Certificate;
 use tokio::net::TcpStream;
 use tracing::{info, warn};
 
-use super::reject::{self, Listener, Reason, Rejection};
 use crate::admission::Ticket;
 use crate::auth::cert_policy::{CertCheck, CertIdentity, CertPolicy, check_user_certificate};
 use crate::auth::token::{TokenClaims, TokenPolicy, verify_token};
@@ -22,6 +21,7 @@ use crate::bridge::BridgeSettings;
 use crate::control_plane::{ControlPlane, GateOpen};
 use crate::hostname::{HostGrammar, Target};
 use crate::metrics::Metrics;
+use crate::reject::{self, Listener, Reason, Rejection};
 use crate::route::{Forwarding, Route, RouteTable};
 use crate::session::{Sessions, WorkloadExpiry};
 use crate::upstream::{Connector, LoginContext, Upstream};

@@ -1,14 +1,12 @@
 //! The public doors: TLS with SNI (front A), TLS with a token preamble (front B) and plain
 //! SSH (front C), and the one place a connection is handed to them.
 //!
-//! - [`reject`]: the typed rejection reasons, counted and logged in one place.
 //! - [`admit`]: the shared step from target and client to route, policy and backend.
 //! - [`tls`]: the TLS handshake and the first byte that tells front A from front B.
 //! - [`ssh`]: the russh handler of the terminating fronts (A and C).
 //! - [`token`]: front B's preamble and passthrough.
 
 pub mod admit;
-pub mod reject;
 pub mod ssh;
 pub mod tls;
 pub mod token;
@@ -16,8 +14,8 @@ pub mod token;
 use std::sync::Arc;
 
 use crate::admission::Entry;
+use crate::reject::{Listener, Reason, Rejection};
 use admit::Client;
-use reject::{Listener, Reason, Rejection};
 use ssh::SshFront;
 use tls::{FirstByte, TlsFront};
 use token::TokenFront;

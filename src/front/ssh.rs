@@ -19,12 +19,13 @@ use tracing::{debug, info, warn};
 
 use super::Front;
 use super::admit::{Admit, Admitted, Client, Denied, Waiting};
-use super::reject::{Reason, Rejection};
 use crate::admission::Ticket;
+use crate::bridge::REQUEST_REPLY_TIMEOUT;
 use crate::bridge::{BackendRequest, BridgeControl, BridgeSettings};
 use crate::hostname::Target;
+use crate::reject::{Reason, Rejection};
 use crate::session::{SessionGuard, SessionInfo};
-use crate::upstream::{ClientLink, REQUEST_REPLY_TIMEOUT};
+use crate::upstream::ClientLink;
 
 /// The terminating fronts' context: the shared admit step and the russh server settings.
 pub struct SshFront {

@@ -8,8 +8,8 @@ use russh::{Channel, ChannelId, ChannelOpenFailure};
 use tracing::info;
 
 use super::EdgeSession;
+use crate::bridge::REQUEST_REPLY_TIMEOUT;
 use crate::bridge::{self, BackendRequest};
-use crate::upstream::REQUEST_REPLY_TIMEOUT;
 
 /// What the backend answered to a channel open, bounded by the request timeout.
 pub(super) type Opened =

@@ -13,9 +13,9 @@ use tokio_rustls::TlsAcceptor;
 use crate::read_ahead::ReadAhead;
 use tokio_rustls::server::TlsStream;
 
-use super::reject::{Reason, Rejection};
 use crate::admission::stream::Prefixed;
 use crate::config::TlsSettings;
+use crate::reject::{Reason, Rejection};
 
 /// Builds the rustls acceptor (aws-lc-rs provider, TLS 1.2 and 1.3).
 pub fn acceptor(settings: &TlsSettings) -> Result<TlsAcceptor, rustls::Error> {

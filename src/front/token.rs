@@ -15,9 +15,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::info;
 
 use super::admit::{Admit, Client};
-use super::reject::{Reason, Rejection};
 use crate::admission::Ticket;
 use crate::bytes_count::ByteCounter;
+use crate::reject::{Reason, Rejection};
 use crate::splice::splice;
 
 /// Longest accepted token.

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use russh::keys::PublicKeyOrCertificate;
 use russh::keys::ssh_key::HashAlg;
 
-use super::host_ca::check_host_certificate;
+use crate::auth::host_ca::check_host_certificate;
 use crate::config::HostKeyPolicy;
 
 /// Checks one backend's host key and remembers why it was refused, so the user's error

@@ -1,29 +1,25 @@
 //! The edge as an SSH client of backend sshd: connect within the timeout, verify the backend's
 //! host key, log in with a per-session certificate minted from the edge CA (or a fixed key).
 
-mod host_ca;
 mod host_key;
 mod links;
 mod mint;
 mod pool;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use russh::client;
 use russh::keys::PrivateKeyWithHashAlg;
 use russh::{ChannelOpenFailure, Preferred, cipher};
 use tokio::net::TcpStream;
 
-pub use host_ca::{
-    HostCa, KnownHostsMarkers, check_host_certificate, parse_markers as parse_known_hosts_markers,
-    pattern_list_matches,
-};
 pub use host_key::BackendKeyCheck;
 pub use links::{ClientLink, ClientLinks};
 pub use mint::{MintRequest, mint_backend_certificate, random_ed25519_key};
 pub use pool::{BackendConn, Pool, ShareKey, Upstream};
 
+use crate::bridge::REQUEST_REPLY_TIMEOUT;
 use crate::config::{BackendLogin, BackendSettings, SshSettings};
 use crate::metrics::Metrics;
 use crate::route::Route;
@@ -452,6 +448,3 @@ impl client::Handler for BackendHandler {
         Ok(())
     }
 }
-
-/// How long channel requests may wait for the backend's answer.
-pub const REQUEST_REPLY_TIMEOUT: Duration = Duration::from_secs(15);
