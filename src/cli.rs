@@ -2,16 +2,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use ssh_edge::config;
 use ssh_edge::connect::{self, ConnectOptions};
-use ssh_edge::edge::{Edge, Listeners, LiveEdge};
 use ssh_edge::helper;
-use ssh_edge::metrics::Metrics;
+use ssh_edge::server;
 
 #[derive(Parser)]
 #[command(name = "ssh-edge", version, about = "Multi-tenant SSH edge proxy")]
@@ -273,180 +270,19 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Raises the soft open-files limit to the hard one: every connection is a descriptor (two
-/// with its backend), and the common default of 1024 would cap the edge long before its
-/// pre-auth limits do.
-pub(crate) fn raise_open_files_limit() {
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => tracing::info!(
-            open_files = limit,
-            "open-files limit raised to the hard limit"
-        ),
-        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
-    }
-}
-
 async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     let raw = config::load_raw(path.as_deref())?;
     let config = config::validate(&raw)?;
     for warning in config::warnings(&raw) {
         tracing::warn!("{warning}");
     }
-    raise_open_files_limit();
-    serve(config, path, raw.reload).await
-}
-
-/// What a reload cannot change: the sockets are bound once.
-fn listen_addresses(c: &config::EdgeConfig) -> [Option<std::net::SocketAddr>; 4] {
-    [
-        c.tls_listen,
-        c.ssh_listen,
-        c.admin_listen,
-        c.token_plain_listen,
-    ]
-}
-
-fn warn_insecure(config: &config::EdgeConfig) {
-    if config.backend.host_keys.accept_any {
-        tracing::warn!(
-            "INSECURE: backend.accept_any_host_key = true; backend host keys are not verified"
-        );
-    }
-}
-
-/// SIGHUP: re-reads the config file and environment. A valid config becomes the generation
-/// for new connections (open sessions keep theirs); an invalid one is logged with every
-/// problem and the running config stays.
-fn reload(
-    live: &LiveEdge,
-    path: Option<&std::path::Path>,
-    listen: &[Option<std::net::SocketAddr>; 4],
-) {
-    let edge = live.current();
-    let outcome = match config::load(path) {
-        Ok(config) => {
-            if &listen_addresses(&config) != listen {
-                tracing::warn!(
-                    "reload: listen addresses cannot change without a restart; keeping the bound ones"
-                );
-            }
-            warn_insecure(&config);
-            let kill_revoked = config.kill_revoked_sessions;
-            match edge.reconfigured(config) {
-                Ok(next) => {
-                    live.replace(next.clone());
-                    tracing::info!("configuration reloaded; new connections use it");
-                    if kill_revoked {
-                        let ended = next.end_revoked_sessions();
-                        if ended > 0 {
-                            tracing::warn!(
-                                sessions = ended,
-                                "ended the open sessions of revoked certificates"
-                            );
-                        }
-                    }
-                    "ok"
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "reload failed: TLS configuration; keeping the running config");
-                    "error"
-                }
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "reload failed; keeping the running config");
-            "error"
-        }
+    server::raise_open_files_limit();
+    let source = server::ConfigSource {
+        path,
+        watch: raw.reload,
     };
-    edge.metrics
-        .config_reloads
-        .with_label_values(&[outcome])
-        .inc();
-}
-
-/// Polls the config file and the files it names; sends on `changed` when they changed and
-/// held still for one poll (see `config::watch`).
-async fn watch_files(file: PathBuf, every: Duration, changed: tokio::sync::mpsc::Sender<()>) {
-    let files = |file: &std::path::Path| {
-        let raw = config::load_raw(Some(file)).ok();
-        config::watch::watched_files(file, raw.as_ref())
-    };
-    let first = {
-        let file = file.clone();
-        tokio::task::spawn_blocking(move || config::watch::fingerprint(&files(&file))).await
-    };
-    let Ok(first) = first else { return };
-    let mut debounce = config::watch::Debounce::new(first);
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        let file = file.clone();
-        let Ok(now) =
-            tokio::task::spawn_blocking(move || config::watch::fingerprint(&files(&file))).await
-        else {
-            return;
-        };
-        if debounce.poll(now) && changed.send(()).await.is_err() {
-            return;
-        }
-    }
-}
-
-async fn serve(
-    config: config::EdgeConfig,
-    path: Option<PathBuf>,
-    watch: config::watch::RawReload,
-) -> anyhow::Result<()> {
-    let listeners = Listeners::bind(&config).await?;
-    warn_insecure(&config);
-    let metrics = Arc::new(Metrics::new());
-    let drain_timeout = config.drain_timeout;
-    let listen = listen_addresses(&config);
-    let live = LiveEdge::new(Edge::new(config, metrics).context("TLS configuration")?);
-    tracing::info!(tls = ?listeners.tls_addr(), ssh = ?listeners.ssh_addr(), admin = ?listeners.admin_addr(), "ssh-edge listening");
-    tokio::spawn(live.clone().serve(listeners));
-    let (changed_tx, mut changed) = tokio::sync::mpsc::channel::<()>(1);
-    if let Some(file) = path.clone().filter(|_| watch.watch) {
-        let every = Duration::from_secs(watch.watch_interval_secs.max(1));
-        tokio::spawn(watch_files(file, every, changed_tx));
-    }
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
-            _ = hup.recv() => reload(&live, path.as_deref(), &listen),
-            Some(()) = changed.recv() => {
-                tracing::info!("configuration files changed; reloading");
-                reload(&live, path.as_deref(), &listen);
-            }
-        }
-    }
-    let edge = live.current();
-    let open = edge.sessions.count();
-    tracing::info!(
-        open_sessions = open,
-        timeout_secs = drain_timeout.as_secs(),
-        "draining: listeners closed, waiting for sessions"
-    );
-    edge.start_drain();
-    if edge.wait_drained(drain_timeout).await {
-        tracing::info!("drained, stopping");
-    } else {
-        // Tell the users still on: their clients print this and can reconnect elsewhere.
-        let ended = edge.sessions.end_all(
-            "drain",
-            "session ended: this edge is shutting down; reconnect to reach another",
-        );
-        tracing::warn!(
-            open_sessions = ended,
-            "drain timeout, ending the sessions still open"
-        );
-        let _ = edge.wait_drained(Duration::from_secs(2)).await;
-    }
+    let server = server::Server::bind(config, source).await?;
+    let shutdown = crate::signals::wire(&server)?;
+    server.run(shutdown).await;
     Ok(())
 }

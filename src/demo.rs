@@ -3,16 +3,12 @@
 //! the first login wakes it. Prints what to paste.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use ssh_edge::config;
-use ssh_edge::edge::{Edge, Listeners};
 use ssh_edge::lab::Lab;
-use ssh_edge::metrics::Metrics;
-
-use crate::cli::raise_open_files_limit;
+use ssh_edge::server::{self, ConfigSource, Server};
 
 pub async fn demo(dir: Option<PathBuf>, tls_port: u16, ssh_port: u16) -> anyhow::Result<()> {
     let (dir, keep) = match dir {
@@ -33,12 +29,19 @@ pub async fn demo(dir: Option<PathBuf>, tls_port: u16, ssh_port: u16) -> anyhow:
     let raw = config::with_env_overrides(raw)?;
     let config_path = lab.write_config(&raw)?;
     let config = config::validate(&raw)?;
-    raise_open_files_limit();
-    let listeners = Listeners::bind(&config).await?;
+    server::raise_open_files_limit();
+    // The demo reloads like the edge does: SIGHUP or an edit of its edge.toml.
+    let source = ConfigSource {
+        path: Some(config_path.clone()),
+        watch: raw.reload.clone(),
+    };
+    let server = Server::bind(config, source).await?;
+    let addresses = server.addresses();
+    let port = |a: Option<std::net::SocketAddr>| a.map_or(0, |a| a.port());
     let (tls, ssh, admin) = (
-        listeners.tls_addr().map_or(0, |a| a.port()),
-        listeners.ssh_addr().map_or(0, |a| a.port()),
-        listeners.admin_addr().map_or(0, |a| a.port()),
+        port(addresses.tls),
+        port(addresses.ssh),
+        port(addresses.admin),
     );
     let key = lab.issue_user_certificate(
         "user_key",
@@ -59,7 +62,6 @@ pub async fn demo(dir: Option<PathBuf>, tls_port: u16, ssh_port: u16) -> anyhow:
     tokio::spawn(ssh_edge::issuer::serve(issuer, issuer_listener));
     let exe = std::env::current_exe().context("locating the ssh-edge binary")?;
     let ssh_config = lab.write_ssh_config(&key, &exe, tls, ssh)?;
-    let edge = Edge::new(config, Arc::new(Metrics::new())).context("TLS configuration")?;
     // Front B: a token like the signing service issues, for `ssh-edge connect --token-file`.
     let token = lab.mint_token(
         "default",
@@ -108,14 +110,15 @@ pub async fn demo(dir: Option<PathBuf>, tls_port: u16, ssh_port: u16) -> anyhow:
         user = lab.login_user,
         cp = control_plane.port,
     );
-    // SIGTERM too (scripts stop the demo with `kill`): dropping the lab stops its sshd.
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("SIGTERM handler")?;
-    tokio::select! {
-        _ = edge.serve(listeners) => {}
-        _ = tokio::signal::ctrl_c() => println!("stopping demo"),
-        _ = term.recv() => println!("stopping demo"),
-    }
+    // SIGTERM too (scripts stop the demo with `kill`); open sessions drain first, then
+    // dropping the lab stops its sshd.
+    let shutdown = crate::signals::wire(&server)?;
+    server
+        .run(async move {
+            shutdown.await;
+            println!("stopping demo");
+        })
+        .await;
     drop(lab);
     Ok(())
 }

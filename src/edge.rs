@@ -308,7 +308,7 @@ impl LiveEdge {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = edge;
     }
 
-    /// Serves the listeners until the process ends (or the edge drains).
+    /// Serves the listeners until this future is dropped (a stopped server) or the process ends.
     pub async fn serve(self, listeners: Listeners) {
         let edge = self.current();
         let workers = match crate::workers::Workers::start(listeners.workers) {
@@ -319,37 +319,32 @@ impl LiveEdge {
             }
         };
         info!(workers = workers.len(), "connection workers started");
-        let mut tasks = Vec::new();
+        // Every task of this server in one set: dropping `serve` (a stopped server) ends them.
+        let mut tasks = tokio::task::JoinSet::new();
         for (listener, kind) in [
             (listeners.ssh, Listener::Ssh),
             (listeners.tls, Listener::Tls),
             (listeners.token_plain, Listener::TokenPlain),
         ] {
             if let Some(l) = listener {
-                tasks.push(tokio::spawn(self.clone().accept_loop(
-                    l,
-                    kind,
-                    workers.clone(),
-                )));
+                tasks.spawn(self.clone().accept_loop(l, kind, workers.clone()));
             }
         }
         if let Some(l) = listeners.admin {
             let live = self.clone();
-            tasks.push(tokio::spawn(crate::admin::serve(
+            tasks.spawn(crate::admin::serve(
                 l,
                 edge.metrics.clone(),
                 edge.draining.subscribe(),
                 Arc::new(move || live.current().admin_token.clone()),
                 edge.sessions.clone(),
-            )));
+            ));
         }
-        tokio::spawn(self.clone().summarize_drops());
-        tokio::spawn(crate::memory::trim_after_sessions_change(
+        tasks.spawn(self.clone().summarize_drops());
+        tasks.spawn(crate::memory::trim_after_sessions_change(
             edge.sessions.clone(),
         ));
-        for t in tasks {
-            let _ = t.await;
-        }
+        while tasks.join_next().await.is_some() {}
     }
 
     /// Pre-auth drops are logged at debug one by one; this logs at most one info line per

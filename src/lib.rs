@@ -22,6 +22,8 @@
 //! - [`splice`]: byte-stream forwarding, the hot path (passthrough mode, front B);
 //!   [`read_ahead`]: the read-ahead under TLS.
 //! - [`edge`]: listeners, configuration generations and per-connection tasks.
+//! - [`server`]: the lifecycle as one call, `server::run(config, source, shutdown)`: serve,
+//!   reload, drain (the binary only maps signals onto it).
 //! - [`audit`]: the JSON-lines audit stream (sessions, channels, exec, denials, kills).
 //! - [`session`]: the count of open sessions, and waiting for none (drain).
 //! - [`sessions_cli`]: `ssh-edge sessions list|kill`, the sessions admin API of every replica
@@ -54,6 +56,7 @@ pub mod metrics;
 pub mod read_ahead;
 pub mod reject;
 pub mod route;
+pub mod server;
 pub mod session;
 pub mod sessions_cli;
 pub mod splice;

@@ -3,6 +3,7 @@
 
 mod cli;
 mod demo;
+mod signals;
 
 fn main() -> std::process::ExitCode {
     cli::main()

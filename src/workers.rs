@@ -14,7 +14,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The worker runtimes and how many connections each runs now.
+/// The worker runtimes and how many connections each runs now. Dropping it ends the worker
+/// threads (and whatever still runs on them): a server run in-process leaves no threads behind.
 pub struct Workers {
     workers: Vec<Worker>,
 }
@@ -22,6 +23,8 @@ pub struct Workers {
 struct Worker {
     handle: tokio::runtime::Handle,
     connections: Arc<AtomicUsize>,
+    /// Dropped with the worker: its thread's `block_on` returns and the runtime ends.
+    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 /// Counts a connection on its worker while it runs.
@@ -43,6 +46,7 @@ impl Workers {
         let mut workers = Vec::with_capacity(count);
         for i in 0..count {
             let (tx, rx) = std::sync::mpsc::channel();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             std::thread::Builder::new()
                 .name(format!("ssh-edge-worker-{i}"))
                 .spawn(move || {
@@ -57,8 +61,8 @@ impl Workers {
                         }
                     };
                     let _ = tx.send(Ok(runtime.handle().clone()));
-                    // Runs the connections spawned onto it for the life of the process.
-                    runtime.block_on(std::future::pending::<()>());
+                    // Runs the connections spawned onto it until the workers are dropped.
+                    let _ = runtime.block_on(stopped);
                 })?;
             let handle = rx
                 .recv()
@@ -66,6 +70,7 @@ impl Workers {
             workers.push(Worker {
                 handle,
                 connections: Arc::new(AtomicUsize::new(0)),
+                _stop: stop,
             });
         }
         Ok(Self { workers })

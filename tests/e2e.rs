@@ -13,6 +13,9 @@ mod world;
 #[path = "e2e/session.rs"]
 mod session;
 
+#[path = "e2e/lifecycle.rs"]
+mod lifecycle;
+
 #[path = "e2e/transfer.rs"]
 mod transfer;
 

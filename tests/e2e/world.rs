@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ssh_edge::config::{self, RawConfig};
-use ssh_edge::edge::{Edge, Listeners};
+use ssh_edge::edge::LiveEdge;
 use ssh_edge::lab::Lab;
 use ssh_edge::metrics::Metrics;
+use ssh_edge::server::{ConfigSource, Reloader, Server};
 
 pub const JOB: &str = "abc1234";
 pub const HOST: &str = "training-job-abc1234-0.ssh.baseten.co";
@@ -25,7 +26,16 @@ pub struct World {
     /// ssh_config with the default user key (principal `abc1234`).
     pub ssh_config: PathBuf,
     pub user_key: PathBuf,
-    _runtime: tokio::runtime::Runtime,
+    /// The edge's config file (`lab/edge.toml`): rewrite it, then [`World::reload`].
+    pub config_path: PathBuf,
+    /// The generation in force (sessions, metrics).
+    pub live: LiveEdge,
+    reloader: Reloader,
+    /// Completing it starts the drain ([`World::shut_down`]).
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// `server::Server::run`, ending when the drain is over.
+    serving: Option<tokio::task::JoinHandle<()>>,
+    runtime: tokio::runtime::Runtime,
     _tmp: tempfile::TempDir,
 }
 
@@ -56,25 +66,36 @@ impl World {
             .edge_config("127.0.0.1:0", "127.0.0.1:0")
             .expect("lab config");
         adjust(&mut raw);
+        let config_path = lab.write_config(&raw).expect("config file");
         let config = config::validate(&raw).expect("valid config");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("runtime");
-        let metrics = Arc::new(Metrics::new());
-        let (tls_port, ssh_port, admin_port, token_plain_port) = runtime.block_on(async {
-            let listeners = Listeners::bind(&config).await.expect("bind");
-            let ports = (
-                listeners.tls_addr().unwrap().port(),
-                listeners.ssh_addr().unwrap().port(),
-                listeners.admin_addr().unwrap().port(),
-                listeners.token_plain_addr().map_or(0, |a| a.port()),
-            );
-            let edge = Edge::new(config, metrics.clone()).expect("edge");
-            tokio::spawn(edge.serve(listeners));
-            ports
-        });
+        // The edge runs as the binary runs it: `server::Server`, reloads and drain included.
+        let source = ConfigSource {
+            path: Some(config_path.clone()),
+            watch: raw.reload.clone(),
+        };
+        let server = runtime
+            .block_on(Server::bind(config, source))
+            .expect("edge binds");
+        let addresses = server.addresses();
+        let port = |a: Option<std::net::SocketAddr>| a.map_or(0, |a| a.port());
+        let (tls_port, ssh_port, admin_port, token_plain_port) = (
+            port(addresses.tls),
+            port(addresses.ssh),
+            port(addresses.admin),
+            port(addresses.token_plain),
+        );
+        let live = server.live();
+        let metrics = live.current().metrics.clone();
+        let reloader = server.reloader();
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let serving = runtime.spawn(server.run(async move {
+            let _ = stop.await;
+        }));
         let user_key = lab
             .issue_user_certificate(
                 "user_key",
@@ -112,8 +133,35 @@ impl World {
             metrics,
             ssh_config,
             user_key,
-            _runtime: runtime,
+            config_path,
+            live,
+            reloader,
+            shutdown: Some(shutdown),
+            serving: Some(serving),
+            runtime,
             _tmp: tmp,
+        }
+    }
+
+    /// Asks the edge to reload its config file (what SIGHUP does).
+    pub fn reload(&self) {
+        self.reloader.reload();
+    }
+
+    /// Starts the drain (what SIGTERM does); the returned wait is true once the server's run
+    /// ended (every session over), false if it had not within `timeout`.
+    pub fn shut_down(&mut self) -> impl FnOnce(Duration) -> bool + '_ {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        move |timeout| {
+            let Some(serving) = self.serving.take() else {
+                return true;
+            };
+            let ended = self
+                .runtime
+                .block_on(async { tokio::time::timeout(timeout, serving).await });
+            matches!(ended, Ok(Ok(())))
         }
     }
 
