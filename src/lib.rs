@@ -28,6 +28,8 @@
 //! - [`connect`]: `ssh-edge connect`, the TLS ProxyCommand.
 //! - [`helper`]: `ssh-edge setup` / `sign`, our own client helper for the signing API.
 //! - [`lab`]: throwaway keys, CAs and a loopback sshd for `ssh-edge demo` and the tests.
+//! - [`time`]: seconds since the epoch, the one clock reading.
+//! - [`ssh_cert`]: OpenSSH keys and user certificates (one builder, named extension sets).
 //! - [`text`]: untrusted text escaped to printable ASCII and capped for log lines and errors.
 // One exception, commented where it is: `memory::release` (glibc's malloc_trim).
 #![deny(unsafe_code)]
@@ -54,7 +56,9 @@ pub mod route;
 pub mod session;
 pub mod sessions_cli;
 pub mod splice;
+pub mod ssh_cert;
 pub mod stdio;
 pub mod text;
+pub mod time;
 pub mod upstream;
 pub mod workers;

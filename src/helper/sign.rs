@@ -2,7 +2,6 @@
 //! signing API, written where the managed `~/.ssh/config` block points ssh and `connect`.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
@@ -20,13 +19,6 @@ pub struct SignOptions {
     pub host: String,
     /// Ask the API even when the cached certificate is still fresh.
     pub force: bool,
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Parses `host` with the default kinds and the configured suffix; any remote label is
@@ -98,7 +90,8 @@ pub async fn sign(opts: &SignOptions) -> Result<bool, HelperError> {
     let state = state_dir(&opts.ssh_dir);
     let cert_path = state.join("certs").join(format!("{host}-cert.pub"));
     let token_path = state.join("tokens").join(host);
-    let fresh = |exp: Option<u64>| exp.is_some_and(|e| e > now() + MIN_REMAINING_SECS);
+    let fresh =
+        |exp: Option<u64>| exp.is_some_and(|e| e > crate::time::unix_now() + MIN_REMAINING_SECS);
     if !opts.force
         && fresh(cached_cert_expiry(&cert_path))
         && fresh(cached_token_expiry(&token_path))

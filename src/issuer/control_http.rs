@@ -14,8 +14,9 @@ use serde_json::{Value, json};
 use super::control::{
     self, Activated, ControlError, ControlPlane, ControlRoute, SetExpiry, SetState, Side,
 };
-use super::http::{json_response, now_unix, read_body};
+use super::http::{json_response, read_body};
 use crate::text::quote_untrusted;
+use crate::time::unix_now;
 
 /// Answers a request whose path is on `side` of the control plane.
 pub async fn handle(
@@ -107,7 +108,7 @@ async fn respond(
                 &body,
                 "{\"session_expires_at\": <unix seconds or null>} or {\"extend_secs\": <seconds>}",
             )?;
-            let status = control.set_expiry(&host, req, now_unix())?;
+            let status = control.set_expiry(&host, req, unix_now())?;
             tracing::info!(host = %quote_untrusted(&host, 253), session_expires_at = ?status.session_expires_at, "issuer: admin set session expiry");
             Ok((200, status.admin_json()))
         }

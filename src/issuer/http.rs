@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -116,13 +116,6 @@ where
     }
 }
 
-pub(super) fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
     if let Some(side) = control::side(req.uri().path()) {
         return super::control_http::handle(&state.control, side, req, peer).await;
@@ -222,7 +215,7 @@ async fn respond(state: &State, req: Request<Incoming>) -> Result<Served, ApiErr
         &config.settings,
         &caller,
         &request,
-        &Issuance::random(now_unix()),
+        &Issuance::random(crate::time::unix_now()),
     )
     .map_err(|e| match e {
         IssueError::Api(e) => e,
