@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use super::http::{BaseUrl, post_json};
+use super::http::{ApiClient, BaseUrl};
 use super::{HelperError, Settings, load_settings, state_dir, write_private};
 use crate::hostname::{HostGrammar, KindSpec, Target};
 
@@ -102,8 +102,7 @@ pub async fn sign(opts: &SignOptions) -> Result<bool, HelperError> {
     let public_key =
         std::fs::read_to_string(&pub_path).map_err(|e| super::file_err(&pub_path, e))?;
     let public_key = public_key.trim();
-    let base = BaseUrl::parse(&settings.api)?;
-    let ca = settings.ca_file.as_deref();
+    let api = ApiClient::new(BaseUrl::parse(&settings.api)?, settings.ca_file.as_deref())?;
     let key = settings.api_key.as_str();
     let refused = |status: u16, body: &Value| HelperError::Refused {
         host: host.to_string(),
@@ -115,14 +114,9 @@ pub async fn sign(opts: &SignOptions) -> Result<bool, HelperError> {
     let (status, body) = match target.kind.as_str() {
         "training-job" => {
             let job = field("job_id");
-            let (status, found) = post_json(
-                &base,
-                "/v1/training_jobs/search",
-                key,
-                &json!({ "job_id": job }),
-                ca,
-            )
-            .await?;
+            let (status, found) = api
+                .post_json("/v1/training_jobs/search", key, &json!({ "job_id": job }))
+                .await?;
             if status >= 400 {
                 return Err(refused(status, &found));
             }
@@ -138,12 +132,10 @@ pub async fn sign(opts: &SignOptions) -> Result<bool, HelperError> {
                     field: "training_jobs[0].training_project.id",
                 })?;
             let path = format!("/v1/training_projects/{project}/jobs/{job}/ssh/sign");
-            post_json(
-                &base,
+            api.post_json(
                 &path,
                 key,
                 &json!({ "public_key": public_key, "replica_id": field("node") }),
-                ca,
             )
             .await?
         }
@@ -157,7 +149,7 @@ pub async fn sign(opts: &SignOptions) -> Result<bool, HelperError> {
             if let Some(replica) = target.field("replica_id") {
                 body["replica_id"] = json!(replica);
             }
-            post_json(&base, &path, key, &body, ca).await?
+            api.post_json(&path, key, &body).await?
         }
         other => {
             return Err(HelperError::Host(format!(

@@ -45,12 +45,8 @@ struct State {
 
 /// Builds the rustls acceptor (aws-lc-rs provider, TLS 1.2 and 1.3, ALPN http/1.1).
 pub fn tls_acceptor(tls: &IssuerTls) -> Result<TlsAcceptor, rustls::Error> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(tls.cert_chain.clone(), tls.key.clone_key())?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config =
+        crate::tls::server_config(tls.cert_chain.clone(), tls.key.clone_key(), &[b"http/1.1"])?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
