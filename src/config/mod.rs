@@ -211,7 +211,7 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
     let remote_names: Vec<String> = raw
         .remotes
         .keys()
-        .filter(|n| *n != "default")
+        .filter(|n| *n != crate::hostname::DEFAULT_REMOTE)
         .cloned()
         .collect();
     let grammar = match HostGrammar::new(&raw.hosts.suffix, &raw.hosts.kinds, &remote_names) {

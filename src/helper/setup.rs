@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use super::{HelperError, Settings, file_err, state_dir, write_private};
+use crate::hostname::{MODEL_PREFIX, TRAINING_JOB_PREFIX};
 use crate::ssh_cert::{random_ed25519_key, write_key};
 
 const BEGIN: &str =
@@ -37,9 +38,9 @@ pub fn managed_block(opts: &SetupOptions) -> String {
          \x20 IdentityFile {state}/id_ed25519\n\
          \x20 CertificateFile {state}/certs/%n-cert.pub\n\
          \x20 IdentitiesOnly yes\n\
-         Match host training-job-*.{suffix}\n\
+         Match host {TRAINING_JOB_PREFIX}*.{suffix}\n\
          \x20 User {tu}\n\
-         Match host model-*.{suffix}\n\
+         Match host {MODEL_PREFIX}*.{suffix}\n\
          \x20 User {mu}\n\
          {END}\n",
         suffix = s.suffix,

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::http::{ApiClient, BaseUrl};
 use super::{HelperError, Settings, load_settings, state_dir, write_private};
-use crate::hostname::{HostGrammar, KindSpec, Target};
+use crate::hostname::{self, HostGrammar, MODEL_KIND, TRAINING_JOB_KIND, Target};
 
 /// Reuse a certificate and token that stay valid at least this long.
 const MIN_REMAINING_SECS: u64 = 300;
@@ -30,7 +30,7 @@ fn parse(settings: &Settings, host: &str) -> Result<Target, HelperError> {
         .and_then(|w| w.split_once('.'))
         .map(|(_, remote)| vec![remote.to_string()])
         .unwrap_or_default();
-    let kinds: Vec<KindSpec> = crate::config::RawHosts::default().kinds;
+    let kinds = hostname::default_kinds();
     let grammar = HostGrammar::new(&settings.suffix, &kinds, &remotes).map_err(|e| {
         HelperError::Host(format!(
             "settings suffix {:?} or host {host:?} is not usable: {e:?}",
@@ -112,7 +112,7 @@ pub async fn sign(opts: &SignOptions) -> Result<bool, HelperError> {
     let field = |name: &str| target.field(name).unwrap_or_default().to_string();
 
     let (status, body) = match target.kind.as_str() {
-        "training-job" => {
+        TRAINING_JOB_KIND => {
             let job = field("job_id");
             let (status, found) = api
                 .post_json("/v1/training_jobs/search", key, &json!({ "job_id": job }))
@@ -139,7 +139,7 @@ pub async fn sign(opts: &SignOptions) -> Result<bool, HelperError> {
             )
             .await?
         }
-        "model" => {
+        MODEL_KIND => {
             let path = format!(
                 "/v1/models/{}/deployments/{}/ssh/sign",
                 field("model_id"),
