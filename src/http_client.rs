@@ -36,6 +36,15 @@ pub fn build(tls: rustls::ClientConfig, connect_timeout: Duration) -> HttpsClien
         .build(connector)
 }
 
+/// A client for plain `http://` URLs (it trusts no TLS server).
+///
+/// # Errors
+/// rustls cannot build a client configuration (not with aws-lc-rs).
+pub fn plain(connect_timeout: Duration) -> Result<HttpsClient, rustls::Error> {
+    let tls = crate::tls::client_config(rustls::RootCertStore::empty())?;
+    Ok(build(tls, connect_timeout))
+}
+
 /// "client error (Connect): tcp connect error: Connection refused": hyper's error with its
 /// causes, which is where the useful part is (escaped and capped: it may quote the peer).
 #[must_use]

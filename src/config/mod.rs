@@ -413,15 +413,13 @@ pub fn load_pem_pair(
         });
     let key = std::fs::read(key)
         .map_err(|e| format!("tls.key_file {}: {e}", key.display()))
-        .and_then(
-            |pem| match PrivateKeyDer::from_pem_slice(&pem) {
-                Ok(k) => Ok(k),
-                _ => Err(format!(
-                    "tls.key_file {}: expected a PEM private key",
-                    key.display()
-                )),
-            },
-        );
+        .and_then(|pem| match PrivateKeyDer::from_pem_slice(&pem) {
+            Ok(k) => Ok(k),
+            _ => Err(format!(
+                "tls.key_file {}: expected a PEM private key",
+                key.display()
+            )),
+        });
     match (chain, key) {
         (Ok(chain), Ok(key)) => Some((chain, key)),
         (chain, key) => {

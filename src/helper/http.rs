@@ -96,17 +96,15 @@ impl ApiClient {
             reason,
         };
         // Plain HTTP needs no anchors; loading the system store could only fail needlessly.
-        let roots = if base.tls() {
-            crate::connect::roots(ca_file.map(Path::to_path_buf).as_ref())
-                .map_err(|e| connect(e.to_string()))?
+        let client = if base.tls() {
+            let roots = crate::connect::roots(ca_file.map(Path::to_path_buf).as_ref())
+                .map_err(|e| connect(e.to_string()))?;
+            crate::tls::client_config(roots).map(|tls| crate::http_client::build(tls, TIMEOUT))
         } else {
-            rustls::RootCertStore::empty()
-        };
-        let tls = crate::tls::client_config(roots).map_err(|e| connect(e.to_string()))?;
-        Ok(Self {
-            client: crate::http_client::build(tls, TIMEOUT),
-            base,
-        })
+            crate::http_client::plain(TIMEOUT)
+        }
+        .map_err(|e| connect(e.to_string()))?;
+        Ok(Self { client, base })
     }
 
     /// POSTs `body` as JSON to `path` and returns (status, parsed JSON body; `null` if empty).
