@@ -19,7 +19,6 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus::IntCounter;
 use serde_json::{Map, Value};
@@ -88,10 +87,7 @@ impl Audit {
         let Some(tx) = &self.tx else { return };
         let mut line = Map::new();
         line.insert("v".into(), 1.into());
-        let ts = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let ts = crate::time::unix_now_millis();
         line.insert("ts".into(), ts.into());
         line.insert("event".into(), event.into());
         if let Value::Object(fields) = fields {

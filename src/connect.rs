@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, RootCertStore};
+use rustls::RootCertStore;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -56,7 +57,7 @@ pub fn roots(ca_file: Option<&PathBuf>) -> Result<RootCertStore, ConnectError> {
                 reason,
             };
             let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            for cert in CertificateDer::pem_slice_iter(&pem) {
                 roots
                     .add(cert.map_err(|e| err(e.to_string()))?)
                     .map_err(|e| err(e.to_string()))?;
@@ -76,11 +77,7 @@ pub fn roots(ca_file: Option<&PathBuf>) -> Result<RootCertStore, ConnectError> {
 
 /// Runs the proxy until the edge or stdin/stdout ends.
 pub async fn run(opts: &ConnectOptions) -> Result<(), ConnectError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots(opts.ca_file.as_ref())?)
-        .with_no_client_auth();
+    let config = crate::tls::client_config(roots(opts.ca_file.as_ref())?)?;
     let sni = match &opts.token {
         // Token mode: SNI is the edge's own name (the target travels in the token).
         Some(_) => opts

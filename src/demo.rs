@@ -160,7 +160,7 @@ fn demo_control_plane(
     raw.routes.insert(
         0,
         config::RawRoute {
-            kind: "training-job".into(),
+            kind: ssh_edge::hostname::TRAINING_JOB_KIND.into(),
             match_fields: [("job_id".to_string(), DEMO_SLEEPER.to_string())].into(),
             backend: format!("127.0.0.1:{}", sleeper.port),
             login_user: lab.login_user.clone(),

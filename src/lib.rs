@@ -30,8 +30,12 @@
 //!   at once (`--admin` URLs or DNS: A/AAAA or SRV records).
 //! - [`metrics`]: Prometheus registry owned by a struct; [`admin`] serves it over HTTP.
 //! - [`connect`]: `ssh-edge connect`, the TLS ProxyCommand.
+//! - [`http_client`]: the one HTTP(S) client builder (hyper, hyper-rustls).
 //! - [`helper`]: `ssh-edge setup` / `sign`, our own client helper for the signing API.
 //! - [`lab`]: throwaway keys, CAs and a loopback sshd for `ssh-edge demo` and the tests.
+//! - [`time`]: seconds since the epoch, the one clock reading.
+//! - [`ssh_cert`]: OpenSSH keys and user certificates (one builder, named extension sets).
+//! - [`tls`]: every rustls configuration, on the one provider (aws-lc-rs).
 //! - [`text`]: untrusted text escaped to printable ASCII and capped for log lines and errors.
 // One exception, commented where it is: `memory::release` (glibc's malloc_trim).
 #![deny(unsafe_code)]
@@ -49,6 +53,7 @@ pub mod edge;
 pub mod front;
 pub mod helper;
 pub mod hostname;
+pub mod http_client;
 pub mod issuer;
 pub mod lab;
 pub mod memory;
@@ -60,7 +65,10 @@ pub mod server;
 pub mod session;
 pub mod sessions_cli;
 pub mod splice;
+pub mod ssh_cert;
 pub mod stdio;
 pub mod text;
+pub mod time;
+pub mod tls;
 pub mod upstream;
 pub mod workers;

@@ -7,18 +7,19 @@
 //! - `POST /sessions/kill?key_id=&serial=&workload=&remote=&reason=` — ends every session
 //!   matching all the given fields (at least one is required).
 
+use hyper::StatusCode;
 use serde_json::json;
 
 use crate::session::{Selector, Sessions};
 
-/// Status line, content type, body.
-pub type Response = (&'static str, &'static str, String);
+/// Status, content type, body.
+pub type Response = (StatusCode, &'static str, String);
 
-fn json_response(status: &'static str, body: serde_json::Value) -> Response {
+fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
     (status, "application/json", format!("{body}\n"))
 }
 
-fn error(status: &'static str, message: &str) -> Response {
+fn error(status: StatusCode, message: &str) -> Response {
     json_response(status, json!({ "error": message }))
 }
 
@@ -56,41 +57,42 @@ pub fn route(sessions: &Sessions, method: &str, target: &str) -> Option<Response
     let rest = path.strip_prefix("/sessions")?;
     let (selector, reason) = match parse_query(query) {
         Ok(q) => q,
-        Err(e) => return Some(error("400 Bad Request", &e)),
+        Err(e) => return Some(error(StatusCode::BAD_REQUEST, &e)),
     };
     let reason = reason.unwrap_or_else(|| "no reason given".into());
     Some(match (method, rest) {
-        ("GET", "" | "/") => {
-            json_response("200 OK", json!({ "sessions": sessions.list(&selector) }))
-        }
+        ("GET", "" | "/") => json_response(
+            StatusCode::OK,
+            json!({ "sessions": sessions.list(&selector) }),
+        ),
         ("POST", "/kill") if selector.is_empty() => error(
-            "400 Bad Request",
+            StatusCode::BAD_REQUEST,
             "say which sessions: key_id, serial, workload, remote and/or sub",
         ),
         ("POST", "/kill") => {
             let killed = sessions.kill_matching(&selector, &reason, &format!("POST {target}"));
             tracing::warn!(count = killed.len(), ?selector, %reason, "sessions ended by an administrator");
-            json_response("200 OK", json!({ "killed": killed }))
+            json_response(StatusCode::OK, json!({ "killed": killed }))
         }
         (method, id) => {
             let Some(id) = id.strip_prefix('/').and_then(|id| id.parse::<u64>().ok()) else {
                 return Some(error(
-                    "404 Not Found",
+                    StatusCode::NOT_FOUND,
                     "expected /sessions, /sessions/{id} or POST /sessions/kill",
                 ));
             };
             let Some(info) = sessions.get(id) else {
-                return Some(error("404 Not Found", &format!("no session {id}")));
+                return Some(error(StatusCode::NOT_FOUND, &format!("no session {id}")));
             };
             match method {
-                "GET" => json_response("200 OK", json!(info)),
+                "GET" => json_response(StatusCode::OK, json!(info)),
                 "DELETE" => {
                     sessions.kill_by(id, &reason, &format!("DELETE {target}"));
                     tracing::warn!(id, %reason, "session ended by an administrator");
-                    json_response("200 OK", json!({ "killed": [info] }))
+                    json_response(StatusCode::OK, json!({ "killed": [info] }))
                 }
                 _ => error(
-                    "405 Method Not Allowed",
+                    StatusCode::METHOD_NOT_ALLOWED,
                     "use GET or DELETE on /sessions/{id}",
                 ),
             }
@@ -118,34 +120,34 @@ mod tests {
             ..SessionInfo::default()
         });
         let (status, _, body) = route(&s, "GET", "/sessions?key_id=alice").unwrap();
-        assert_eq!(status, "200 OK");
+        assert_eq!(status, StatusCode::OK);
         assert!(body.contains("\"key_id\":\"alice\""), "{body}");
         let (_, _, body) = route(&s, "GET", "/sessions?key_id=bob").unwrap();
         assert!(body.contains("\"sessions\":[]"), "{body}");
         let id = a.id();
         assert_eq!(
             route(&s, "GET", &format!("/sessions/{id}")).unwrap().0,
-            "200 OK"
+            StatusCode::OK
         );
         assert_eq!(
             route(&s, "GET", "/sessions/999").unwrap().0,
-            "404 Not Found"
+            StatusCode::NOT_FOUND
         );
         assert_eq!(
             route(&s, "POST", "/sessions/kill").unwrap().0,
-            "400 Bad Request"
+            StatusCode::BAD_REQUEST
         );
         assert_eq!(
             route(&s, "GET", "/sessions?serial=x").unwrap().0,
-            "400 Bad Request"
+            StatusCode::BAD_REQUEST
         );
         assert_eq!(
             route(&s, "GET", "/sessions?color=red").unwrap().0,
-            "400 Bad Request"
+            StatusCode::BAD_REQUEST
         );
         let (status, _, body) =
             route(&s, "DELETE", &format!("/sessions/{id}?reason=leaked%20key")).unwrap();
-        assert_eq!(status, "200 OK", "{body}");
+        assert_eq!(status, StatusCode::OK, "{body}");
         assert!(route(&s, "GET", "/metrics").is_none());
     }
 }

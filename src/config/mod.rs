@@ -19,6 +19,7 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use russh::keys::ssh_key::{Certificate, Fingerprint, PrivateKey};
+use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 pub use admission::{RawAdmin, RawLimits, warnings};
@@ -211,7 +212,7 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
     let remote_names: Vec<String> = raw
         .remotes
         .keys()
-        .filter(|n| *n != "default")
+        .filter(|n| *n != crate::hostname::DEFAULT_REMOTE)
         .cloned()
         .collect();
     let grammar = match HostGrammar::new(&raw.hosts.suffix, &raw.hosts.kinds, &remote_names) {
@@ -402,7 +403,7 @@ pub fn load_pem_pair(
     let chain = std::fs::read(cert)
         .map_err(|e| format!("tls.cert_file {}: {e}", cert.display()))
         .and_then(|pem| {
-            match rustls_pemfile::certs(&mut pem.as_slice()).collect::<Result<Vec<_>, _>>() {
+            match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
                 Ok(c) if !c.is_empty() => Ok(c),
                 _ => Err(format!(
                     "tls.cert_file {}: expected PEM certificates",
@@ -412,15 +413,13 @@ pub fn load_pem_pair(
         });
     let key = std::fs::read(key)
         .map_err(|e| format!("tls.key_file {}: {e}", key.display()))
-        .and_then(
-            |pem| match rustls_pemfile::private_key(&mut pem.as_slice()) {
-                Ok(Some(k)) => Ok(k),
-                _ => Err(format!(
-                    "tls.key_file {}: expected a PEM private key",
-                    key.display()
-                )),
-            },
-        );
+        .and_then(|pem| match PrivateKeyDer::from_pem_slice(&pem) {
+            Ok(k) => Ok(k),
+            _ => Err(format!(
+                "tls.key_file {}: expected a PEM private key",
+                key.display()
+            )),
+        });
     match (chain, key) {
         (Ok(chain), Ok(key)) => Some((chain, key)),
         (chain, key) => {

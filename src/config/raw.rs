@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::hostname::KindSpec;
+use crate::hostname::{self, KindSpec};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -171,17 +171,8 @@ pub struct RawHosts {
 impl Default for RawHosts {
     fn default() -> Self {
         Self {
-            suffix: "ssh.baseten.co".into(),
-            kinds: vec![
-                KindSpec {
-                    name: "training-job".into(),
-                    template: "training-job-{job_id:slug}-{node:num}".into(),
-                },
-                KindSpec {
-                    name: "model".into(),
-                    template: "model-{model_id}-{deployment_id}[-{replica_id}]".into(),
-                },
-            ],
+            suffix: hostname::DEFAULT_SUFFIX.into(),
+            kinds: hostname::default_kinds(),
         }
     }
 }

@@ -1,20 +1,16 @@
-//! The control plane's HTTP(S) client: hyper's pooled client (keep-alive connections, so a
-//! lookup costs one request, not a handshake), rustls with the aws-lc-rs provider, each
-//! request bounded in time and answer size.
+//! The control plane's HTTP(S) client: the crate's pooled client ([`crate::http_client`]:
+//! keep-alive connections, so a lookup costs one request, not a handshake), each request
+//! bounded in time and answer size.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use super::status::{WorkloadStatus, parse_status};
+use crate::http_client::{HttpsClient, error_chain};
 use crate::text::escape_untrusted;
 
 /// Largest answer read.
@@ -51,7 +47,7 @@ pub struct ControlPlaneClient {
     base: String,
     token: Option<String>,
     timeout: Duration,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: HttpsClient,
 }
 
 impl ControlPlaneClient {
@@ -61,23 +57,7 @@ impl ControlPlaneClient {
         roots: rustls::RootCertStore,
         timeout: Duration,
     ) -> Result<Self, rustls::Error> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
+        let client = crate::http_client::build(crate::tls::client_config(roots)?, timeout);
         Ok(Self {
             base: base.trim_end_matches('/').to_string(),
             token,
@@ -145,17 +125,4 @@ impl ControlPlaneClient {
             }),
         }
     }
-}
-
-/// "client error (Connect): tcp connect error: Connection refused": hyper's error with its
-/// causes, which is where the useful part is.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    escape_untrusted(&text, 300)
 }

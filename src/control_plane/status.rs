@@ -118,14 +118,11 @@ pub fn woke_line(target: &Target, elapsed_secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hostname::{HostGrammar, KindSpec};
+    use crate::hostname::{self, HostGrammar};
 
     fn target() -> Target {
-        let kinds = [KindSpec {
-            name: "training-job".into(),
-            template: "training-job-{job_id:slug}-{node:num}".into(),
-        }];
-        HostGrammar::new("ssh.baseten.co", &kinds, &[])
+        let kinds = hostname::default_kinds();
+        HostGrammar::new(hostname::DEFAULT_SUFFIX, &kinds, &[])
             .unwrap()
             .parse_host("training-job-abc1234-0.ssh.baseten.co")
             .unwrap()

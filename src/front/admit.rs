@@ -5,10 +5,10 @@
 //! the routes, the per-remote certificate and token policies, the connector and the metrics of
 //! one configuration generation.
 
+use crate::time::unix_now;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use russh::keys::Certificate;
 use tokio::net::TcpStream;
@@ -89,13 +89,6 @@ pub struct Waiting<'a> {
     pub ticket: &'a Ticket,
 }
 
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl Admit {
     /// Counts and logs a rejection (see [`reject::record`]).
     pub fn reject(&self, client: &Client, rejection: &Rejection) {
@@ -149,7 +142,7 @@ impl Admit {
             cert,
             required_principal: &route.required_principal,
             peer_ip: client.addr.ip(),
-            now_unix: now_unix(),
+            now_unix: unix_now(),
         };
         let identity = check_user_certificate(policy, &check).map_err(|rejection| {
             warn!(client = %client.addr, listener = client.listener.as_str(), target = %target.host, key_id = cert.key_id(),
@@ -279,7 +272,7 @@ impl Admit {
         client: &Client,
         token: &[u8],
     ) -> Result<TokenAdmitted, Rejection> {
-        let now = now_unix();
+        let now = unix_now();
         // The kid selects the remote: try each remote's key set (kids are unique across remotes).
         let mut verified = None;
         let mut last = Rejection::new(

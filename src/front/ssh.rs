@@ -343,10 +343,7 @@ impl russh::server::Handler for EdgeSession {
                 .down_bytes
                 .for_session(open.stats().down.clone());
             // Lifetimes: idle, maximum time, certificate expiry; warnings go to stderr.
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+            let now = crate::time::unix_now();
             let lifetimes = login.route.lifetimes;
             let deadline = crate::route::lifetime::deadline(
                 &lifetimes,

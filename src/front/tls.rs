@@ -6,7 +6,6 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
 
@@ -19,11 +18,8 @@ use crate::reject::{Reason, Rejection};
 
 /// Builds the rustls acceptor (aws-lc-rs provider, TLS 1.2 and 1.3).
 pub fn acceptor(settings: &TlsSettings) -> Result<TlsAcceptor, rustls::Error> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(settings.cert_chain.clone(), settings.key.clone_key())?;
+    let config =
+        crate::tls::server_config(settings.cert_chain.clone(), settings.key.clone_key(), &[])?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

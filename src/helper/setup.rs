@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use super::{HelperError, Settings, file_err, state_dir, write_private};
-use crate::upstream::random_ed25519_key;
+use crate::hostname::{MODEL_PREFIX, TRAINING_JOB_PREFIX};
+use crate::ssh_cert::{random_ed25519_key, write_key};
 
 const BEGIN: &str =
     "# >>> ssh-edge: managed by `ssh-edge setup`; edits inside this block are overwritten >>>";
@@ -37,9 +38,9 @@ pub fn managed_block(opts: &SetupOptions) -> String {
          \x20 IdentityFile {state}/id_ed25519\n\
          \x20 CertificateFile {state}/certs/%n-cert.pub\n\
          \x20 IdentitiesOnly yes\n\
-         Match host training-job-*.{suffix}\n\
+         Match host {TRAINING_JOB_PREFIX}*.{suffix}\n\
          \x20 User {tu}\n\
-         Match host model-*.{suffix}\n\
+         Match host {MODEL_PREFIX}*.{suffix}\n\
          \x20 User {mu}\n\
          {END}\n",
         suffix = s.suffix,
@@ -82,8 +83,7 @@ pub fn setup(opts: &SetupOptions) -> Result<PathBuf, HelperError> {
     }
     let key_path = state.join("id_ed25519");
     if !key_path.exists() {
-        crate::lab::write_key(&key_path, &random_ed25519_key())
-            .map_err(|e| file_err(&key_path, e))?;
+        write_key(&key_path, &random_ed25519_key()).map_err(|e| file_err(&key_path, e))?;
     }
     let settings = toml::to_string(&opts.settings).map_err(|e| file_err(&state, e))?;
     write_private(&state.join("settings.toml"), settings.as_bytes())?;

@@ -2,13 +2,12 @@
 //! signing API, written where the managed `~/.ssh/config` block points ssh and `connect`.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use super::http::{BaseUrl, post_json};
+use super::http::{ApiClient, BaseUrl};
 use super::{HelperError, Settings, load_settings, state_dir, write_private};
-use crate::hostname::{HostGrammar, KindSpec, Target};
+use crate::hostname::{self, HostGrammar, MODEL_KIND, TRAINING_JOB_KIND, Target};
 
 /// Reuse a certificate and token that stay valid at least this long.
 const MIN_REMAINING_SECS: u64 = 300;
@@ -22,13 +21,6 @@ pub struct SignOptions {
     pub force: bool,
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Parses `host` with the default kinds and the configured suffix; any remote label is
 /// accepted here (the signing API decides what the key may sign).
 fn parse(settings: &Settings, host: &str) -> Result<Target, HelperError> {
@@ -38,7 +30,7 @@ fn parse(settings: &Settings, host: &str) -> Result<Target, HelperError> {
         .and_then(|w| w.split_once('.'))
         .map(|(_, remote)| vec![remote.to_string()])
         .unwrap_or_default();
-    let kinds: Vec<KindSpec> = crate::config::RawHosts::default().kinds;
+    let kinds = hostname::default_kinds();
     let grammar = HostGrammar::new(&settings.suffix, &kinds, &remotes).map_err(|e| {
         HelperError::Host(format!(
             "settings suffix {:?} or host {host:?} is not usable: {e:?}",
@@ -98,7 +90,8 @@ pub async fn sign(opts: &SignOptions) -> Result<bool, HelperError> {
     let state = state_dir(&opts.ssh_dir);
     let cert_path = state.join("certs").join(format!("{host}-cert.pub"));
     let token_path = state.join("tokens").join(host);
-    let fresh = |exp: Option<u64>| exp.is_some_and(|e| e > now() + MIN_REMAINING_SECS);
+    let fresh =
+        |exp: Option<u64>| exp.is_some_and(|e| e > crate::time::unix_now() + MIN_REMAINING_SECS);
     if !opts.force
         && fresh(cached_cert_expiry(&cert_path))
         && fresh(cached_token_expiry(&token_path))
@@ -109,8 +102,7 @@ pub async fn sign(opts: &SignOptions) -> Result<bool, HelperError> {
     let public_key =
         std::fs::read_to_string(&pub_path).map_err(|e| super::file_err(&pub_path, e))?;
     let public_key = public_key.trim();
-    let base = BaseUrl::parse(&settings.api)?;
-    let ca = settings.ca_file.as_deref();
+    let api = ApiClient::new(BaseUrl::parse(&settings.api)?, settings.ca_file.as_deref())?;
     let key = settings.api_key.as_str();
     let refused = |status: u16, body: &Value| HelperError::Refused {
         host: host.to_string(),
@@ -120,16 +112,11 @@ pub async fn sign(opts: &SignOptions) -> Result<bool, HelperError> {
     let field = |name: &str| target.field(name).unwrap_or_default().to_string();
 
     let (status, body) = match target.kind.as_str() {
-        "training-job" => {
+        TRAINING_JOB_KIND => {
             let job = field("job_id");
-            let (status, found) = post_json(
-                &base,
-                "/v1/training_jobs/search",
-                key,
-                &json!({ "job_id": job }),
-                ca,
-            )
-            .await?;
+            let (status, found) = api
+                .post_json("/v1/training_jobs/search", key, &json!({ "job_id": job }))
+                .await?;
             if status >= 400 {
                 return Err(refused(status, &found));
             }
@@ -145,16 +132,14 @@ pub async fn sign(opts: &SignOptions) -> Result<bool, HelperError> {
                     field: "training_jobs[0].training_project.id",
                 })?;
             let path = format!("/v1/training_projects/{project}/jobs/{job}/ssh/sign");
-            post_json(
-                &base,
+            api.post_json(
                 &path,
                 key,
                 &json!({ "public_key": public_key, "replica_id": field("node") }),
-                ca,
             )
             .await?
         }
-        "model" => {
+        MODEL_KIND => {
             let path = format!(
                 "/v1/models/{}/deployments/{}/ssh/sign",
                 field("model_id"),
@@ -164,7 +149,7 @@ pub async fn sign(opts: &SignOptions) -> Result<bool, HelperError> {
             if let Some(replica) = target.field("replica_id") {
                 body["replica_id"] = json!(replica);
             }
-            post_json(&base, &path, key, &body, ca).await?
+            api.post_json(&path, key, &body).await?
         }
         other => {
             return Err(HelperError::Host(format!(

@@ -1,6 +1,7 @@
 //! Error types of the host-name grammar, and the quoting/escaping of network text in their
 //! messages.
 
+use super::formats::{MAX_LABEL, MAX_NAME};
 use crate::text::{escape_untrusted, quote_untrusted_char};
 
 /// Longest network text (in escaped output characters) shown in a message.
@@ -33,9 +34,13 @@ pub enum GrammarError {
 pub enum HostError {
     #[error("invalid host \"{input}\": empty name; expected {form}")]
     Empty { input: String, form: String },
-    #[error("invalid host \"{input}\": {len} bytes, over the 253-byte limit for a host name")]
+    #[error(
+        "invalid host \"{input}\": {len} bytes, over the {MAX_NAME}-byte limit for a host name"
+    )]
     TooLong { input: String, len: usize },
-    #[error("invalid host \"{input}\": label \"{label}\" is {len} bytes, over the 63-byte limit")]
+    #[error(
+        "invalid host \"{input}\": label \"{label}\" is {len} bytes, over the {MAX_LABEL}-byte limit"
+    )]
     LabelTooLong {
         input: String,
         label: String,

@@ -12,20 +12,22 @@
 //! SSH user name): error messages quote it truncated and escaped.
 
 mod error;
+mod formats;
 mod template;
 #[cfg(test)]
 mod tests;
 
 pub use error::{ExpandError, GrammarError, HostError};
+pub use formats::{
+    DEFAULT_REMOTE, DEFAULT_SUFFIX, MAX_LABEL, MAX_NAME, MODEL_KIND, MODEL_PREFIX, MODEL_TEMPLATE,
+    TRAINING_JOB_KIND, TRAINING_JOB_PREFIX, TRAINING_JOB_TEMPLATE, default_kinds, fits_dns,
+    full_host, is_dns_label, model_label, training_job_label,
+};
 
 use error::{show, show_char};
 use serde::{Deserialize, Serialize};
 use template::Kind;
 
-const MAX_NAME: usize = 253;
-const MAX_LABEL: usize = 63;
-/// What [`Target::remote_name`] says for host names without a remote label.
-pub const DEFAULT_REMOTE: &str = "default";
 /// Placeholders [`Target::expand`] provides besides the template's fields.
 pub const BUILTIN_PLACEHOLDERS: [&str; 4] = ["kind", "remote", "host", "workload"];
 
@@ -179,9 +181,11 @@ impl Dns {
     fn describe(&self) -> String {
         match self {
             Dns::Empty => "empty".into(),
-            Dns::TooLong(len) => format!("{len} bytes, over the 253-byte limit"),
+            Dns::TooLong(len) => format!("{len} bytes, over the {MAX_NAME}-byte limit"),
             Dns::EmptyLabel => "empty label".into(),
-            Dns::LabelTooLong(label, len) => format!("label \"{label}\" is {len} bytes, over 63"),
+            Dns::LabelTooLong(label, len) => {
+                format!("label \"{label}\" is {len} bytes, over {MAX_LABEL}")
+            }
             Dns::BadChar(label, ch) => format!(
                 "bad character {} in \"{label}\"; use lowercase a-z, 0-9 and '-'",
                 show_char(*ch)

@@ -14,16 +14,17 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::hostname::{self, MAX_LABEL, MAX_NAME};
 use crate::text::escape_untrusted;
 
 /// Largest request body accepted (bytes).
 pub const MAX_BODY: usize = 64 * 1024;
 /// Longest job, project, model or deployment id.
-pub const MAX_ID_LEN: usize = 63;
+pub const MAX_ID_LEN: usize = crate::hostname::MAX_LABEL;
 /// Longest node or replica index (decimal digits).
 pub const MAX_INDEX_DIGITS: usize = 9;
 /// The remote name whose host names carry no remote label.
-pub const DEFAULT_TENANT: &str = "default";
+pub const DEFAULT_TENANT: &str = crate::hostname::DEFAULT_REMOTE;
 
 /// Why a request was refused. `Display` is the `error` text sent to the client: it names the
 /// thing and what was expected, and never echoes a secret.
@@ -54,7 +55,9 @@ pub enum ApiError {
     InvalidReplica,
     #[error("missing replica_id: a training job node index is required")]
     MissingReplica,
-    #[error("workload host name {host} is longer than DNS allows (63 bytes per label, 253 in all)")]
+    #[error(
+        "workload host name {host} is longer than DNS allows ({MAX_LABEL} bytes per label, {MAX_NAME} in all)"
+    )]
     HostTooLong { host: String },
     #[error(
         "public_key is not an OpenSSH public key (expected one line like \"ssh-ed25519 AAAA... comment\"): {detail}"
@@ -312,26 +315,18 @@ impl Workload {
         }
     }
 
-    /// `training-job-<job>-<node>[.<remote>].<suffix>` or
-    /// `model-<model>-<deployment>[-<replica>][.<remote>].<suffix>`; no remote label for the
+    /// The workload's host name (see [`crate::hostname`]'s formats); no remote label for the
     /// default tenant.
     pub fn host(&self, tenant: &str, suffix: &str) -> String {
         let label = match self {
-            Self::TrainingJob { job_id, node, .. } => format!("training-job-{job_id}-{node}"),
+            Self::TrainingJob { job_id, node, .. } => hostname::training_job_label(job_id, node),
             Self::Model {
                 model_id,
                 deployment_id,
                 replica,
-            } => match replica {
-                Some(r) => format!("model-{model_id}-{deployment_id}-{r}"),
-                None => format!("model-{model_id}-{deployment_id}"),
-            },
+            } => hostname::model_label(model_id, deployment_id, replica.as_deref()),
         };
-        if tenant == DEFAULT_TENANT {
-            format!("{label}.{suffix}")
-        } else {
-            format!("{label}.{tenant}.{suffix}")
-        }
+        hostname::full_host(&label, tenant, suffix)
     }
 }
 
@@ -437,7 +432,4 @@ pub fn authorize(tenant: &Tenant, workload: &Workload) -> Result<(), ApiError> {
     }
 }
 
-/// True if `host` fits DNS: labels of 1 to 63 bytes, 253 bytes in all.
-pub fn host_fits_dns(host: &str) -> bool {
-    host.len() <= 253 && host.split('.').all(|l| (1..=63).contains(&l.len()))
-}
+pub use crate::hostname::fits_dns as host_fits_dns;

@@ -49,7 +49,7 @@ impl Default for RawIssuerConfig {
             listen: "127.0.0.1:8080".into(),
             tls: RawIssuerTls::default(),
             proxy_address: String::new(),
-            suffix: "ssh.baseten.co".into(),
+            suffix: crate::hostname::DEFAULT_SUFFIX.into(),
             certificate: RawCertificate::default(),
             token: RawIssuerToken::default(),
             control_plane: RawControlPlane::default(),
@@ -231,14 +231,7 @@ pub fn load(file: &Path) -> Result<IssuerConfig, IssuerConfigError> {
     validate(&load_raw(file)?)
 }
 
-/// A DNS label of `a-z0-9-`, 1 to 63 bytes, not starting or ending with `-`.
-pub(super) fn is_label(s: &str) -> bool {
-    (1..=63).contains(&s.len())
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
+pub(super) use crate::hostname::is_dns_label as is_label;
 
 /// Turns the raw configuration into typed settings, listing every problem found.
 pub fn validate(raw: &RawIssuerConfig) -> Result<IssuerConfig, IssuerConfigError> {

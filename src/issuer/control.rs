@@ -401,7 +401,7 @@ impl ControlPlane {
 
     fn update(&self, host: &str, change: impl FnOnce(&mut Entry)) -> Result<Status, ControlError> {
         let unknown = || ControlError::UnknownWorkload {
-            host: escape_untrusted(host, 253),
+            host: escape_untrusted(host, crate::hostname::MAX_NAME),
         };
         let key = self.key(host).ok_or_else(unknown)?;
         let mut entries = self.lock();

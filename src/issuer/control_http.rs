@@ -14,8 +14,9 @@ use serde_json::{Value, json};
 use super::control::{
     self, Activated, ControlError, ControlPlane, ControlRoute, SetExpiry, SetState, Side,
 };
-use super::http::{json_response, now_unix, read_body};
+use super::http::{json_response, read_body};
 use crate::text::quote_untrusted;
+use crate::time::unix_now;
 
 /// Answers a request whose path is on `side` of the control plane.
 pub async fn handle(
@@ -73,7 +74,7 @@ async fn respond(
             let status = control.status(&host);
             if status.state.is_none() {
                 return Err(ControlError::UnknownWorkload {
-                    host: crate::text::escape_untrusted(&host, 253),
+                    host: crate::text::escape_untrusted(&host, crate::hostname::MAX_NAME),
                 });
             }
             Ok((200, status.admin_json()))
@@ -86,7 +87,7 @@ async fn respond(
                 match activation {
                     Some(a) => super::activate::spawn(control.clone(), a),
                     None => tracing::info!(
-                        host = %quote_untrusted(&host, 253),
+                        host = %quote_untrusted(&host, crate::hostname::MAX_NAME),
                         "issuer: workload activated (no on_activate command), running"
                     ),
                 }
@@ -99,7 +100,7 @@ async fn respond(
                 "{\"state\": \"running|activatable|starting|stopped\", \"message\": \"...\"}",
             )?;
             let status = control.set_state(&host, req)?;
-            tracing::info!(host = %quote_untrusted(&host, 253), state = status.state.map_or("", |s| s.as_str()), "issuer: admin set workload state");
+            tracing::info!(host = %quote_untrusted(&host, crate::hostname::MAX_NAME), state = status.state.map_or("", |s| s.as_str()), "issuer: admin set workload state");
             Ok((200, status.admin_json()))
         }
         ControlRoute::AdminExpiry { host } => {
@@ -107,8 +108,8 @@ async fn respond(
                 &body,
                 "{\"session_expires_at\": <unix seconds or null>} or {\"extend_secs\": <seconds>}",
             )?;
-            let status = control.set_expiry(&host, req, now_unix())?;
-            tracing::info!(host = %quote_untrusted(&host, 253), session_expires_at = ?status.session_expires_at, "issuer: admin set session expiry");
+            let status = control.set_expiry(&host, req, unix_now())?;
+            tracing::info!(host = %quote_untrusted(&host, crate::hostname::MAX_NAME), session_expires_at = ?status.session_expires_at, "issuer: admin set session expiry");
             Ok((200, status.admin_json()))
         }
     }

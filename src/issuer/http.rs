@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -45,12 +45,8 @@ struct State {
 
 /// Builds the rustls acceptor (aws-lc-rs provider, TLS 1.2 and 1.3, ALPN http/1.1).
 pub fn tls_acceptor(tls: &IssuerTls) -> Result<TlsAcceptor, rustls::Error> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(tls.cert_chain.clone(), tls.key.clone_key())?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config =
+        crate::tls::server_config(tls.cert_chain.clone(), tls.key.clone_key(), &[b"http/1.1"])?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
@@ -114,13 +110,6 @@ where
     if let Ok(Err(e)) = tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
         tracing::debug!(%peer, error = %e, "issuer: connection ended with an error");
     }
-}
-
-pub(super) fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
@@ -222,7 +211,7 @@ async fn respond(state: &State, req: Request<Incoming>) -> Result<Served, ApiErr
         &config.settings,
         &caller,
         &request,
-        &Issuance::random(now_unix()),
+        &Issuance::random(crate::time::unix_now()),
     )
     .map_err(|e| match e {
         IssueError::Api(e) => e,

@@ -3,14 +3,12 @@
 
 use std::time::Duration;
 
-use russh::keys::ssh_key::certificate::{Builder, CertType};
 use russh::keys::ssh_key::{Certificate, PrivateKey, PublicKey};
 use serde_json::{Value, json};
 
-use super::api::{ApiError, Caller, IssueSettings, SignRequest, host_fits_dns};
+use crate::ssh_cert::{STANDARD_USER_EXTENSIONS, UserCertificate, sign_user_certificate};
 
-/// Certificates start this long before they are issued, for clock skew on the backends.
-pub const BACKDATE_SECS: u64 = 60;
+use super::api::{ApiError, Caller, IssueSettings, SignRequest, host_fits_dns};
 
 /// Everything random or time-dependent in one issuance, so building it stays deterministic.
 #[derive(Debug, Clone)]
@@ -51,15 +49,6 @@ pub fn claims(settings: &IssueSettings, caller: &Caller<'_>, host: &str, at: &Is
     })
 }
 
-/// The user certificate extensions granted.
-pub const EXTENSIONS: [&str; 5] = [
-    "permit-pty",
-    "permit-port-forwarding",
-    "permit-agent-forwarding",
-    "permit-X11-forwarding",
-    "permit-user-rc",
-];
-
 /// Signs the user certificate for `public_key`.
 pub fn certificate(
     ca: &PrivateKey,
@@ -69,20 +58,18 @@ pub fn certificate(
     validity: Duration,
     at: &Issuance,
 ) -> Result<Certificate, russh::keys::ssh_key::Error> {
-    let mut b = Builder::new(
-        rand::random::<[u8; 32]>().to_vec(),
-        public_key.key_data().clone(),
-        at.now.saturating_sub(BACKDATE_SECS),
-        at.now + validity.as_secs(),
-    )?;
-    b.serial(at.serial)?
-        .cert_type(CertType::User)?
-        .key_id(key_id)?
-        .valid_principal(principal)?;
-    for ext in EXTENSIONS {
-        b.extension(ext, "")?;
-    }
-    b.sign(ca)
+    sign_user_certificate(
+        ca,
+        &UserCertificate {
+            public_key,
+            principals: &[principal],
+            key_id,
+            serial: at.serial,
+            now: at.now,
+            validity_secs: validity.as_secs(),
+            extensions: STANDARD_USER_EXTENSIONS,
+        },
+    )
 }
 
 /// What a successful sign returns, plus facts for the log line.

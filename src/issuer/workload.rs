@@ -8,6 +8,7 @@
 use serde_json::{Value, json};
 
 use super::api::{DEFAULT_TENANT, Workload, host_fits_dns, is_hash_id, is_index};
+use crate::hostname;
 
 /// Longest `message` accepted (bytes): it ends up in an SSH disconnect message.
 pub const MAX_MESSAGE: usize = 1024;
@@ -155,11 +156,11 @@ pub fn parse_host(host: &str, suffix: &str) -> Option<WorkloadKey> {
         }
         Some(_) => return None,
     };
-    let id = if let Some(r) = label.strip_prefix("training-job-") {
+    let id = if let Some(r) = label.strip_prefix(hostname::TRAINING_JOB_PREFIX) {
         let (job, node) = r.split_once('-')?;
         (is_hash_id(job) && is_index(node))
             .then(|| WorkloadId::TrainingJob { job_id: job.into() })?
-    } else if let Some(r) = label.strip_prefix("model-") {
+    } else if let Some(r) = label.strip_prefix(hostname::MODEL_PREFIX) {
         let parts: Vec<&str> = r.split('-').collect();
         let (model, deployment, replica) = match parts.as_slice() {
             [m, d] => (*m, *d, None),
@@ -272,7 +273,7 @@ impl Status {
             session_expires_at: None,
             message: Some(format!(
                 "no workload named {}",
-                crate::text::escape_untrusted(host, 253)
+                crate::text::escape_untrusted(host, crate::hostname::MAX_NAME)
             )),
             activations: 0,
             activate_requests: 0,

@@ -7,16 +7,17 @@ use std::io::Write as _;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use russh::keys::ssh_key::certificate::{Builder, CertType};
-use russh::keys::ssh_key::{LineEnding, PrivateKey};
+use russh::keys::ssh_key::PrivateKey;
 
 mod control_plane;
 pub use control_plane::{IssuerLab, SleepingBackend};
 
 use crate::config::{RawConfig, RawRemote, RawRoute, RawTokenKey};
-use crate::upstream::random_ed25519_key;
+use crate::ssh_cert::{
+    STANDARD_USER_EXTENSIONS, UserCertificate, random_ed25519_key, sign_user_certificate,
+};
 
 /// Token key ids of the lab's two remotes (front B).
 pub const TOKEN_KIDS: [(&str, &str); 2] =
@@ -71,15 +72,10 @@ pub struct Lab {
 
 /// Writes an OpenSSH private key file with mode 0600 and its `.pub` beside it.
 pub fn write_key(path: &Path, key: &PrivateKey) -> Result<(), LabError> {
-    key.write_openssh_file(path, LineEnding::LF)
-        .map_err(|e| file_err(path, e))?;
-    set_mode(path, 0o600)?;
-    let public = key
-        .public_key()
-        .to_openssh()
-        .map_err(|e| LabError::Key(e.to_string()))?;
-    let pub_path = path.with_extension("pub");
-    std::fs::write(&pub_path, public + "\n").map_err(|e| file_err(&pub_path, e))
+    crate::ssh_cert::write_key(path, key).map_err(|e| LabError::File {
+        path: e.path,
+        reason: e.reason,
+    })
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), LabError> {
@@ -299,35 +295,20 @@ impl Lab {
         let key = random_ed25519_key();
         let key_path = self.path(name);
         write_key(&key_path, &key)?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let mint = || -> Result<String, russh::keys::ssh_key::Error> {
-            let mut b = Builder::new(
-                rand::random::<[u8; 32]>().to_vec(),
-                key.public_key().key_data().clone(),
-                now - 60,
-                now + validity.as_secs(),
-            )?;
-            b.serial(rand::random::<u32>() as u64)?
-                .cert_type(CertType::User)?
-                .key_id(key_id)?;
-            for p in principals {
-                b.valid_principal(*p)?;
-            }
-            for ext in [
-                "permit-pty",
-                "permit-port-forwarding",
-                "permit-agent-forwarding",
-                "permit-X11-forwarding",
-                "permit-user-rc",
-            ] {
-                b.extension(ext, "")?;
-            }
-            b.sign(&self.user_ca)?.to_openssh()
-        };
-        let cert = mint().map_err(|e| LabError::Key(e.to_string()))?;
+        let cert = sign_user_certificate(
+            &self.user_ca,
+            &UserCertificate {
+                public_key: key.public_key(),
+                principals,
+                key_id,
+                serial: u64::from(rand::random::<u32>()),
+                now: crate::time::unix_now(),
+                validity_secs: validity.as_secs(),
+                extensions: STANDARD_USER_EXTENSIONS,
+            },
+        )
+        .and_then(|cert| cert.to_openssh())
+        .map_err(|e| LabError::Key(e.to_string()))?;
         write(&self.path(&format!("{name}-cert.pub")), &(cert + "\n"))?;
         Ok(key_path)
     }
@@ -379,10 +360,7 @@ impl Lab {
         let der = std::fs::read(&path).map_err(|e| file_err(&path, e))?;
         let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
             .map_err(|e| LabError::Key(e.to_string()))?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = crate::time::unix_now();
         let claims = serde_json::json!({
             "iss": "ssh-edge", "aud": "ssh-edge", "sub": "lab-user", "jti": format!("lab-{}", rand::random::<u32>()),
             "host": host, "iat": now, "exp": now + lifetime.as_secs(),

@@ -175,20 +175,11 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hostname::{HostGrammar, KindSpec};
+    use crate::hostname::{self, HostGrammar};
 
     fn grammar() -> HostGrammar {
-        let kinds = [
-            KindSpec {
-                name: "training-job".into(),
-                template: "training-job-{job_id:slug}-{node:num}".into(),
-            },
-            KindSpec {
-                name: "model".into(),
-                template: "model-{model_id}-{deployment_id}[-{replica_id}]".into(),
-            },
-        ];
-        HostGrammar::new("ssh.baseten.co", &kinds, &["tenant-b".to_string()]).unwrap()
+        let kinds = hostname::default_kinds();
+        HostGrammar::new(hostname::DEFAULT_SUFFIX, &kinds, &["tenant-b".to_string()]).unwrap()
     }
 
     fn rule(kind: &str, remote: Option<&str>, fields: &[(&str, &str)], backend: &str) -> RouteRule {

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::{SessionStats, Sessions, unix_now};
+use super::{SessionStats, Sessions};
 use crate::route::lifetime::{
     Deadline, Lifetimes, earliest, human, warn_before, warning, workload_expiry,
 };
+use crate::time::unix_now;
 
 /// The workload's session expiry from the control plane, re-read while the session lives so
 /// that an extension moves the end (and a cut brings it forward).

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use dashmap::DashMap;
 use prometheus::{IntCounterVec, IntGauge};
@@ -17,6 +17,7 @@ use tokio::sync::watch;
 mod enforce;
 
 use crate::route::lifetime::{Deadline, Lifetimes};
+use crate::time::unix_now;
 pub use enforce::WorkloadExpiry;
 use enforce::{Ends, enforce};
 
@@ -155,13 +156,6 @@ impl Entry {
             .collect();
         info
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// End reasons of `ssh_edge_sessions_ended_total`, all exported from the start.
@@ -343,10 +337,7 @@ impl Sessions {
     pub fn open(self: &Arc<Self>, mut info: SessionInfo) -> SessionGuard {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         info.id = id;
-        info.started = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        info.started = unix_now();
         if let Ok(serde_json::Value::Object(mut fields)) = serde_json::to_value(&info) {
             fields.remove("bytes_up");
             fields.remove("bytes_down");

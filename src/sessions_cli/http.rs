@@ -1,14 +1,18 @@
-//! One request to one replica's admin endpoint: plain HTTP/1.1 over a TCP stream, one request
-//! per connection (the admin responder answers with `Connection: close`), the answer read to
-//! its end, under a size cap and the caller's timeout. Nothing the peer sends is trusted: the
-//! status line, headers and body are checked, and peer text in errors is escaped.
+//! One request to one replica's admin endpoint over the crate's hyper client
+//! ([`crate::http_client`]): plain HTTP/1.1, one request per connection, the answer read to its
+//! end (whatever its framing) under a size cap and the caller's timeout. Nothing the peer sends
+//! is trusted: hyper checks the framing, the status and body are checked here, and peer text in
+//! errors is escaped.
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper::header::{ACCEPT, AUTHORIZATION, CONNECTION, USER_AGENT};
+use hyper::{Method, Request};
 
 use super::targets::Target;
+use crate::http_client::error_chain;
 use crate::text::escape_untrusted;
 
 /// The largest answer read (a list of some hundred thousand sessions).
@@ -20,21 +24,14 @@ pub enum ReplicaError {
     #[error("{reason}")]
     Resolve { reason: String },
     #[error("cannot connect: {0}")]
-    Connect(std::io::Error),
-    #[error("sending the request: {0}")]
-    Send(std::io::Error),
-    #[error("reading the answer: {0}")]
-    Receive(std::io::Error),
+    Connect(String),
+    /// The request could not be sent, or the answer was no well-formed HTTP/1.1.
+    #[error("no usable HTTP answer: {0}")]
+    Exchange(String),
     #[error("no answer within {} s", .0.as_secs_f64())]
     Timeout(Duration),
     #[error("answer larger than {MAX_RESPONSE} bytes")]
     TooLarge,
-    #[error("not an HTTP answer: expected a status line like \"HTTP/1.1 200 OK\", got {line}")]
-    NotHttp { line: String },
-    #[error("answer cut short: Content-Length {expected}, got {got} bytes")]
-    Truncated { expected: usize, got: usize },
-    #[error("unsupported answer: Transfer-Encoding {0} (expected a Content-Length body)")]
-    Encoding(String),
     #[error(
         "401 Unauthorized: the admin endpoint wants a bearer token (--token-file or SSH_EDGE_ADMIN_TOKEN_FILE)"
     )]
@@ -52,76 +49,11 @@ pub enum ReplicaError {
     },
 }
 
-/// An HTTP answer, parsed (pure).
+/// An HTTP answer: status and whole body.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Answer<'a> {
     pub status: u16,
     pub body: &'a [u8],
-}
-
-/// The request bytes (pure).
-pub fn request_head(target: &Target, method: &str, path: &str, token: Option<&str>) -> String {
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ssh-edge/{version}\r\n\
-         Accept: application/json\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n",
-        host = target.replica,
-        version = env!("CARGO_PKG_VERSION"),
-    )
-}
-
-/// Splits a whole answer (read to EOF) into status and body (pure).
-pub fn parse_answer(raw: &[u8]) -> Result<Answer<'_>, ReplicaError> {
-    let first_line = || {
-        let line = raw.split(|b| *b == b'\n').next().unwrap_or_default();
-        crate::text::quote_untrusted(&String::from_utf8_lossy(line), 80)
-    };
-    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Err(ReplicaError::NotHttp { line: first_line() });
-    };
-    let head = String::from_utf8_lossy(&raw[..end]);
-    let body = &raw[end + 4..];
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or_default();
-    let status = parts
-        .next()
-        .filter(|s| s.len() == 3)
-        .and_then(|s| s.parse::<u16>().ok())
-        .filter(|s| (100..600).contains(s));
-    let Some(status) = status.filter(|_| version.starts_with("HTTP/1.")) else {
-        return Err(ReplicaError::NotHttp { line: first_line() });
-    };
-    let mut length = None;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        if name.trim().eq_ignore_ascii_case("content-length") {
-            length = Some(value.parse::<usize>().map_err(|_| ReplicaError::NotHttp {
-                line: format!("Content-Length {}", crate::text::quote_untrusted(value, 40)),
-            })?);
-        } else if name.trim().eq_ignore_ascii_case("transfer-encoding")
-            && !value.eq_ignore_ascii_case("identity")
-        {
-            return Err(ReplicaError::Encoding(crate::text::quote_untrusted(
-                value, 40,
-            )));
-        }
-    }
-    let body = match length {
-        Some(n) if body.len() < n => {
-            return Err(ReplicaError::Truncated {
-                expected: n,
-                got: body.len(),
-            });
-        }
-        Some(n) => &body[..n],
-        None => body,
-    };
-    Ok(Answer { status, body })
 }
 
 /// What an error answer says: its JSON `error` field, else its text; escaped and capped.
@@ -154,24 +86,51 @@ async fn exchange(
     method: &str,
     path: &str,
     token: Option<&str>,
+    timeout: Duration,
 ) -> Result<Vec<u8>, ReplicaError> {
-    let mut stream = TcpStream::connect((target.host.as_str(), target.port))
-        .await
-        .map_err(ReplicaError::Connect)?;
-    stream
-        .write_all(request_head(target, method, path, token).as_bytes())
-        .await
-        .map_err(ReplicaError::Send)?;
-    let mut raw = Vec::new();
-    (&mut stream)
-        .take(MAX_RESPONSE as u64 + 1)
-        .read_to_end(&mut raw)
-        .await
-        .map_err(ReplicaError::Receive)?;
-    if raw.len() > MAX_RESPONSE {
-        return Err(ReplicaError::TooLarge);
+    let url = format!("http://{}{path}", target.replica);
+    let method =
+        Method::from_bytes(method.as_bytes()).map_err(|e| ReplicaError::Exchange(e.to_string()))?;
+    let mut request = Request::builder()
+        .method(method)
+        .uri(&url)
+        .header(USER_AGENT, concat!("ssh-edge/", env!("CARGO_PKG_VERSION")))
+        .header(ACCEPT, "application/json")
+        .header(CONNECTION, "close");
+    if let Some(token) = token {
+        request = request.header(AUTHORIZATION, format!("Bearer {token}"));
     }
-    let body = check_status(parse_answer(&raw)?, token.is_some())?;
+    let request = request
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| ReplicaError::Exchange(escape_untrusted(&e.to_string(), 200)))?;
+    let client =
+        crate::http_client::plain(timeout).map_err(|e| ReplicaError::Connect(e.to_string()))?;
+    let response = client.request(request).await.map_err(|e| {
+        if e.is_connect() {
+            ReplicaError::Connect(error_chain(&e))
+        } else {
+            ReplicaError::Exchange(error_chain(&e))
+        }
+    })?;
+    let status = response.status().as_u16();
+    let body = Limited::new(response.into_body(), MAX_RESPONSE)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ReplicaError::TooLarge
+            } else {
+                ReplicaError::Exchange(error_chain(e.as_ref()))
+            }
+        })?
+        .to_bytes();
+    let body = check_status(
+        Answer {
+            status,
+            body: &body,
+        },
+        token.is_some(),
+    )?;
     Ok(body.to_vec())
 }
 
@@ -184,7 +143,7 @@ pub async fn call(
     token: Option<&str>,
     timeout: Duration,
 ) -> Result<Vec<u8>, ReplicaError> {
-    tokio::time::timeout(timeout, exchange(target, method, path, token))
+    tokio::time::timeout(timeout, exchange(target, method, path, token, timeout))
         .await
         .unwrap_or(Err(ReplicaError::Timeout(timeout)))
 }
@@ -192,67 +151,6 @@ pub async fn call(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn requests_carry_host_token_and_close() {
-        let t = Target {
-            replica: "[fd00::1]:9100".into(),
-            host: "fd00::1".into(),
-            port: 9100,
-        };
-        let head = request_head(&t, "POST", "/sessions/kill?key_id=a", Some("s3cret"));
-        assert!(
-            head.starts_with("POST /sessions/kill?key_id=a HTTP/1.1\r\nHost: [fd00::1]:9100\r\n")
-        );
-        assert!(head.contains("\r\nAuthorization: Bearer s3cret\r\n"));
-        assert!(head.contains("\r\nConnection: close\r\n"));
-        assert!(head.ends_with("\r\n\r\n"));
-        assert!(!request_head(&t, "GET", "/sessions", None).contains("Authorization"));
-    }
-
-    #[test]
-    fn answers_are_parsed_strictly() {
-        let ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 3\r\nConnection: close\r\n\r\n{}\nextra";
-        let a = parse_answer(ok).unwrap();
-        assert_eq!(
-            a,
-            Answer {
-                status: 200,
-                body: b"{}\n"
-            }
-        );
-        assert_eq!(check_status(a, false).unwrap(), b"{}\n");
-        // Without Content-Length: to the end.
-        assert_eq!(
-            parse_answer(b"HTTP/1.0 200 OK\r\n\r\nabc").unwrap().body,
-            b"abc"
-        );
-        for (raw, want) in [
-            (&b"SSH-2.0-OpenSSH_9.2\r\n"[..], "not an HTTP answer"),
-            (b"HTTP/1.1 2000 OK\r\n\r\n", "not an HTTP answer"),
-            (b"HTTP/2 200\r\n\r\n", "not an HTTP answer"),
-            (
-                b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
-                "cut short",
-            ),
-            (
-                b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
-                "Content-Length",
-            ),
-            (
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc",
-                "chunked",
-            ),
-        ] {
-            let e = parse_answer(raw).unwrap_err().to_string();
-            assert!(e.contains(want), "{e}");
-        }
-        // A hostile status line is escaped in the error.
-        let e = parse_answer(b"\x1b[31mEVIL\r\n\r\n")
-            .unwrap_err()
-            .to_string();
-        assert!(!e.contains('\x1b') && e.contains("\\u{1b}"), "{e}");
-    }
 
     #[test]
     fn statuses_become_errors_that_say_what_to_do() {

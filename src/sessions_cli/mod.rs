@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
@@ -291,13 +291,6 @@ pub struct Printed {
     pub complete: bool,
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn print_json(value: &serde_json::Value) -> String {
     // A `Value` always serialises.
     format!(
@@ -330,7 +323,7 @@ async fn list(
             ));
         }
         Printed {
-            stdout: output::table(&merged.sessions, now()),
+            stdout: output::table(&merged.sessions, crate::time::unix_now()),
             stderr,
             complete,
         }

@@ -414,9 +414,7 @@ REPLICA        ID  FRONT  CLIENT          KEY_ID/SUB        TARGET              
                 (target("10.0.0.2:9100"), Ok(vec![])),
                 (
                     target("10.0.0.3:9100"),
-                    Err(ReplicaError::Connect(
-                        std::io::ErrorKind::ConnectionRefused.into(),
-                    )),
+                    Err(ReplicaError::Connect("connection refused".into())),
                 ),
             ],
             vec![],

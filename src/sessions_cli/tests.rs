@@ -254,9 +254,44 @@ async fn a_fanout_merges_answers_and_names_the_silent() {
         seen[0].starts_with("GET /sessions?key_id=alice HTTP/1.1\r\n"),
         "{seen:?}"
     );
+    // Header names are case-insensitive (hyper writes them in lower case).
     assert!(
-        seen[0].contains("Authorization: Bearer t0ken\r\n"),
+        seen[0]
+            .to_ascii_lowercase()
+            .contains("authorization: bearer t0ken\r\n"),
         "{seen:?}"
     );
     drop(silent);
+}
+
+#[tokio::test]
+async fn chunked_answers_are_read_and_non_http_ones_refused() {
+    let (chunked, _) = fake_admin(vec![
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n\
+         c\r\n{\"sessions\":\r\n18\r\n[{\"id\":5,\"started\":1}]}\n\r\n0\r\n\r\n",
+    ])
+    .await;
+    let (ssh, _) = fake_admin(vec!["SSH-2.0-OpenSSH_9.2\r\n"]).await;
+    let args = parse(&[
+        "list",
+        "--admin",
+        &chunked,
+        "--admin",
+        &ssh,
+        "--timeout-secs",
+        "20",
+        "--json",
+    ])
+    .unwrap();
+    let printed = tokio::time::timeout(std::time::Duration::from_secs(30), execute(&args))
+        .await
+        .expect("both replicas answer within 30 s")
+        .unwrap();
+    assert!(!printed.complete);
+    let json: serde_json::Value = serde_json::from_str(&printed.stdout).unwrap();
+    assert_eq!(json["sessions"][0]["replica"], chunked.as_str());
+    assert_eq!(json["sessions"][0]["id"], 5);
+    assert_eq!(json["unreachable"][0]["replica"], ssh.as_str());
+    let error = json["unreachable"][0]["error"].as_str().unwrap();
+    assert!(error.starts_with("no usable HTTP answer"), "{error}");
 }

@@ -38,10 +38,7 @@ impl BackendKeyCheck {
         let key = match presented {
             PublicKeyOrCertificate::PublicKey { key, .. } => key,
             PublicKeyOrCertificate::Certificate(cert) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
+                let now = crate::time::unix_now();
                 return match check_host_certificate(
                     cert,
                     &self.host,

@@ -1,10 +1,11 @@
 //! Short-lived user certificates the edge mints per session for its backend login.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use russh::keys::ssh_key::certificate::{Builder, CertType};
-use russh::keys::ssh_key::private::Ed25519Keypair;
 use russh::keys::ssh_key::{self, Certificate, PrivateKey};
+
+pub use crate::ssh_cert::random_ed25519_key;
+use crate::ssh_cert::{BACKEND_LOGIN_EXTENSIONS, UserCertificate, sign_user_certificate};
 
 /// What goes into a minted backend certificate.
 pub struct MintRequest<'a> {
@@ -15,45 +16,30 @@ pub struct MintRequest<'a> {
     pub validity: Duration,
 }
 
-/// A fresh ed25519 key (seeded from the OS RNG).
-pub fn random_ed25519_key() -> PrivateKey {
-    PrivateKey::from(Ed25519Keypair::from_seed(&rand::random::<[u8; 32]>()))
-}
-
 /// Signs a user certificate for `req.subject` with the edge CA. Valid from one minute ago
 /// (backend clock skew) until `validity` from now.
 pub fn mint_backend_certificate(
     ca: &PrivateKey,
     req: &MintRequest<'_>,
 ) -> Result<Certificate, ssh_key::Error> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut builder = Builder::new(
-        rand::random::<[u8; 32]>().to_vec(),
-        req.subject.public_key().key_data().clone(),
-        now.saturating_sub(60),
-        now + req.validity.as_secs(),
-    )?;
-    builder.serial(rand::random::<u64>())?;
-    builder.cert_type(CertType::User)?;
-    builder.key_id(req.key_id)?;
-    builder.valid_principal(req.principal)?;
-    for ext in [
-        "permit-pty",
-        "permit-port-forwarding",
-        "permit-agent-forwarding",
-        "permit-X11-forwarding",
-    ] {
-        builder.extension(ext, "")?;
-    }
-    builder.sign(ca)
+    sign_user_certificate(
+        ca,
+        &UserCertificate {
+            public_key: req.subject.public_key(),
+            principals: &[req.principal],
+            key_id: req.key_id,
+            serial: rand::random(),
+            now: crate::time::unix_now(),
+            validity_secs: req.validity.as_secs(),
+            extensions: BACKEND_LOGIN_EXTENSIONS,
+        },
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use russh::keys::ssh_key::certificate::CertType;
 
     #[test]
     fn minted_certificate_is_valid_and_names_the_user() {

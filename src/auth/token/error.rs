@@ -11,17 +11,19 @@ use super::{ES256_SIGNATURE_LEN, MAX_LOGGED_AUDIENCES, MAX_LOGGED_CHARS};
 pub enum TokenKeyError {
     #[error("token key id is empty")]
     EmptyKid,
-    #[error("not a PEM \"PUBLIC KEY\" block ({PEM_BEGIN} ... {PEM_END})")]
+    #[error(
+        "expected exactly one PEM \"PUBLIC KEY\" block ({PEM_BEGIN} ... {PEM_END}) holding a P-256 EC public key"
+    )]
     NotPem,
-    #[error("PEM body is not valid base64")]
+    #[error("PEM body is not valid base64 (expected a P-256 EC public key)")]
     BadBase64,
-    #[error("malformed SubjectPublicKeyInfo DER: {detail}")]
+    #[error("expected a P-256 EC public key as SubjectPublicKeyInfo DER: {detail}")]
     BadDer { detail: &'static str },
-    #[error("public key algorithm is not id-ecPublicKey (1.2.840.10045.2.1)")]
+    #[error("expected a P-256 EC public key, found a key of another algorithm (RSA or Ed25519)")]
     NotEcKey,
-    #[error("EC public key curve is not P-256 (prime256v1, 1.2.840.10045.3.1.7)")]
+    #[error("expected a P-256 EC public key, found an EC key on another curve (P-384 or P-521)")]
     NotP256,
-    #[error("bad P-256 public key point: {detail}")]
+    #[error("expected a P-256 EC public key: {detail}")]
     BadPoint { detail: &'static str },
 }
 

@@ -78,7 +78,7 @@ use verify::{
 /// Longest token accepted, in bytes.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 /// Longest `host` claim, in bytes (a DNS name).
-pub const MAX_HOST_LEN: usize = 253;
+pub const MAX_HOST_LEN: usize = crate::hostname::MAX_NAME;
 /// Longest `sub` claim, in bytes.
 pub const MAX_SUB_LEN: usize = 256;
 /// Longest `jti` claim, in bytes.

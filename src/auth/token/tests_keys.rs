@@ -1,17 +1,20 @@
 //! `sign_token` input checks and `TokenKey::from_pem` (PEM armor, SPKI DER, P-256 point) tests;
 //! fixtures live in `tests_verify.rs`.
 
+use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _,
 };
 use serde_json::json;
 
-use super::key::OID_EC_PUBLIC_KEY;
 use super::tests_verify::{
     P256_SPKI_PREFIX, claims, good_token, key_pair, pem_for, pem_wrap, policy, token_key, unhex,
     verify,
 };
 use super::*;
+
+/// id-ecPublicKey, 1.2.840.10045.2.1 (OID content bytes).
+const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
 
 // --- sign_token -------------------------------------------------------------------------------
 
@@ -130,6 +133,28 @@ fn garbage_pem_rejected() {
     trailing.push(0);
     let rsa_oid = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
     let p384 = [0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+    // Real keys of other kinds, as their SubjectPublicKeyInfo DER.
+    let real_p384 = {
+        let kp = EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING).unwrap();
+        AsDer::<PublicKeyX509Der>::as_der(kp.public_key())
+            .unwrap()
+            .as_ref()
+            .to_vec()
+    };
+    let real_rsa = {
+        let kp = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        AsDer::<PublicKeyX509Der>::as_der(kp.public_key())
+            .unwrap()
+            .as_ref()
+            .to_vec()
+    };
+    let real_ed25519 = {
+        let kp = aws_lc_rs::signature::Ed25519KeyPair::generate().unwrap();
+        AsDer::<PublicKeyX509Der>::as_der(kp.public_key())
+            .unwrap()
+            .as_ref()
+            .to_vec()
+    };
     let mut compressed = vec![0x02];
     compressed.extend_from_slice(&point[1..33]);
     let mut off_curve = vec![0x04];
@@ -139,18 +164,24 @@ fn garbage_pem_rejected() {
 
     let cases = [
         (truncated, "der"),
-        (trailing, "der"),
+        (trailing, "point"),
         (vec![0x04, 0x01, 0x00], "der"),
-        (spki(&rsa_oid, &[0x05, 0x00], &bits(&point)), "not_ec"),
-        (spki(OID_EC_PUBLIC_KEY, &p384, &bits(&point)), "not_p256"),
-        (
-            spki(OID_EC_PUBLIC_KEY, &[0x30, 0x00], &bits(&point)),
-            "not_p256",
-        ),
+        // A bare point is no SubjectPublicKeyInfo (aws-lc-rs alone would take it).
+        (point.clone(), "der"),
+        (real_rsa, "not_ec"),
+        (real_ed25519, "not_ec"),
+        (real_p384, "not_p256"),
+        // Another algorithm's OID, or a curve's OID, over a P-256 point: not a valid key.
+        (spki(&rsa_oid, &[0x05, 0x00], &bits(&point)), "der"),
+        (spki(OID_EC_PUBLIC_KEY, &p384, &bits(&point)), "der"),
+        // Explicit curve parameters instead of the named curve.
+        (spki(OID_EC_PUBLIC_KEY, &[0x30, 0x00], &bits(&point)), "der"),
+        // A valid key in another encoding.
         (spki(OID_EC_PUBLIC_KEY, &p256, &bits(&compressed)), "point"),
-        (spki(OID_EC_PUBLIC_KEY, &p256, &bits(&off_curve)), "point"),
-        (spki(OID_EC_PUBLIC_KEY, &p256, &bits(&point[..64])), "point"),
+        (spki(OID_EC_PUBLIC_KEY, &p256, &bits(&off_curve)), "der"),
+        (spki(OID_EC_PUBLIC_KEY, &p256, &bits(&point[..64])), "der"),
         (spki(OID_EC_PUBLIC_KEY, &p256, &unused_bits), "der"),
+        (Vec::new(), "der"),
     ];
     for (i, (der, expected)) in cases.into_iter().enumerate() {
         let err = TokenKey::from_pem("k", &pem_wrap(&der)).unwrap_err();
@@ -166,10 +197,51 @@ fn non_minimal_der_length_rejected() {
     der.extend_from_slice(&unhex(P256_SPKI_PREFIX)[2..]);
     der.extend_from_slice(kp.public_key().as_ref());
     let err = TokenKey::from_pem("k", &pem_wrap(&der)).unwrap_err();
+    assert_eq!(kind(&err), "der", "{err}");
+}
+
+#[test]
+fn der_entry_point_matches_pem() {
+    let kp = key_pair();
+    let mut der = unhex(P256_SPKI_PREFIX);
+    der.extend_from_slice(kp.public_key().as_ref());
     assert_eq!(
-        err,
-        TokenKeyError::BadDer {
-            detail: "non-minimal DER length"
-        }
+        TokenKey::from_spki_der("k1", &der).unwrap(),
+        token_key("k1", &kp)
     );
+    assert_eq!(
+        TokenKey::from_spki_der("", &der),
+        Err(TokenKeyError::EmptyKid)
+    );
+}
+
+#[test]
+fn indented_pem_and_explanatory_text_are_accepted() {
+    let kp = key_pair();
+    // As a TOML multi-line string might hold it.
+    let indented: String = pem_for(&kp).lines().map(|l| format!("    {l}\n")).collect();
+    assert_eq!(
+        TokenKey::from_pem("k1", &indented).unwrap(),
+        token_key("k1", &kp)
+    );
+    // RFC 7468 allows text outside the block.
+    let commented = format!("tenant-a signing key\n{}", pem_for(&kp));
+    assert_eq!(
+        TokenKey::from_pem("k1", &commented).unwrap(),
+        token_key("k1", &kp)
+    );
+}
+
+#[test]
+fn errors_say_what_was_expected() {
+    for e in [
+        TokenKeyError::NotPem,
+        TokenKeyError::BadBase64,
+        TokenKeyError::NotEcKey,
+        TokenKeyError::NotP256,
+        TokenKeyError::BadDer { detail: "x" },
+        TokenKeyError::BadPoint { detail: "x" },
+    ] {
+        assert!(e.to_string().contains("P-256 EC public key"), "{e}");
+    }
 }
