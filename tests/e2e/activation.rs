@@ -157,13 +157,7 @@ impl Wakeable {
 
 /// A metric sample that must exist (a missing series fails, it is not 0).
 pub fn metric(w: &World, name_and_labels: &str) -> u64 {
-    let text = w.metrics.render();
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(name_and_labels)
-                .and_then(|rest| rest.trim().parse::<f64>().ok())
-        })
-        .unwrap_or_else(|| panic!("no series {name_and_labels} in:\n{text}")) as u64
+    metric_value(&w.metrics.render(), name_and_labels)
 }
 
 /// Waits until `cond` holds, failing the test after `timeout`.
