@@ -69,8 +69,7 @@ fn loadtest(e: &Edged, mode: &str, connections: u32, extra: &[&str]) -> serde_js
         .args(["--mode", mode, "--connections", &connections.to_string()])
         .args(["--duration-secs", "2", "--json"])
         .args(extra)
-        .output()
-        .unwrap();
+        .output_bounded();
     assert!(
         out.status.success(),
         "{mode}: {}",
@@ -130,8 +129,7 @@ fn stall(e: &Edged, stall: &str, connections: u32, secs: u32, extra: &[&str]) ->
         .args(["--connections", &connections.to_string()])
         .args(["--duration-secs", &secs.to_string(), "--json"])
         .args(extra)
-        .output()
-        .unwrap();
+        .output_bounded();
     assert!(
         out.status.success(),
         "stall {stall}: {}",
@@ -178,8 +176,7 @@ fn a_target_off_loopback_is_refused_without_connecting() {
             "--key",
             "/nonexistent",
         ])
-        .output()
-        .unwrap();
+        .output_bounded();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -193,8 +190,7 @@ fn run_loadtest(args: &[&str]) -> (Option<i32>, serde_json::Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_ssh-edge-loadtest"))
         .args(args)
         .arg("--json")
-        .output()
-        .unwrap();
+        .output_bounded();
     let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "{args:?}: no JSON report ({e}): {}",
@@ -370,8 +366,7 @@ fn the_summary_names_why_logins_failed() {
     // The text summary says it too.
     let out = Command::new(env!("CARGO_BIN_EXE_ssh-edge-loadtest"))
         .args(args)
-        .output()
-        .unwrap();
+        .output_bounded();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("connect ") && text.contains("refused ×"),
@@ -415,8 +410,7 @@ fn a_named_cipher_is_the_only_one_offered() {
 
     let out = Command::new(env!("CARGO_BIN_EXE_ssh-edge-loadtest"))
         .args(with(&base, &["--cipher", "rot13"]))
-        .output()
-        .unwrap();
+        .output_bounded();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

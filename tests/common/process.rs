@@ -152,3 +152,24 @@ impl Drop for Live {
         }
     }
 }
+
+/// How long a helper command (ssh-keygen, ssh, the edge's own subcommands) may take in a
+/// test before it counts as hung.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `output()` and `status()` bounded by [`COMMAND_TIMEOUT`] (stdin is null): a hang fails
+/// the test.
+pub trait Bounded {
+    fn output_bounded(&mut self) -> Output;
+    fn status_bounded(&mut self) -> ExitStatus;
+}
+
+impl Bounded for Command {
+    fn output_bounded(&mut self) -> Output {
+        run_with_timeout(self, COMMAND_TIMEOUT)
+    }
+
+    fn status_bounded(&mut self) -> ExitStatus {
+        run_with_timeout(self, COMMAND_TIMEOUT).status
+    }
+}

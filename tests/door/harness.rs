@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::process::Bounded;
 use ssh_edge::config::RawConfig;
 use ssh_edge::lab::Lab;
 
@@ -199,8 +200,7 @@ impl Door {
         let ok = Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-f"])
             .arg(&key)
-            .status()
-            .unwrap()
+            .status_bounded()
             .success();
         assert!(ok, "ssh-keygen key generation failed");
         let out = Command::new("ssh-keygen")
@@ -209,8 +209,7 @@ impl Door {
             .args(["-I", &format!("{name}-id"), "-V", validity, "-n", JOB])
             .args(extra)
             .arg(key.with_extension("pub"))
-            .output()
-            .unwrap();
+            .output_bounded();
         assert!(
             out.status.success(),
             "ssh-keygen -s: {}",

@@ -215,5 +215,5 @@ fn a_jammed_forward_does_not_stall_the_shell_on_the_same_connection() {
         .args(opts)
         .args(["-O", "exit"])
         .args(dest)
-        .output();
+        .output_bounded();
 }

@@ -244,8 +244,7 @@ impl World {
         let status = Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-f"])
             .arg(&key)
-            .status()
-            .expect("ssh-keygen runs");
+            .status_bounded();
         assert!(status.success(), "ssh-keygen key generation failed");
         let mut sign = Command::new("ssh-keygen");
         sign.args(["-q", "-s"]).arg(self.lab.path(ca)).args([
@@ -258,7 +257,7 @@ impl World {
             sign.args(["-n", p]);
         }
         sign.args(extra).arg(key.with_extension("pub"));
-        let out = sign.output().expect("ssh-keygen -s runs");
+        let out = sign.output_bounded();
         assert!(
             out.status.success(),
             "ssh-keygen -s failed: {}",
@@ -285,6 +284,12 @@ impl World {
 
     pub fn metric(&self, name_and_labels: &str) -> u64 {
         metric_value(&self.metrics.render(), name_and_labels)
+    }
+
+    /// The series' value, `None` while it does not exist (series with open label values,
+    /// like rejection reasons, appear with their first count).
+    pub fn series(&self, name_and_labels: &str) -> Option<u64> {
+        series_value(&self.metrics.render(), name_and_labels)
     }
 
     /// Waits until the series exists and equals `want` (counted after the close the client
@@ -328,7 +333,7 @@ fn series_value(text: &str, name_and_labels: &str) -> Option<u64> {
     })
 }
 
-pub use crate::process::run_with_timeout;
+pub use crate::process::{Bounded, run_with_timeout, wait_exit, wait_output};
 
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
