@@ -38,3 +38,6 @@ mod fanout;
 
 #[path = "door/audit.rs"]
 mod audit;
+
+#[path = "door/requests.rs"]
+mod requests;

@@ -219,7 +219,12 @@ fn a_stall_flood_is_held_to_the_per_source_cap_and_cut_at_the_login_grace() {
     assert_eq!(n(&spread, "closed_by_edge"), 0, "{spread}");
     assert_eq!(n(&spread, "still_open_at_end"), 8, "{spread}");
     // Nothing refused (the admission series exist from the start).
-    assert_eq!(rejected(&e, "per_source"), Some(0), "{}", e.metrics.render());
+    assert_eq!(
+        rejected(&e, "per_source"),
+        Some(0),
+        "{}",
+        e.metrics.render()
+    );
 
     // 12 silent connections from one address for twice the grace: 8 refused at once with the
     // edge's notice, the 4 held cut by the grace deadline, and the reconnects go on.

@@ -41,6 +41,15 @@ impl Door {
     /// address, say 127.0.0.2; the backend sshd stays on 127.0.0.1). `adjust` may move the
     /// admin listener (`raw.listen.admin`); `admin` and `admin_addr` follow it.
     pub fn start_on(ip: IpAddr, adjust: impl FnOnce(&mut RawConfig, &Lab)) -> Door {
+        Door::launch(ip, &[], adjust)
+    }
+
+    /// As [`Door::start`], with extra arguments to `ssh-edge run` (say `--log-format json`).
+    pub fn start_with_args(args: &[&str], adjust: impl FnOnce(&mut RawConfig, &Lab)) -> Door {
+        Door::launch(IpAddr::V4(Ipv4Addr::LOCALHOST), args, adjust)
+    }
+
+    fn launch(ip: IpAddr, args: &[&str], adjust: impl FnOnce(&mut RawConfig, &Lab)) -> Door {
         let tmp = tempfile::tempdir().unwrap();
         let lab = Lab::create(&tmp.path().join("lab"), &[JOB]).unwrap();
         let (tls, ssh, admin) = (free_port_on(ip), free_port_on(ip), free_port_on(ip));
@@ -65,6 +74,7 @@ impl Door {
         let child = Command::new(env!("CARGO_BIN_EXE_ssh-edge"))
             .args(["run", "--config"])
             .arg(&file)
+            .args(args)
             .env("RUST_LOG", "info,russh=warn")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -132,6 +142,14 @@ impl Door {
         self.child.id()
     }
 
+    /// Sends `signal` (`-HUP`, `-TERM`) to the edge.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.pid().to_string()])
+            .status_bounded();
+        assert!(status.success(), "kill {signal} failed");
+    }
+
     /// The edge's log so far (text format).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -171,6 +189,14 @@ impl Door {
     /// `ssh` with the door's config and `key`, plus `extra` arguments, then `USER@<ip>` (front
     /// C) and `command`; bounded in time.
     pub fn ssh(&self, key: &Path, extra: &[&str], command: &str) -> Output {
+        run_with_timeout(
+            &mut self.ssh_command(key, extra, command),
+            Duration::from_secs(60),
+        )
+    }
+
+    /// The command [`Door::ssh`] runs, not started (to hold its stdin, set its environment).
+    pub fn ssh_command(&self, key: &Path, extra: &[&str], command: &str) -> Command {
         let mut cmd = Command::new("ssh");
         cmd.arg("-F")
             .arg(&self.ssh_config)
@@ -182,7 +208,7 @@ impl Door {
             .args(extra)
             .arg(format!("{USER}@{}", self.ip))
             .arg(command);
-        run_with_timeout(&mut cmd, Duration::from_secs(60))
+        cmd
     }
 
     /// A user certificate made by `ssh-keygen` from the lab's user CA, with extra options.

@@ -196,8 +196,9 @@ fn admin_endpoint_serves_metrics_and_health() {
     assert_eq!(stdout(&out).trim(), "hi");
     let metrics = http_get(w.admin_port, "/metrics");
     assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
-    assert!(
-        metrics.contains("ssh_edge_logins_total{front=\"ssh\"} 1"),
+    assert_eq!(
+        metric_value(&metrics, "ssh_edge_logins_total{front=\"ssh\"}"),
+        1,
         "{metrics}"
     );
     assert!(http_get(w.admin_port, "/healthz").ends_with("ok\n"));
