@@ -41,3 +41,6 @@ mod audit;
 
 #[path = "door/requests.rs"]
 mod requests;
+
+#[path = "door/logs.rs"]
+mod logs;

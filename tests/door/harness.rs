@@ -197,6 +197,11 @@ impl Door {
 
     /// The command [`Door::ssh`] runs, not started (to hold its stdin, set its environment).
     pub fn ssh_command(&self, key: &Path, extra: &[&str], command: &str) -> Command {
+        self.ssh_command_as(USER, key, extra, command)
+    }
+
+    /// As [`Door::ssh_command`], for the front C user (target) `user`.
+    pub fn ssh_command_as(&self, user: &str, key: &Path, extra: &[&str], command: &str) -> Command {
         let mut cmd = Command::new("ssh");
         cmd.arg("-F")
             .arg(&self.ssh_config)
@@ -206,7 +211,7 @@ impl Door {
             .arg("-o")
             .arg(format!("CertificateFile={}-cert.pub", key.display()))
             .args(extra)
-            .arg(format!("{USER}@{}", self.ip))
+            .arg(format!("{user}@{}", self.ip))
             .arg(command);
         cmd
     }
