@@ -44,3 +44,6 @@ mod requests;
 
 #[path = "door/logs.rs"]
 mod logs;
+
+#[path = "door/identity.rs"]
+mod identity;
