@@ -412,6 +412,12 @@ fn the_demo_wakes_its_sleeping_workload_on_the_first_ssh() {
     impl Drop for Stop {
         fn drop(&mut self) {
             let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+            // Bounded: a demo that ignores SIGTERM is killed rather than hang the test.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while matches!(self.0.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let _ = self.0.kill();
             let _ = self.0.wait();
         }
     }
