@@ -8,7 +8,7 @@ use ssh_edge::lab::Lab;
 
 #[path = "common/process.rs"]
 mod process;
-use process::run_with_timeout;
+use process::{Bounded, ECHO_ONE_LINE, Live, run_with_timeout, wait_exit, wait_output};
 
 fn ssh_edge() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ssh-edge"));
@@ -54,8 +54,7 @@ principal = "{job_id}"
     let out = ssh_edge()
         .args(["check-config", "--config"])
         .arg(&file)
-        .output()
-        .unwrap();
+        .output_bounded();
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     for expected in [
@@ -85,8 +84,7 @@ fn unknown_fields_are_reported_with_their_name() {
     let out = ssh_edge()
         .args(["check-config", "--config"])
         .arg(&file)
-        .output()
-        .unwrap();
+        .output_bounded();
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(text.contains("ssh_port"), "{text}");
@@ -103,8 +101,7 @@ fn environment_overrides_the_file_and_names_the_file() {
     let out = ssh_edge()
         .args(["check-config", "--config"])
         .arg(&file)
-        .output()
-        .unwrap();
+        .output_bounded();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("listen.ssh: \"bogus\""));
 
@@ -113,8 +110,7 @@ fn environment_overrides_the_file_and_names_the_file() {
         .arg("check-config")
         .env("SSH_EDGE_CONFIG", &file)
         .env("SSH_EDGE_LISTEN__SSH", "127.0.0.1:2222")
-        .output()
-        .unwrap();
+        .output_bounded();
     assert!(
         out.status.success(),
         "{}",
@@ -129,8 +125,7 @@ fn the_example_config_has_no_problems_but_its_missing_key_files() {
     let out = ssh_edge()
         .args(["check-config", "--config"])
         .arg(&example)
-        .output()
-        .unwrap();
+        .output_bounded();
     let text = String::from_utf8_lossy(&out.stderr);
     let problems: Vec<&str> = text
         .lines()
@@ -160,6 +155,18 @@ fn http_get(port: u16, path: &str) -> String {
     let mut body = String::new();
     let _ = s.read_to_string(&mut body);
     body
+}
+
+/// One series' value in a scrape (`name{labels}` exactly), `None` if absent.
+fn metric(text: &str, series: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .map(|v| v as u64)
+    })
 }
 
 fn wait_until(timeout: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -247,12 +254,38 @@ impl RunningEdge {
             .unwrap()
     }
 
+    /// `ssh … ECHO_ONE_LINE` to the job, once it said `ready` and the edge counts exactly
+    /// one open session: open *now*, before whatever the test does next.
+    fn live_session(&self) -> Live {
+        let mut live = Live::spawn(
+            std::process::Command::new("ssh")
+                .arg("-F")
+                .arg(&self.ssh_config)
+                .args([
+                    "-o",
+                    "BatchMode=yes",
+                    "training-job-abc1234-0@127.0.0.1",
+                    ECHO_ONE_LINE,
+                ]),
+        );
+        live.expect_line("ready", std::time::Duration::from_secs(60));
+        let active = "ssh_edge_sessions_active";
+        assert!(
+            wait_until(std::time::Duration::from_secs(20), || metric(
+                &self.metrics(),
+                active
+            ) == Some(1)),
+            "{active} is not 1: {}",
+            self.metrics()
+        );
+        live
+    }
+
     fn signal(&self, name: &str) {
         assert!(
             std::process::Command::new("kill")
                 .args([name, &self.child.id().to_string()])
-                .status()
-                .unwrap()
+                .status_bounded()
                 .success()
         );
     }
@@ -274,13 +307,7 @@ fn sighup_reloads_the_config_for_new_logins_and_keeps_open_sessions() {
     use std::time::Duration;
 
     let mut edge = RunningEdge::start();
-    let open = edge.ssh("sleep 4; echo survived");
-    assert!(
-        wait_until(Duration::from_secs(20), || edge
-            .metrics()
-            .contains("ssh_edge_sessions_active 1")),
-        "session never became active"
-    );
+    let mut open = edge.live_session();
     // Revoke the user's key id and reload, keeping open sessions open (with the default,
     // `kill_revoked_sessions`, they would end: tests/door/sessions.rs).
     edge.raw.remotes.get_mut("default").unwrap().revoked_key_ids = vec!["edge-user".into()];
@@ -288,38 +315,45 @@ fn sighup_reloads_the_config_for_new_logins_and_keeps_open_sessions() {
     edge.lab.write_config(&edge.raw).unwrap();
     edge.signal("-HUP");
     assert!(
-        wait_until(Duration::from_secs(20), || edge
-            .metrics()
-            .contains("ssh_edge_config_reloads_total{outcome=\"ok\"} 1")),
+        wait_until(Duration::from_secs(20), || metric(
+            &edge.metrics(),
+            "ssh_edge_config_reloads_total{outcome=\"ok\"}"
+        ) == Some(1)),
         "reload not counted: {}",
         edge.metrics()
     );
     // New logins follow the new config...
-    let denied = edge.ssh("echo let-in").wait_with_output().unwrap();
+    let denied = wait_output(edge.ssh("echo let-in"), Duration::from_secs(60));
     assert!(
         !denied.status.success(),
         "a revoked key id logged in after the reload"
     );
     assert!(String::from_utf8_lossy(&denied.stderr).contains("Permission denied"));
-    assert!(
-        edge.metrics()
-            .contains("ssh_edge_auth_failures_total{reason=\"revoked\"} 1")
+    assert_eq!(
+        metric(
+            &edge.metrics(),
+            "ssh_edge_auth_failures_total{reason=\"revoked\"}"
+        ),
+        Some(1)
     );
-    // ...the session opened before it carries on.
-    let out = open.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "survived\n");
+    // ...the session opened before it carries on: a line sent now comes back.
+    open.send_last("after-hup");
+    let (status, rest, err) = open.finish(Duration::from_secs(30));
+    assert_eq!(rest, ["got after-hup"], "{err}");
+    assert!(status.success(), "{err}");
 
     // A broken config is refused; the running one stays (still revoking).
     std::fs::write(edge.lab.path("edge.toml"), "[listen]\nssh = \"nonsense\"\n").unwrap();
     edge.signal("-HUP");
     assert!(
-        wait_until(Duration::from_secs(20), || edge
-            .metrics()
-            .contains("ssh_edge_config_reloads_total{outcome=\"error\"} 1")),
+        wait_until(Duration::from_secs(20), || metric(
+            &edge.metrics(),
+            "ssh_edge_config_reloads_total{outcome=\"error\"}"
+        ) == Some(1)),
         "failed reload not counted: {}",
         edge.metrics()
     );
-    let still_denied = edge.ssh("echo let-in").wait_with_output().unwrap();
+    let still_denied = wait_output(edge.ssh("echo let-in"), Duration::from_secs(60));
     assert!(!still_denied.status.success());
     assert!(std::net::TcpStream::connect(("127.0.0.1", edge.ssh)).is_ok());
     assert!(
@@ -334,12 +368,7 @@ fn sigterm_closes_the_listeners_and_lets_open_sessions_finish() {
 
     let mut edge = RunningEdge::start();
     let (ssh, admin) = (edge.ssh, edge.admin);
-    let session = edge.ssh("sleep 3; echo finished");
-    assert!(
-        wait_until(Duration::from_secs(20), || http_get(admin, "/metrics")
-            .contains("ssh_edge_sessions_active 1")),
-        "session never became active"
-    );
+    let mut session = edge.live_session();
     assert!(http_get(admin, "/readyz").starts_with("HTTP/1.1 200"));
 
     edge.signal("-TERM");
@@ -356,23 +385,13 @@ fn sigterm_closes_the_listeners_and_lets_open_sessions_finish() {
         http_get(admin, "/readyz").starts_with("HTTP/1.1 503"),
         "readyz not failing while draining"
     );
-    let out = session.wait_with_output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "finished\n",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    session.send_last("after-term");
+    let (status, rest, err) = session.finish(Duration::from_secs(30));
+    assert_eq!(rest, ["got after-term"], "{err}");
+    assert!(status.success(), "{err}");
     // Then the edge exits by itself.
-    assert!(
-        wait_until(Duration::from_secs(30), || edge
-            .child
-            .try_wait()
-            .unwrap()
-            .is_some()),
-        "edge did not exit after draining"
-    );
-    assert!(edge.child.wait().unwrap().success());
+    let status = wait_exit(&mut edge.child, Duration::from_secs(30));
+    assert!(status.success(), "edge exit after draining: {status}");
 }
 
 /// The demo as a newcomer runs it: its sleeping workload wakes on the first `ssh`, which
@@ -393,6 +412,12 @@ fn the_demo_wakes_its_sleeping_workload_on_the_first_ssh() {
     impl Drop for Stop {
         fn drop(&mut self) {
             let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+            // Bounded: a demo that ignores SIGTERM is killed rather than hang the test.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while matches!(self.0.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let _ = self.0.kill();
             let _ = self.0.wait();
         }
     }

@@ -38,3 +38,12 @@ mod fanout;
 
 #[path = "door/audit.rs"]
 mod audit;
+
+#[path = "door/requests.rs"]
+mod requests;
+
+#[path = "door/logs.rs"]
+mod logs;
+
+#[path = "door/identity.rs"]
+mod identity;

@@ -11,6 +11,10 @@ use ssh_edge::edge::{Edge, Listeners};
 use ssh_edge::lab::Lab;
 use ssh_edge::metrics::Metrics;
 
+#[path = "../../tests/common/process.rs"]
+mod process;
+use process::Bounded;
+
 struct Edged {
     ssh_port: u16,
     key: std::path::PathBuf,
@@ -69,8 +73,7 @@ fn loadtest(e: &Edged, mode: &str, connections: u32, extra: &[&str]) -> serde_js
         .args(["--mode", mode, "--connections", &connections.to_string()])
         .args(["--duration-secs", "2", "--json"])
         .args(extra)
-        .output()
-        .unwrap();
+        .output_bounded();
     assert!(
         out.status.success(),
         "{mode}: {}",
@@ -94,32 +97,75 @@ fn every_mode_logs_in_through_the_edge_and_reports() {
 
     let bulk = loadtest(&e, "bulk", 2, &[]);
     assert_eq!(bulk["ok"].as_u64(), Some(2), "{bulk}");
-    assert!(bulk["bytes_sent"].as_u64().unwrap() > 0, "{bulk}");
 
-    // The edge saw each of those logins.
-    let text = e.metrics.render();
-    let logged: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("ssh_edge_logins_total{front=\"ssh\"} "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    // Whole chunks, each confirmed by the far end's cksum.
+    let sent = bulk["bytes_sent"].as_u64().unwrap();
+    assert!(sent > 0, "{bulk}");
+    assert_eq!(sent % ssh_edge_loadtest::verify::CHUNK as u64, 0, "{bulk}");
+    assert_eq!(bulk["verify"], "cksum", "{bulk}");
+    assert_eq!(bulk["bytes_verified"].as_u64(), Some(sent), "{bulk}");
+    for (mode, report) in [("logins", &logins), ("idle", &idle), ("bulk", &bulk)] {
+        assert_eq!(report["errors"], serde_json::json!({}), "{mode}: {report}");
+    }
+
+    // The edge saw exactly those logins, and forwarded exactly the bulk bytes upstream (the
+    // other modes send no data).
     let reported = logins["ok"].as_u64().unwrap() + 5 + 2;
-    assert!(
-        logged >= reported,
-        "edge counted {logged} logins, load test {reported}"
+    assert_eq!(
+        metric(&e, "ssh_edge_logins_total{front=\"ssh\"}"),
+        reported,
+        "edge and load test disagree on logins"
+    );
+    assert_eq!(
+        metric(&e, "ssh_edge_bridge_bytes_total{direction=\"up\"}"),
+        sent,
+        "edge and load test disagree on bytes sent"
     );
 }
 
-/// `ssh_edge_connections_rejected_total{listener="ssh",reason}` now.
-fn rejected(e: &Edged, reason: &str) -> u64 {
-    let prefix =
-        format!("ssh_edge_connections_rejected_total{{listener=\"ssh\",reason=\"{reason}\"}} ");
-    e.metrics
-        .render()
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+/// One series in the edge's metrics, `None` if the scrape has none (series with open label
+/// values, like rejection reasons, appear with their first count).
+fn series(e: &Edged, name_and_labels: &str) -> Option<u64> {
+    e.metrics.render().lines().find_map(|l| {
+        l.strip_prefix(name_and_labels)?
+            .strip_prefix(' ')?
+            .parse::<f64>()
+            .ok()
+            .map(|v| v as u64)
+    })
+}
+
+/// One series that must exist: a renamed metric fails rather than reading as 0.
+fn metric(e: &Edged, name_and_labels: &str) -> u64 {
+    series(e, name_and_labels).unwrap_or_else(|| {
+        panic!(
+            "metric series {name_and_labels} missing:\n{}",
+            e.metrics.render()
+        )
+    })
+}
+
+/// `ssh_edge_connections_rejected_total{listener="ssh",reason}` now; `None` if absent (reasons
+/// other than admission's appear with their first count).
+fn rejected(e: &Edged, reason: &str) -> Option<u64> {
+    series(
+        e,
+        &format!("ssh_edge_connections_rejected_total{{listener=\"ssh\",reason=\"{reason}\"}}"),
+    )
+}
+
+/// Waits until the edge has counted at least `n` rejections for `reason` (it counts just
+/// after the close the client saw), failing after 20 s.
+fn wait_rejected_at_least(e: &Edged, reason: &str, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while rejected(e, reason).is_none_or(|v| v < n) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{reason}: the edge counted {:?} rejections, the generator saw {n}",
+            rejected(e, reason)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A stall flood (no key, no user) at the edge's SSH port.
@@ -130,15 +176,32 @@ fn stall(e: &Edged, stall: &str, connections: u32, secs: u32, extra: &[&str]) ->
         .args(["--connections", &connections.to_string()])
         .args(["--duration-secs", &secs.to_string(), "--json"])
         .args(extra)
-        .output()
-        .unwrap();
+        .output_bounded();
     assert!(
         out.status.success(),
         "stall {stall}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    report["stall"].clone()
+    let counts = report["stall"].clone();
+    // The generator's own books balance: every connect either failed or was established,
+    // and every established one was closed by the edge or still open at the end.
+    let n = |k: &str| {
+        counts[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k}: {counts}"))
+    };
+    assert_eq!(
+        n("attempts"),
+        n("established") + n("connect_failed"),
+        "{counts}"
+    );
+    assert_eq!(
+        n("established"),
+        n("closed_by_edge") + n("still_open_at_end"),
+        "{counts}"
+    );
+    counts
 }
 
 #[test]
@@ -155,7 +218,13 @@ fn a_stall_flood_is_held_to_the_per_source_cap_and_cut_at_the_login_grace() {
     assert_eq!(n(&spread, "established"), 8, "{spread}");
     assert_eq!(n(&spread, "closed_by_edge"), 0, "{spread}");
     assert_eq!(n(&spread, "still_open_at_end"), 8, "{spread}");
-    assert_eq!(rejected(&e, "per_source"), 0);
+    // Nothing refused (the admission series exist from the start).
+    assert_eq!(
+        rejected(&e, "per_source"),
+        Some(0),
+        "{}",
+        e.metrics.render()
+    );
 
     // 12 silent connections from one address for twice the grace: 8 refused at once with the
     // edge's notice, the 4 held cut by the grace deadline, and the reconnects go on.
@@ -163,8 +232,11 @@ fn a_stall_flood_is_held_to_the_per_source_cap_and_cut_at_the_login_grace() {
     assert!(n(&one, "closed_by_edge") >= 12, "{one}");
     assert!(n(&one, "refused_with_notice") >= 8, "{one}");
     assert!(n(&one, "attempts") > 12, "the flood reconnects: {one}");
-    assert!(rejected(&e, "per_source") >= 8, "{}", e.metrics.render());
-    assert!(rejected(&e, "grace") >= 4, "{}", e.metrics.render());
+    // The edge counted every refusal the generator read (and perhaps one it had not read
+    // yet at the end), and cut the held ones at the grace.
+    let refused = n(&one, "refused_with_notice");
+    wait_rejected_at_least(&e, "per_source", refused);
+    wait_rejected_at_least(&e, "grace", 4);
 }
 
 #[test]
@@ -178,8 +250,7 @@ fn a_target_off_loopback_is_refused_without_connecting() {
             "--key",
             "/nonexistent",
         ])
-        .output()
-        .unwrap();
+        .output_bounded();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -193,8 +264,7 @@ fn run_loadtest(args: &[&str]) -> (Option<i32>, serde_json::Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_ssh-edge-loadtest"))
         .args(args)
         .arg("--json")
-        .output()
-        .unwrap();
+        .output_bounded();
     let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "{args:?}: no JSON report ({e}): {}",
@@ -370,8 +440,7 @@ fn the_summary_names_why_logins_failed() {
     // The text summary says it too.
     let out = Command::new(env!("CARGO_BIN_EXE_ssh-edge-loadtest"))
         .args(args)
-        .output()
-        .unwrap();
+        .output_bounded();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("connect ") && text.contains("refused ×"),
@@ -415,8 +484,7 @@ fn a_named_cipher_is_the_only_one_offered() {
 
     let out = Command::new(env!("CARGO_BIN_EXE_ssh-edge-loadtest"))
         .args(with(&base, &["--cipher", "rot13"]))
-        .output()
-        .unwrap();
+        .output_bounded();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -76,7 +76,7 @@ impl Wakes {
                     "ready"
                 }
                 Wake::Failed { reason, message } => {
-                    warn!(target = %host, reason, %message, "workload did not wake up");
+                    warn!(target = %host, reason, detail = %message, "workload did not wake up");
                     if *reason == "activation_timeout" {
                         "timeout"
                     } else {

@@ -161,7 +161,7 @@ impl EdgeSession {
     /// Remember a message to end the session with; accepting the login is what lets the
     /// client see it (see module docs). No channel can be opened on such a session.
     fn refuse(&mut self, message: String) -> Auth {
-        warn!(client = %self.client.addr, front = self.front.as_str(), %message, "refusing session");
+        warn!(client = %self.client.addr, front = self.front.as_str(), detail = %message, "refusing session");
         self.refusal = Some(message);
         Auth::Accept
     }
@@ -592,6 +592,7 @@ impl russh::server::Handler for EdgeSession {
         _x11_screen_number: u32,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        info!(client = %self.client.addr, "X11 forwarding refused: the edge does not forward X11");
         session.channel_failure(channel)
     }
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::harness::{Door, http_get};
+use crate::process::Bounded;
 
 #[test]
 fn the_admin_token_guards_everything_but_the_probes() {
@@ -68,8 +69,7 @@ fn check_config_warns_about_an_open_admin_endpoint_without_a_token() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ssh-edge"))
         .args(["check-config", "--config"])
         .arg(&file)
-        .output()
-        .unwrap();
+        .output_bounded();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(
@@ -84,8 +84,7 @@ fn check_config_warns_about_an_open_admin_endpoint_without_a_token() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ssh-edge"))
         .args(["check-config", "--config"])
         .arg(&file)
-        .output()
-        .unwrap();
+        .output_bounded();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && !stdout.contains("warning"),

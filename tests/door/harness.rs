@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::process::Bounded;
 use ssh_edge::config::RawConfig;
 use ssh_edge::lab::Lab;
 
@@ -40,6 +41,15 @@ impl Door {
     /// address, say 127.0.0.2; the backend sshd stays on 127.0.0.1). `adjust` may move the
     /// admin listener (`raw.listen.admin`); `admin` and `admin_addr` follow it.
     pub fn start_on(ip: IpAddr, adjust: impl FnOnce(&mut RawConfig, &Lab)) -> Door {
+        Door::launch(ip, &[], adjust)
+    }
+
+    /// As [`Door::start`], with extra arguments to `ssh-edge run` (say `--log-format json`).
+    pub fn start_with_args(args: &[&str], adjust: impl FnOnce(&mut RawConfig, &Lab)) -> Door {
+        Door::launch(IpAddr::V4(Ipv4Addr::LOCALHOST), args, adjust)
+    }
+
+    fn launch(ip: IpAddr, args: &[&str], adjust: impl FnOnce(&mut RawConfig, &Lab)) -> Door {
         let tmp = tempfile::tempdir().unwrap();
         let lab = Lab::create(&tmp.path().join("lab"), &[JOB]).unwrap();
         let (tls, ssh, admin) = (free_port_on(ip), free_port_on(ip), free_port_on(ip));
@@ -64,6 +74,7 @@ impl Door {
         let child = Command::new(env!("CARGO_BIN_EXE_ssh-edge"))
             .args(["run", "--config"])
             .arg(&file)
+            .args(args)
             .env("RUST_LOG", "info,russh=warn")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -131,6 +142,14 @@ impl Door {
         self.child.id()
     }
 
+    /// Sends `signal` (`-HUP`, `-TERM`) to the edge.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.pid().to_string()])
+            .status_bounded();
+        assert!(status.success(), "kill {signal} failed");
+    }
+
     /// The edge's log so far (text format).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -170,6 +189,19 @@ impl Door {
     /// `ssh` with the door's config and `key`, plus `extra` arguments, then `USER@<ip>` (front
     /// C) and `command`; bounded in time.
     pub fn ssh(&self, key: &Path, extra: &[&str], command: &str) -> Output {
+        run_with_timeout(
+            &mut self.ssh_command(key, extra, command),
+            Duration::from_secs(60),
+        )
+    }
+
+    /// The command [`Door::ssh`] runs, not started (to hold its stdin, set its environment).
+    pub fn ssh_command(&self, key: &Path, extra: &[&str], command: &str) -> Command {
+        self.ssh_command_as(USER, key, extra, command)
+    }
+
+    /// As [`Door::ssh_command`], for the front C user (target) `user`.
+    pub fn ssh_command_as(&self, user: &str, key: &Path, extra: &[&str], command: &str) -> Command {
         let mut cmd = Command::new("ssh");
         cmd.arg("-F")
             .arg(&self.ssh_config)
@@ -179,9 +211,9 @@ impl Door {
             .arg("-o")
             .arg(format!("CertificateFile={}-cert.pub", key.display()))
             .args(extra)
-            .arg(format!("{USER}@{}", self.ip))
+            .arg(format!("{user}@{}", self.ip))
             .arg(command);
-        run_with_timeout(&mut cmd, Duration::from_secs(60))
+        cmd
     }
 
     /// A user certificate made by `ssh-keygen` from the lab's user CA, with extra options.
@@ -199,8 +231,7 @@ impl Door {
         let ok = Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-f"])
             .arg(&key)
-            .status()
-            .unwrap()
+            .status_bounded()
             .success();
         assert!(ok, "ssh-keygen key generation failed");
         let out = Command::new("ssh-keygen")
@@ -209,8 +240,7 @@ impl Door {
             .args(["-I", &format!("{name}-id"), "-V", validity, "-n", JOB])
             .args(extra)
             .arg(key.with_extension("pub"))
-            .output()
-            .unwrap();
+            .output_bounded();
         assert!(
             out.status.success(),
             "ssh-keygen -s: {}",

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::{Door, USER};
+use crate::process::Bounded;
 
 /// A raw HTTP request to the admin endpoint; the whole response.
 fn http(door: &Door, method: &str, path: &str) -> String {
@@ -186,8 +187,7 @@ fn a_reload_that_revokes_a_certificate_ends_its_open_sessions() {
     assert!(
         Command::new("kill")
             .args(["-HUP", &door.pid().to_string()])
-            .status()
-            .unwrap()
+            .status_bounded()
             .success()
     );
     assert!(ended(revoked).contains("certificate revoked"));
@@ -234,8 +234,7 @@ fn the_registry_shows_channels_and_activity_and_ends_are_counted_by_cause() {
     assert!(
         Command::new("kill")
             .args(["-TERM", &door.pid().to_string()])
-            .status()
-            .unwrap()
+            .status_bounded()
             .success()
     );
     let err = ended(child);

@@ -157,13 +157,7 @@ impl Wakeable {
 
 /// A metric sample that must exist (a missing series fails, it is not 0).
 pub fn metric(w: &World, name_and_labels: &str) -> u64 {
-    let text = w.metrics.render();
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(name_and_labels)
-                .and_then(|rest| rest.trim().parse::<f64>().ok())
-        })
-        .unwrap_or_else(|| panic!("no series {name_and_labels} in:\n{text}")) as u64
+    metric_value(&w.metrics.render(), name_and_labels)
 }
 
 /// Waits until `cond` holds, failing the test after `timeout`.
@@ -230,10 +224,7 @@ fn five_logins_on_two_fronts_wake_a_sleeping_workload_once_and_see_progress() {
         k.admin("GET", &format!("/v1/admin/workloads/{SLEEPY}"), "")["activate_requests"],
         1
     );
-    assert_eq!(
-        metric(&k.w, "ssh_edge_activations_total{outcome=\"ready\"}"),
-        1
-    );
+    k.w.wait_metric("ssh_edge_activations_total{outcome=\"ready\"}", 1);
     assert!(metric(&k.w, "ssh_edge_activation_seconds_count") == 1);
     // Awake now: the next login goes straight in, without a banner.
     let out = k.ssh(Via::PlainSsh, SLEEPY, "echo again");
@@ -262,19 +253,13 @@ fn stopped_and_unknown_workloads_give_the_control_planes_message() {
             stderr(&out)
         );
     }
-    assert_eq!(
-        metric(
-            &k.w,
-            "ssh_edge_connections_rejected_total{listener=\"ssh\",reason=\"workload_stopped\"}"
-        ),
-        1
+    k.w.wait_metric(
+        "ssh_edge_connections_rejected_total{listener=\"ssh\",reason=\"workload_stopped\"}",
+        1,
     );
-    assert_eq!(
-        metric(
-            &k.w,
-            "ssh_edge_connections_rejected_total{listener=\"tls\",reason=\"workload_unknown\"}"
-        ),
-        1
+    k.w.wait_metric(
+        "ssh_edge_connections_rejected_total{listener=\"tls\",reason=\"workload_unknown\"}",
+        1,
     );
     // Nobody was woken.
     assert!(!port_open(k.sleepy_port));
@@ -296,12 +281,9 @@ fn the_installed_helper_lands_on_a_sleeping_workload_on_the_first_or_the_next_tr
             "the helper did not get a clean 0x01: {}",
             stderr(&first)
         );
-        assert_eq!(
-            metric(
-                &k.w,
-                "ssh_edge_connections_rejected_total{listener=\"tls\",reason=\"workload_waking\"}"
-            ),
-            1
+        k.w.wait_metric(
+            "ssh_edge_connections_rejected_total{listener=\"tls\",reason=\"workload_waking\"}",
+            1,
         );
     }
     // Signing already started the activation; the wake-up went on after the refusal.
@@ -339,15 +321,9 @@ fn the_workload_expiry_warns_then_ends_a_session_and_an_extension_moves_it() {
         .unwrap_or_else(|| panic!("no end message: {err}"));
     assert!(warn < end, "the warning came after the end: {err}");
     // The edge counts the end just after the client sees it.
-    wait_for(
-        "the expiry end to be counted",
-        Duration::from_secs(10),
-        || {
-            metric(
-                &k.w,
-                "ssh_edge_sessions_ended_total{reason=\"workload_expiry\"}",
-            ) == 1
-        },
+    k.w.wait_metric(
+        "ssh_edge_sessions_ended_total{reason=\"workload_expiry\"}",
+        1,
     );
 
     // Again, 20 s; once the session is open, extend it by 40 s: it outlives the first cut-off.
@@ -374,13 +350,9 @@ fn the_workload_expiry_warns_then_ends_a_session_and_an_extension_moves_it() {
         "the extension did not move the end: {}",
         stderr(&done)
     );
-    assert_eq!(
-        metric(
-            &k.w,
-            "ssh_edge_sessions_ended_total{reason=\"workload_expiry\"}"
-        ),
+    k.w.wait_metric(
+        "ssh_edge_sessions_ended_total{reason=\"workload_expiry\"}",
         1,
-        "the extended session was ended for expiry"
     );
 }
 
@@ -411,12 +383,9 @@ fn a_control_plane_that_is_down_allows_or_denies_as_configured() {
             ),
             1
         );
-        assert_eq!(
-            metric(
-                &w,
-                "ssh_edge_control_plane_requests_total{outcome=\"unreachable\"}"
-            ),
-            1
+        w.wait_metric(
+            "ssh_edge_control_plane_requests_total{outcome=\"unreachable\"}",
+            1,
         );
     }
 }
@@ -437,15 +406,9 @@ fn a_workload_that_does_not_come_up_in_time_is_refused_with_a_message() {
         )),
         "{err}"
     );
-    assert_eq!(
-        metric(&k.w, "ssh_edge_activations_total{outcome=\"timeout\"}"),
-        1
-    );
-    assert_eq!(
-        metric(
-            &k.w,
-            "ssh_edge_connections_rejected_total{listener=\"ssh\",reason=\"activation_timeout\"}"
-        ),
-        1
+    k.w.wait_metric("ssh_edge_activations_total{outcome=\"timeout\"}", 1);
+    k.w.wait_metric(
+        "ssh_edge_connections_rejected_total{listener=\"ssh\",reason=\"activation_timeout\"}",
+        1,
     );
 }

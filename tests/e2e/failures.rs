@@ -4,11 +4,12 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use ssh_edge::config::RawRoute;
 
+use crate::process::{ECHO_ONE_LINE, Live};
 use crate::world::*;
 
 /// ssh with host-key checking off: a wrong host name must reach the edge's own answer.
@@ -73,32 +74,36 @@ fn malformed_host_names_get_a_message_saying_what_was_expected() {
     let (code, text) = ssh_loose(&w, Via::PlainSsh, &format!("{long_label}.ssh.baseten.co"));
     assert_eq!(code, Some(255), "long label: {text}");
     assert!(text.contains("63"), "long label: {text}");
-    let counted = |front: &str| -> u64 {
-        [
-            "unknown_kind",
-            "malformed",
-            "unknown_remote",
-            "wrong_suffix",
-            "label_too_long",
-        ]
-        .iter()
-        .map(|r| {
-            w.metric(&format!(
-                "ssh_edge_connections_rejected_total{{listener=\"{front}\",reason=\"{r}\"}}"
-            ))
-        })
-        .sum()
-    };
-    assert!(
-        counted("tls") >= 4,
-        "TLS host-name rejections not counted:\n{}",
-        w.metrics.render()
-    );
-    assert!(
-        counted("ssh") >= 4,
-        "SSH host-name rejections not counted:\n{}",
-        w.metrics.render()
-    );
+    // Each refusal counted once under its own reason, per listener.
+    for (listener, reasons) in [
+        (
+            "tls",
+            [
+                "malformed",
+                "unknown_kind",
+                "unknown_remote",
+                "wrong_suffix",
+            ],
+        ),
+        (
+            "ssh",
+            [
+                "malformed",
+                "unknown_kind",
+                "unknown_remote",
+                "label_too_long",
+            ],
+        ),
+    ] {
+        for reason in reasons {
+            w.wait_metric(
+                &format!(
+                    "ssh_edge_connections_rejected_total{{listener=\"{listener}\",reason=\"{reason}\"}}"
+                ),
+                1,
+            );
+        }
+    }
 }
 
 #[test]
@@ -112,8 +117,9 @@ fn tls_without_sni_is_refused_with_a_message() {
     let text = stderr(&out);
     assert_eq!(out.status.code(), Some(255), "{text}");
     assert!(text.contains("TLS without SNI"), "{text}");
-    assert!(
-        w.metric("ssh_edge_connections_rejected_total{listener=\"tls\",reason=\"no_sni\"}") >= 1
+    w.wait_metric(
+        "ssh_edge_connections_rejected_total{listener=\"tls\",reason=\"no_sni\"}",
+        1,
     );
 }
 
@@ -143,15 +149,9 @@ fn down_and_badkey_routes(raw: &mut ssh_edge::config::RawConfig) {
 #[test]
 fn unreachable_backend_gets_a_clear_message_and_other_sessions_carry_on() {
     let w = World::start_with(down_and_badkey_routes);
-    // A long-running session on a healthy backend, started first.
-    let mut args = w.ssh_args(Via::Connect, HOST);
-    args.push("sleep 2; echo still-alive".into());
-    let running = Command::new("ssh")
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // A session on a healthy backend, open before and throughout.
+    let mut running = live_session(&w, Via::Connect);
+    w.wait_metric("ssh_edge_sessions_active", 1);
 
     let key = w.keygen_cert("modelkey", "user_ca", Some("down1,badkey"), "+10m", &[]);
     for via in [Via::Connect, Via::PlainSsh] {
@@ -173,15 +173,16 @@ fn unreachable_backend_gets_a_clear_message_and_other_sessions_carry_on() {
             "{via:?}: {text}"
         );
     }
-    assert!(w.metric("ssh_edge_backend_failures_total{reason=\"connect\"}") >= 2);
+    w.wait_metric("ssh_edge_backend_failures_total{reason=\"connect\"}", 2);
 
-    let out = running.wait_with_output().unwrap();
+    running.send_last("after-failures");
+    let (status, rest, err) = running.finish(Duration::from_secs(30));
     assert_eq!(
-        stdout(&out).trim(),
-        "still-alive",
-        "the other session was disturbed: {}",
-        stderr(&out)
+        rest,
+        ["got after-failures"],
+        "the other session was disturbed: {err}"
     );
+    assert!(status.success(), "{err}");
 }
 
 #[test]
@@ -209,10 +210,36 @@ fn wrong_backend_host_key_is_refused_with_a_clear_message() {
     assert_eq!(out.status.code(), Some(255), "{text}");
     assert!(text.contains("host key rejected"), "{text}");
     assert!(text.contains("differs from the one recorded"), "{text}");
-    assert!(w.metric("ssh_edge_backend_failures_total{reason=\"host_key\"}") >= 1);
+    w.wait_metric("ssh_edge_backend_failures_total{reason=\"host_key\"}", 1);
     // Healthy targets still work.
     let out = w.ssh(Via::PlainSsh, HOST, &[], "echo fine");
     assert_eq!(stdout(&out).trim(), "fine", "{}", stderr(&out));
+}
+
+/// `ssh … ECHO_ONE_LINE` via `via`, left running: it shows a session open across an event.
+fn live_session(w: &World, via: Via) -> Live {
+    let mut args = w.ssh_args(via, HOST);
+    args.push(ECHO_ONE_LINE.into());
+    let mut live = Live::spawn(Command::new("ssh").args(&args));
+    live.expect_line("ready", Duration::from_secs(60));
+    live
+}
+
+/// Reads until the peer closes, failing if it has not within 20 s; what was received.
+fn read_until_closed(s: &mut TcpStream, what: &str) -> Vec<u8> {
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return all,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+            // A reset after the edge closed with our garbage unread is a close too.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return all,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("{what}: the edge did not close the connection: {e}"),
+        }
+    }
 }
 
 #[test]
@@ -221,44 +248,61 @@ fn garbage_and_silence_on_the_ports_are_dropped_and_counted() {
         raw.tls.handshake_timeout_secs = 1;
         raw.ssh.login_grace_secs = 2;
     });
-    // Garbage instead of TLS.
+    let rejected = |listener: &str, reason: &str, n: u64| {
+        w.wait_metric(
+            &format!(
+                "ssh_edge_connections_rejected_total{{listener=\"{listener}\",reason=\"{reason}\"}}"
+            ),
+            n,
+        )
+    };
+    // A real user's session, open throughout.
+    let mut running = live_session(&w, Via::PlainSsh);
+    w.wait_metric("ssh_edge_sessions_active", 1);
+
+    // Garbage instead of TLS: a TLS alert at most, then the close.
     let mut s = TcpStream::connect(("127.0.0.1", w.tls_port)).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut buf = [0u8; 256];
-    let n = s.read(&mut buf).unwrap_or(0);
-    assert!(n < 256, "edge answered garbage with a stream of data");
-    // Garbage instead of SSH: the edge closes the connection.
+    let got = read_until_closed(&mut s, "garbage on the TLS port");
+    assert!(
+        got.is_empty() || got[0] == 0x15,
+        "the edge answered HTTP garbage with something other than a TLS alert: {got:02x?}"
+    );
+    rejected("tls", "tls_handshake", 1);
+
+    // Garbage instead of SSH: the edge's identification line, then the close.
     let mut s = TcpStream::connect(("127.0.0.1", w.ssh_port)).unwrap();
     s.write_all(&[0xde, 0xad, 0xbe, 0xef, b'\n'].repeat(100))
         .unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut all = Vec::new();
-    let _ = s.read_to_end(&mut all);
+    let got = read_until_closed(&mut s, "garbage on the SSH port");
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("SSH-2.0-"),
+        "the edge did not identify itself: {text:?}"
+    );
+    let first_line_end = got
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(got.len(), |i| i + 1);
+    assert!(
+        got.len() - first_line_end < 2048,
+        "the edge answered garbage with a stream of data: {text:?}"
+    );
+    rejected("ssh", "ssh_handshake", 1);
+
     // Silent clients on both ports are cut off by the configured time limits.
     for port in [w.tls_port, w.ssh_port] {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut sink = Vec::new();
-        let result = s.read_to_end(&mut sink);
-        assert!(
-            result.is_ok(),
-            "port {port}: the edge did not close a silent connection: {result:?}"
-        );
+        read_until_closed(&mut s, &format!("silence on port {port}"));
     }
-    assert!(
-        w.metric("ssh_edge_connections_rejected_total{listener=\"tls\",reason=\"tls_handshake\"}")
-            >= 1,
-        "{}",
-        w.metrics.render()
-    );
-    assert!(
-        w.metric("ssh_edge_connections_rejected_total{listener=\"tls\",reason=\"tls_timeout\"}")
-            >= 1,
-        "{}",
-        w.metrics.render()
-    );
-    // And real users are served throughout.
+    rejected("tls", "tls_timeout", 1);
+    rejected("ssh", "grace", 1);
+
+    // The session open throughout still moves data, and new users are served.
+    running.send_last("after-garbage");
+    let (status, rest, err) = running.finish(Duration::from_secs(30));
+    assert_eq!(rest, ["got after-garbage"], "{err}");
+    assert!(status.success(), "{err}");
     let out = w.ssh(Via::Connect, HOST, &[], "echo served");
     assert_eq!(stdout(&out).trim(), "served", "{}", stderr(&out));
 }
@@ -295,6 +339,6 @@ fn a_silent_backend_times_out_with_a_message_naming_the_target() {
     assert_eq!(out.status.code(), Some(255), "{text}");
     assert!(text.contains("model-silent-d1.ssh.baseten.co"), "{text}");
     assert!(text.contains("did not answer within 1s"), "{text}");
-    assert!(w.metric("ssh_edge_backend_failures_total{reason=\"timeout\"}") >= 1);
+    w.wait_metric("ssh_edge_backend_failures_total{reason=\"timeout\"}", 1);
     drop(silent);
 }

@@ -226,8 +226,7 @@ fn start_agent(w: &World, key: &std::path::Path) -> Agent {
     let out = Command::new("ssh-agent")
         .arg("-a")
         .arg(&sock)
-        .output()
-        .unwrap();
+        .output_bounded();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let pid = text
         .split("SSH_AGENT_PID=")
@@ -238,8 +237,7 @@ fn start_agent(w: &World, key: &std::path::Path) -> Agent {
     let added = Command::new("ssh-add")
         .arg(key)
         .env("SSH_AUTH_SOCK", &sock)
-        .output()
-        .unwrap();
+        .output_bounded();
     assert!(
         added.status.success(),
         "ssh-add: {}",
@@ -256,8 +254,7 @@ fn agent_forwarding_lists_the_users_keys_and_serves_a_nested_ssh() {
         &Command::new("ssh-keygen")
             .arg("-lf")
             .arg(w.user_key.with_extension("pub"))
-            .output()
-            .unwrap(),
+            .output_bounded(),
     );
     let fingerprint = fingerprint.split_whitespace().nth(1).unwrap().to_string();
     let nested = format!(
@@ -420,7 +417,7 @@ fn remote_forwarding_can_be_cancelled_on_a_live_connection() {
         .args(&args)
         .args(["-O", "exit"])
         .arg(&dest)
-        .output();
+        .output_bounded();
 }
 
 #[test]

@@ -38,9 +38,7 @@ fn setup_then_plain_ssh_signs_and_lands_through_front_b() {
     std::fs::create_dir_all(&ssh_dir).unwrap();
     std::fs::write(ssh_dir.join("config"), "Host unrelated\n  User someone\n").unwrap();
 
-    let out = setup_cmd(&w, issuer.port, &ssh_dir, KEY_DEFAULT)
-        .output()
-        .unwrap();
+    let out = setup_cmd(&w, issuer.port, &ssh_dir, KEY_DEFAULT).output_bounded();
     assert!(out.status.success(), "setup: {}", stderr(&out));
     let config = std::fs::read_to_string(ssh_dir.join("config")).unwrap();
     assert!(
@@ -51,8 +49,7 @@ fn setup_then_plain_ssh_signs_and_lands_through_front_b() {
     // Idempotent: a second run leaves the file as it was.
     assert!(
         setup_cmd(&w, issuer.port, &ssh_dir, KEY_DEFAULT)
-            .output()
-            .unwrap()
+            .output_bounded()
             .status
             .success()
     );
@@ -115,8 +112,7 @@ fn sign_failures_say_what_to_do() {
             .args(["sign", "--ssh-dir"])
             .arg(&ssh_dir)
             .arg(host)
-            .output()
-            .unwrap()
+            .output_bounded()
     };
     let out = sign(HOST);
     assert!(!out.status.success());
@@ -125,8 +121,7 @@ fn sign_failures_say_what_to_do() {
     // A wrong API key: the API's refusal, with its status, is shown.
     assert!(
         setup_cmd(&w, issuer.port, &ssh_dir, "wrong-key")
-            .output()
-            .unwrap()
+            .output_bounded()
             .status
             .success()
     );
@@ -137,8 +132,7 @@ fn sign_failures_say_what_to_do() {
     // Someone else's job.
     assert!(
         setup_cmd(&w, issuer.port, &ssh_dir, KEY_DEFAULT)
-            .output()
-            .unwrap()
+            .output_bounded()
             .status
             .success()
     );

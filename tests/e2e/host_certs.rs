@@ -13,7 +13,7 @@ use crate::children::Running;
 use crate::world::*;
 
 fn keygen(args: &[&str]) {
-    let out = Command::new("ssh-keygen").args(args).output().unwrap();
+    let out = Command::new("ssh-keygen").args(args).output_bounded();
     assert!(
         out.status.success(),
         "ssh-keygen {args:?}: {}",
@@ -44,8 +44,7 @@ fn host_cert(dir: &Path, name: &str, ca: &str, principals: &str) -> PathBuf {
     let public = Command::new("ssh-keygen")
         .args(["-y", "-f"])
         .arg(dir.join("sshd_host_ed25519"))
-        .output()
-        .unwrap()
+        .output_bounded()
         .stdout;
     let pubfile = dir.join(format!("{name}.pub"));
     std::fs::write(&pubfile, public).unwrap();

@@ -80,8 +80,7 @@ pub(crate) fn new_key(w: &World, name: &str) -> PathBuf {
     let status = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
         .arg(&key)
-        .status()
-        .unwrap();
+        .status_bounded();
     assert!(status.success());
     key
 }
@@ -139,8 +138,7 @@ fn describe_cert(key: &Path) -> String {
         .arg("-L")
         .arg("-f")
         .arg(format!("{}-cert.pub", key.display()))
-        .output()
-        .unwrap();
+        .output_bounded();
     stdout(&out)
 }
 

@@ -64,7 +64,7 @@ fn control_master_carries_fifty_concurrent_exec_and_forwarded_channels_on_one_lo
         .map(|_| std::thread::spawn(move || crate::forwarding::http_get(local, "/model.bin")))
         .collect();
     for (i, child) in children {
-        let out = child.wait_with_output().unwrap();
+        let out = wait_output(child, Duration::from_secs(120));
         let expected = sha256(&vec![0u8; 100_000 + i * 1000]);
         assert!(
             stdout(&out).starts_with(&expected),
@@ -90,7 +90,7 @@ fn control_master_carries_fifty_concurrent_exec_and_forwarded_channels_on_one_lo
         .args(opts)
         .args(["-O", "exit"])
         .args(dest)
-        .output();
+        .output_bounded();
 }
 
 #[test]
@@ -127,8 +127,7 @@ fn keepalives_detect_a_frozen_client_and_clean_up_its_session() {
     assert!(
         Command::new("kill")
             .args(["-STOP", &pid])
-            .status()
-            .unwrap()
+            .status_bounded()
             .success()
     );
     let cleaned = wait_until(Duration::from_secs(30), || {

@@ -65,7 +65,7 @@ fn stdin_reaches_the_backend_and_eof_ends_the_command() {
             .unwrap();
         let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         child.stdin.take().unwrap().write_all(&payload).unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = wait_output(child, Duration::from_secs(120));
         let expected = sha256_hex(&payload);
         assert!(
             stdout(&out).starts_with(&expected),
@@ -175,7 +175,7 @@ fn interactive_pty_session_sees_window_size_changes() {
             out.text()
         );
         stdin.write_all(b"exit 3\n").unwrap();
-        let status = child.wait().unwrap();
+        let status = wait_exit(&mut child, Duration::from_secs(60));
         assert_eq!(status.code(), Some(3), "{via:?}: {}", out.text());
     }
 }
@@ -196,8 +196,9 @@ fn admin_endpoint_serves_metrics_and_health() {
     assert_eq!(stdout(&out).trim(), "hi");
     let metrics = http_get(w.admin_port, "/metrics");
     assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
-    assert!(
-        metrics.contains("ssh_edge_logins_total{front=\"ssh\"} 1"),
+    assert_eq!(
+        metric_value(&metrics, "ssh_edge_logins_total{front=\"ssh\"}"),
+        1,
         "{metrics}"
     );
     assert!(http_get(w.admin_port, "/healthz").ends_with("ok\n"));

@@ -135,6 +135,27 @@ fn wait_connect(port: u16) -> TcpStream {
     }
 }
 
+/// Reads `want` bytes from `stream` (20 s per read at most) and checks each against the
+/// pattern from offset 0.
+fn drain_pattern(stream: &mut TcpStream, want: u64, what: &str) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut got = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    while got < want {
+        let n = stream
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("drain the jammed {what} at {got} bytes: {e}"));
+        assert!(n > 0, "the jammed {what} ended early at {got} bytes");
+        for (k, b) in buf[..n].iter().enumerate() {
+            let at = got + k as u64;
+            assert_eq!(*b, pattern(at), "byte {at} of the jammed {what} differs");
+        }
+        got += n as u64;
+    }
+}
+
 #[test]
 fn a_jammed_forward_does_not_stall_the_shell_on_the_same_connection() {
     let w = World::start();
@@ -158,7 +179,7 @@ fn a_jammed_forward_does_not_stall_the_shell_on_the_same_connection() {
     // Two forwards on the master connection.
     let download = Pump::new();
     let firehose_port = firehose(&download);
-    let (sink_port, _held) = black_hole();
+    let (sink_port, held) = black_hole();
     let (down_local, up_local) = (ssh_edge::lab::free_port(), ssh_edge::lab::free_port());
     for (local, remote) in [(down_local, firehose_port), (up_local, sink_port)] {
         let spec = format!("{local}:127.0.0.1:{remote}");
@@ -191,29 +212,32 @@ fn a_jammed_forward_does_not_stall_the_shell_on_the_same_connection() {
     }
     let out = run(&[], &["head -c 3000000 /dev/zero | wc -c"], 10);
     assert_eq!(stdout(&out).trim(), "3000000", "{}", stderr(&out));
+    // Meanwhile neither jammed stream moved: flow control held them, nothing was dropped to
+    // make room.
+    assert_eq!(
+        download.written.load(Ordering::SeqCst),
+        poured_down,
+        "the jammed download moved while nobody read it"
+    );
+    assert_eq!(
+        upload.written.load(Ordering::SeqCst),
+        poured_up,
+        "the jammed upload moved while the service did not read"
+    );
 
     // Drain the jammed download and check every byte, beyond what was buffered when it jammed.
-    jammed_reader
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let want = poured_down + (4 << 20);
-    let mut got = 0u64;
-    let mut buf = vec![0u8; 64 * 1024];
-    while got < want {
-        let n = jammed_reader
-            .read(&mut buf)
-            .expect("drain the jammed download");
-        assert!(n > 0, "the jammed download ended early at {got} bytes");
-        for (k, b) in buf[..n].iter().enumerate() {
-            let at = got + k as u64;
-            assert_eq!(*b, pattern(at), "byte {at} of the jammed download differs");
-        }
-        got += n as u64;
-    }
-    assert!(poured_up > 0);
+    drain_pattern(&mut jammed_reader, poured_down + (4 << 20), "download");
+    // Drain the jammed upload at the service: every byte the client wrote arrives, in order,
+    // and the upload moves again.
+    let mut service = held
+        .lock()
+        .unwrap()
+        .pop()
+        .expect("the black hole accepted the upload");
+    drain_pattern(&mut service, poured_up + (4 << 20), "upload");
     let _ = Command::new("ssh")
         .args(opts)
         .args(["-O", "exit"])
         .args(dest)
-        .output();
+        .output_bounded();
 }

@@ -167,10 +167,9 @@ fn the_helper_reports_a_rejected_token_and_exits_1() {
         "{}",
         stderr(&out)
     );
-    assert!(
-        w.metric(
-            "ssh_edge_connections_rejected_total{listener=\"tls\",reason=\"foreign_workload\"}"
-        ) >= 1
+    w.wait_metric(
+        "ssh_edge_connections_rejected_total{listener=\"tls\",reason=\"foreign_workload\"}",
+        1,
     );
 }
 
@@ -318,22 +317,16 @@ fn bad_preambles_get_status_1_and_a_counted_reason() {
         ),
     ];
     for (name, bytes, reason) in cases {
-        let before = w.metric(&format!(
-            "ssh_edge_connections_rejected_total{{listener=\"tls\",reason=\"{reason}\"}}"
-        ));
+        let series =
+            format!("ssh_edge_connections_rejected_total{{listener=\"tls\",reason=\"{reason}\"}}");
+        // Rejection series appear with their first count: absent means none yet.
+        let before = w.series(&series).unwrap_or(0);
         assert_eq!(
             status_for(&w, bytes),
             Some(1),
             "{name}: expected status 0x01"
         );
-        let after = w.metric(&format!(
-            "ssh_edge_connections_rejected_total{{listener=\"tls\",reason=\"{reason}\"}}"
-        ));
-        assert!(
-            after > before,
-            "{name}: reason {reason} not counted:\n{}",
-            w.metrics.render()
-        );
+        w.wait_metric(&series, before + 1);
     }
 }
 
@@ -417,18 +410,11 @@ fn an_administrator_can_end_a_passthrough_session() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let out = child.wait_with_output().unwrap();
+    let out = wait_output(child, Duration::from_secs(20));
     assert!(!stdout(&out).contains("finished"));
     assert_ne!(out.status.code(), Some(0));
     // The edge counts the end just after the sockets close.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while w.metric("ssh_edge_sessions_ended_total{reason=\"killed\"}") < 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the kill was not counted"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    w.wait_metric("ssh_edge_sessions_ended_total{reason=\"killed\"}", 1);
 }
 
 #[test]
@@ -455,7 +441,7 @@ fn passthrough_sessions_can_be_ended_by_token_subject() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(!stdout(&child.wait_with_output().unwrap()).contains("finished"));
+    assert!(!stdout(&wait_output(child, Duration::from_secs(120))).contains("finished"));
 }
 
 fn url_encode(s: &str) -> String {

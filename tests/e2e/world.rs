@@ -292,8 +292,7 @@ impl World {
         let status = Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-f"])
             .arg(&key)
-            .status()
-            .expect("ssh-keygen runs");
+            .status_bounded();
         assert!(status.success(), "ssh-keygen key generation failed");
         let mut sign = Command::new("ssh-keygen");
         sign.args(["-q", "-s"]).arg(self.lab.path(ca)).args([
@@ -306,7 +305,7 @@ impl World {
             sign.args(["-n", p]);
         }
         sign.args(extra).arg(key.with_extension("pub"));
-        let out = sign.output().expect("ssh-keygen -s runs");
+        let out = sign.output_bounded();
         assert!(
             out.status.success(),
             "ssh-keygen -s failed: {}",
@@ -334,19 +333,55 @@ impl World {
     pub fn metric(&self, name_and_labels: &str) -> u64 {
         metric_value(&self.metrics.render(), name_and_labels)
     }
+
+    /// The series' value, `None` while it does not exist (series with open label values,
+    /// like rejection reasons, appear with their first count).
+    pub fn series(&self, name_and_labels: &str) -> Option<u64> {
+        series_value(&self.metrics.render(), name_and_labels)
+    }
+
+    /// Waits until the series exists and equals `want` (counted after the close the client
+    /// saw, say), failing the test after 20 s with the last scrape.
+    pub fn wait_metric(&self, name_and_labels: &str, want: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = self.metrics.render();
+            if series_value(&text, name_and_labels) == Some(want) {
+                return;
+            }
+            if std::time::Instant::now() > deadline {
+                let got = metric_value(&text, name_and_labels);
+                panic!("{name_and_labels} is {got}, not {want}, after 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
-/// The value of one sample line (`name{labels}`) in Prometheus text output, 0 if absent.
+/// The value of one sample line (`name{labels}`, exactly) in Prometheus text output. A missing
+/// series fails the test: a renamed metric or label must not read as 0.
 pub fn metric_value(text: &str, name_and_labels: &str) -> u64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(name_and_labels)
-                .and_then(|rest| rest.trim().parse::<f64>().ok())
-        })
-        .map_or(0, |v| v as u64)
+    series_value(text, name_and_labels).unwrap_or_else(|| {
+        let name = name_and_labels.split('{').next().unwrap_or(name_and_labels);
+        let related: Vec<&str> = text.lines().filter(|l| l.contains(name)).collect();
+        panic!(
+            "metric series {name_and_labels} missing from the scrape; lines naming {name}:\n{}",
+            related.join("\n")
+        )
+    })
 }
 
-pub use crate::process::run_with_timeout;
+/// The value of one series if the scrape has it.
+fn series_value(text: &str, name_and_labels: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(name_and_labels)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
+    })
+}
+
+pub use crate::process::{Bounded, run_with_timeout, wait_exit, wait_output};
 
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

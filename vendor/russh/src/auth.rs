@@ -359,6 +359,9 @@ pub struct AuthRequest {
     pub(crate) principal: Option<AuthPrincipal>,
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub rejection_count: usize,
+    /// The client's first `none` request was refused without counting (ssh-edge patch 7).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    pub(crate) first_none_refused: bool,
 }
 
 #[doc(hidden)]
@@ -395,6 +398,7 @@ impl AuthRequest {
             current: None,
             principal: None,
             rejection_count: 0,
+            first_none_refused: false,
         }
     }
 
@@ -415,6 +419,7 @@ impl AuthRequest {
             current,
             principal: None,
             rejection_count: 0,
+            first_none_refused: false,
         }
     }
 

@@ -1043,6 +1043,12 @@ impl Encrypted {
                         auth_request.methods.remove(MethodKind::None);
                     }
                     reject_auth_request(until, &mut self.write, auth_request).await?;
+                    // A client's opening `none` asks which methods may continue (RFC 4252
+                    // §5.2); OpenSSH's MaxAuthTries does not count it, so neither does the cap.
+                    if !auth_request.first_none_refused && !auth_request.partial_success {
+                        auth_request.first_none_refused = true;
+                        auth_request.rejection_count -= 1;
+                    }
                 }
                 Ok(())
             } else if method == "keyboard-interactive" {
