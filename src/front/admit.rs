@@ -16,7 +16,9 @@ use tracing::{info, warn};
 
 use super::reject::{self, Listener, Reason, Rejection};
 use crate::admission::Ticket;
-use crate::auth::cert_policy::{CertCheck, CertIdentity, CertPolicy, check_user_certificate};
+use crate::auth::cert_policy::{
+    CertCheck, CertIdentity, CertPolicy, CertRejection, check_user_certificate,
+};
 use crate::auth::token::{TokenClaims, TokenPolicy, verify_token};
 use crate::bridge::BridgeSettings;
 use crate::control_plane::{ControlPlane, GateOpen};
@@ -126,6 +128,34 @@ impl Admit {
             .map_err(|e| Rejection::new(Reason::Route(e.reason()), e.to_string()))
     }
 
+    /// A refused certificate: logged with the peer, key id and serial, counted by reason,
+    /// audited. `target` is the host the client asked for (empty if it named none).
+    pub fn certificate_refused(
+        &self,
+        client: &Client,
+        target: &str,
+        cert: &Certificate,
+        rejection: &CertRejection,
+    ) {
+        warn!(client = %client.addr, listener = client.listener.as_str(), target, key_id = cert.key_id(),
+            serial = cert.serial(), reason = rejection.reason(), detail = %rejection, "certificate refused");
+        self.metrics
+            .auth_failures
+            .with_label_values(&[rejection.reason()])
+            .inc();
+        self.sessions.audit().emit(
+            "auth.denied",
+            serde_json::json!({
+                "reason": rejection.reason(),
+                "key_id": crate::audit::clean(cert.key_id(), 256),
+                "serial": cert.serial(),
+                "ca_fingerprint": cert.signature_key().fingerprint(russh::keys::HashAlg::Sha256).to_string(),
+                "client": client.addr.to_string(),
+                "target": target,
+            }),
+        );
+    }
+
     /// Terminating fronts: route → certificate policy → backend login.
     pub async fn admit_certificate(
         &self,
@@ -152,23 +182,7 @@ impl Admit {
             now_unix: now_unix(),
         };
         let identity = check_user_certificate(policy, &check).map_err(|rejection| {
-            warn!(client = %client.addr, listener = client.listener.as_str(), target = %target.host, key_id = cert.key_id(),
-                serial = cert.serial(), reason = rejection.reason(), detail = %rejection, "certificate refused");
-            self.metrics
-                .auth_failures
-                .with_label_values(&[rejection.reason()])
-                .inc();
-            self.sessions.audit().emit(
-                "auth.denied",
-                serde_json::json!({
-                    "reason": rejection.reason(),
-                    "key_id": crate::audit::clean(cert.key_id(), 256),
-                    "serial": cert.serial(),
-                    "ca_fingerprint": cert.signature_key().fingerprint(russh::keys::HashAlg::Sha256).to_string(),
-                    "client": client.addr.to_string(),
-                    "target": target.host,
-                }),
-            );
+            self.certificate_refused(client, &target.host, cert, &rejection);
             Denied::Certificate
         })?;
         let gate = self
