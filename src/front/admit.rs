@@ -19,7 +19,7 @@ use crate::admission::Ticket;
 use crate::auth::cert_policy::{
     CertCheck, CertIdentity, CertPolicy, CertRejection, check_user_certificate,
 };
-use crate::auth::token::{TokenClaims, TokenPolicy, verify_token};
+use crate::auth::token::{ReplayCache, TokenClaims, TokenPolicy, verify_token};
 use crate::bridge::BridgeSettings;
 use crate::control_plane::{ControlPlane, GateOpen};
 use crate::hostname::{HostGrammar, Target};
@@ -51,6 +51,8 @@ pub struct Admit {
     pub bridge_settings: BridgeSettings,
     /// Open sessions, across generations.
     pub sessions: Arc<Sessions>,
+    /// Front B's used token ids, across generations; `None` when tokens may be reused.
+    pub token_replay: Option<Arc<std::sync::Mutex<ReplayCache>>>,
 }
 
 /// A certificate login the edge accepted, with its backend connection.
@@ -303,7 +305,9 @@ impl Admit {
         for (remote, policy) in &self.tokens {
             match verify_token(policy, token, now) {
                 Ok(claims) => {
-                    verified = Some((remote.clone(), claims));
+                    // Alive (and so remembered) while the verifier would accept it.
+                    let forget_at = claims.exp.saturating_add(policy.max_clock_skew_secs);
+                    verified = Some((remote.clone(), claims, forget_at));
                     break;
                 }
                 Err(e) if e.reason() == "unknown_kid" => {
@@ -312,7 +316,24 @@ impl Admit {
                 Err(e) => return Err(Rejection::new(Reason::Token(e.reason()), e.to_string())),
             }
         }
-        let (remote, claims) = verified.ok_or(last)?;
+        let (remote, claims, forget_at) = verified.ok_or(last)?;
+        // Spent as soon as it is presented validly signed: two connections racing with one
+        // token cannot both pass, whatever happens after.
+        if let Some(replay) = &self.token_replay {
+            let mut replay = replay.lock().unwrap_or_else(|e| e.into_inner());
+            replay
+                .check_and_record(&remote, &claims.jti, forget_at, now)
+                .map_err(|e| {
+                    Rejection::new(
+                        Reason::Token(e.reason()),
+                        format!(
+                            "jti {} of remote \"{remote}\" (sub {}): {e}",
+                            crate::text::quote_untrusted(&claims.jti, 128),
+                            crate::text::quote_untrusted(&claims.sub, 128)
+                        ),
+                    )
+                })?;
+        }
         let target = self
             .grammar
             .parse_host(&claims.host)
