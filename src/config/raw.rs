@@ -188,7 +188,7 @@ impl Default for RawHosts {
                 },
                 KindSpec {
                     name: "model".into(),
-                    template: "model-{model_id}-{deployment_id}[-{replica_id}]".into(),
+                    template: "model-{model_id}-{deployment_id}[-{replica_id:num}]".into(),
                 },
             ],
         }

@@ -2,7 +2,8 @@
 //!
 //! Pure: no I/O. The suffix, the workload kinds and the remote names are config data. A kind is
 //! a name plus a template, literal text with fields:
-//! - `{name}` an id (`[a-z0-9]+`), `{name:num}` decimal digits, `{name:slug}` `[a-z0-9]` runs
+//! - `{name}` an id (`[a-z0-9]+`), `{name:num}` a number of 1 to [`MAX_NUM_DIGITS`] (9)
+//!   decimal digits (a node or replica index), `{name:slug}` `[a-z0-9]` runs
 //!   joined by single dashes;
 //! - at most one optional group `[...]` (no nesting), tried present first, then absent;
 //! - a literal prefix first, which is how the kind is recognised.
@@ -22,6 +23,10 @@ use error::{show, show_char};
 use serde::{Deserialize, Serialize};
 use template::Kind;
 
+/// Most digits of a `{name:num}` field (0 to 999 999 999, fits in a `u32`): node and replica
+/// indexes are small, and a bound keeps absurd values (`-99999999999999999999`) out of backend
+/// names and logs. The issuer's API takes indexes of the same length.
+pub const MAX_NUM_DIGITS: usize = 9;
 const MAX_NAME: usize = 253;
 const MAX_LABEL: usize = 63;
 /// What [`Target::remote_name`] says for host names without a remote label.
@@ -387,7 +392,14 @@ impl HostGrammar {
             }
         }
         let Some((kind, fields)) = found else {
+            let oversized = best.and_then(|k| Some((k, k.oversized_number(workload)?)));
             return Err(match best {
+                Some(k) if let Some((_, (field, value))) = oversized => HostError::NumberTooLong {
+                    input,
+                    field: field.to_string(),
+                    digits: value.len(),
+                    pattern: k.pattern.clone(),
+                },
                 Some(k) => HostError::Malformed {
                     input,
                     kind: k.name.clone(),

@@ -185,7 +185,7 @@ mod tests {
             },
             KindSpec {
                 name: "model".into(),
-                template: "model-{model_id}-{deployment_id}[-{replica_id}]".into(),
+                template: "model-{model_id}-{deployment_id}[-{replica_id:num}]".into(),
             },
         ];
         HostGrammar::new("ssh.baseten.co", &kinds, &["tenant-b".to_string()]).unwrap()
