@@ -10,6 +10,9 @@ use ssh_edge::config;
 use ssh_edge::lab::Lab;
 use ssh_edge::server::{self, ConfigSource, Server};
 
+/// The demo's front-B token file lasts as long as a working day of trying it.
+const DEMO_TOKEN_LIFETIME: Duration = Duration::from_secs(8 * 3600);
+
 pub async fn demo(dir: Option<PathBuf>, tls_port: u16, ssh_port: u16) -> anyhow::Result<()> {
     let (dir, keep) = match dir {
         Some(d) => (d, true),
@@ -25,6 +28,10 @@ pub async fn demo(dir: Option<PathBuf>, tls_port: u16, ssh_port: u16) -> anyhow:
         &format!("127.0.0.1:{ssh_port}"),
     )?;
     let control_plane = demo_control_plane(&mut lab, &mut raw)?;
+    // The demo prints one long-lived token file that its commands and the benches reuse; a
+    // deployment keeps the defaults (single use, the issuer's 600 s).
+    raw.token.single_use = false;
+    raw.token.max_lifetime_secs = DEMO_TOKEN_LIFETIME.as_secs();
     // SSH_EDGE_* variables apply on top, e.g. SSH_EDGE_BACKEND__MULTIPLEX=true.
     let raw = config::with_env_overrides(raw)?;
     let config_path = lab.write_config(&raw)?;
@@ -66,7 +73,7 @@ pub async fn demo(dir: Option<PathBuf>, tls_port: u16, ssh_port: u16) -> anyhow:
     let token = lab.mint_token(
         "default",
         "training-job-abc1234-0.ssh.baseten.co",
-        Duration::from_secs(8 * 3600),
+        DEMO_TOKEN_LIFETIME,
     )?;
     let token_file = lab.path("token");
     std::fs::write(&token_file, &token).context("writing the demo token")?;

@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tracing::{info, warn};
 
 use crate::admission::Admission;
+use crate::auth::token::ReplayCache;
 use crate::bridge::BridgeSettings;
 use crate::config::EdgeConfig;
 use crate::control_plane::ControlPlane;
@@ -114,6 +115,7 @@ impl Edge {
             admission,
             sessions,
             None,
+            None,
         )
     }
 
@@ -128,6 +130,7 @@ impl Edge {
             admission,
             self.sessions.clone(),
             self.fronts.ssh.admit.control_plane.clone(),
+            self.fronts.token.admit.token_replay.clone(),
         )
     }
 
@@ -138,6 +141,7 @@ impl Edge {
         admission: Arc<Admission>,
         sessions: Arc<Sessions>,
         previous_control_plane: Option<Arc<ControlPlane>>,
+        previous_token_replay: Option<Arc<std::sync::Mutex<ReplayCache>>>,
     ) -> Result<Arc<Self>, rustls::Error> {
         let ssh = &config.ssh;
         let ssh_config = ServerConfig {
@@ -190,6 +194,19 @@ impl Edge {
             channels_active: metrics.channels_active.clone(),
             window_size: ssh.window_size,
         };
+        // The used token ids outlive a reload (a reload must not reopen replays).
+        let token_replay = config
+            .token_replay_entries
+            .map(|entries| match previous_token_replay {
+                Some(previous) => {
+                    previous
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .set_capacity(entries);
+                    previous
+                }
+                None => Arc::new(std::sync::Mutex::new(ReplayCache::new(entries))),
+            });
         let admit = Arc::new(Admit {
             grammar: config.grammar,
             routes: config.routes,
@@ -200,6 +217,7 @@ impl Edge {
             metrics: metrics.clone(),
             bridge_settings,
             sessions: sessions.clone(),
+            token_replay,
         });
         let fronts = Arc::new(Fronts {
             ssh: SshFront {

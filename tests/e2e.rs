@@ -4,6 +4,9 @@
 #[path = "common/process.rs"]
 mod process;
 
+#[path = "common/cert_login.rs"]
+mod cert_login;
+
 #[path = "common/children.rs"]
 mod children;
 

@@ -175,6 +175,18 @@ pub enum CertRejection {
 }
 
 impl CertRejection {
+    /// The CA signature does not verify (the SSH library refuses such a certificate itself and
+    /// tells the edge through a hook, so this is also built outside [`check_user_certificate`]).
+    #[must_use]
+    pub fn bad_signature(cert: &Certificate) -> Self {
+        Self::BadSignature {
+            ca: cert
+                .signature_key()
+                .fingerprint(HashAlg::Sha256)
+                .to_string(),
+        }
+    }
+
     /// Stable `snake_case` label for metrics (bounded cardinality).
     #[must_use]
     pub fn reason(&self) -> &'static str {

@@ -113,6 +113,8 @@ pub struct EdgeConfig {
     /// Token policy per remote, for front B (remotes without token keys are absent).
     pub tokens: HashMap<String, Arc<TokenPolicy>>,
     pub preamble_timeout: Duration,
+    /// `token.single_use`: the replay cache's size, `None` when tokens may be reused.
+    pub token_replay_entries: Option<usize>,
     /// PROXY protocol, pre-auth limits and the login grace.
     pub admission: crate::admission::AdmissionSettings,
     pub listen_backlog: u32,
@@ -295,6 +297,11 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
     let control_plane = control_plane::validate_control_plane(&raw.control_plane, &mut problems);
     let backend = backend::validate_backend(&raw.backend, dns, &mut problems);
     let tokens = validate_tokens(raw, &mut problems);
+    if raw.token.single_use && raw.token.replay_cache_entries == 0 {
+        problems.push(
+            "token.replay_cache_entries: must be at least 1 while token.single_use is on".into(),
+        );
+    }
 
     let mut rules = Vec::new();
     if raw.routes.is_empty() {
@@ -364,6 +371,10 @@ pub fn validate(raw: &RawConfig) -> Result<EdgeConfig, ConfigError> {
             ),
             tokens,
             preamble_timeout: Duration::from_secs(raw.token.preamble_timeout_secs.max(1)),
+            token_replay_entries: raw
+                .token
+                .single_use
+                .then_some(raw.token.replay_cache_entries),
             admission,
             listen_backlog: raw.listen.backlog.max(1),
             workers: raw.listen.workers,

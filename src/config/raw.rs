@@ -64,8 +64,15 @@ pub struct RawToken {
     pub issuer: String,
     /// Required entry of the `aud` claim.
     pub audience: String,
-    /// Longest accepted token lifetime (`exp - iat`), seconds.
+    /// Longest accepted token lifetime (`exp - iat`), seconds. Default: what the issuer
+    /// mints (`DEFAULT_TOKEN_LIFETIME_SECS`); `exp - iat` comes from one clock, so no skew.
     pub max_lifetime_secs: u64,
+    /// Each token (`jti` of a remote) opens one connection per replica; a second use while
+    /// the token is alive is refused (`replayed`).
+    pub single_use: bool,
+    /// Most live tokens remembered for `single_use`; when full, new tokens are refused
+    /// (`replay_cache_full`) rather than a live one forgotten.
+    pub replay_cache_entries: usize,
     /// Seconds a client may take to send the whole preamble after the TLS handshake.
     pub preamble_timeout_secs: u64,
 }
@@ -75,7 +82,9 @@ impl Default for RawToken {
         Self {
             issuer: "ssh-edge".into(),
             audience: "ssh-edge".into(),
-            max_lifetime_secs: 24 * 3600,
+            max_lifetime_secs: crate::auth::token::DEFAULT_TOKEN_LIFETIME_SECS,
+            single_use: true,
+            replay_cache_entries: crate::auth::token::DEFAULT_REPLAY_CACHE_ENTRIES,
             preamble_timeout_secs: 10,
         }
     }

@@ -15,8 +15,10 @@ use tokio::net::TcpStream;
 use tracing::{info, warn};
 
 use crate::admission::Ticket;
-use crate::auth::cert_policy::{CertCheck, CertIdentity, CertPolicy, check_user_certificate};
-use crate::auth::token::{TokenClaims, TokenPolicy, verify_token};
+use crate::auth::cert_policy::{
+    CertCheck, CertIdentity, CertPolicy, CertRejection, check_user_certificate,
+};
+use crate::auth::token::{ReplayCache, TokenClaims, TokenPolicy, verify_token};
 use crate::bridge::BridgeSettings;
 use crate::control_plane::{ControlPlane, GateOpen};
 use crate::hostname::{HostGrammar, Target};
@@ -49,6 +51,8 @@ pub struct Admit {
     pub bridge_settings: BridgeSettings,
     /// Open sessions, across generations.
     pub sessions: Arc<Sessions>,
+    /// Front B's used token ids, across generations; `None` when tokens may be reused.
+    pub token_replay: Option<Arc<std::sync::Mutex<ReplayCache>>>,
 }
 
 /// A certificate login the edge accepted, with its backend connection.
@@ -119,6 +123,34 @@ impl Admit {
             .map_err(|e| Rejection::new(Reason::Route(e.reason()), e.to_string()))
     }
 
+    /// A refused certificate: logged with the peer, key id and serial, counted by reason,
+    /// audited. `target` is the host the client asked for (empty if it named none).
+    pub fn certificate_refused(
+        &self,
+        client: &Client,
+        target: &str,
+        cert: &Certificate,
+        rejection: &CertRejection,
+    ) {
+        warn!(client = %client.addr, listener = client.listener.as_str(), target, key_id = cert.key_id(),
+            serial = cert.serial(), reason = rejection.reason(), detail = %rejection, "certificate refused");
+        self.metrics
+            .auth_failures
+            .with_label_values(&[rejection.reason()])
+            .inc();
+        self.sessions.audit().emit(
+            "auth.denied",
+            serde_json::json!({
+                "reason": rejection.reason(),
+                "key_id": crate::audit::clean(cert.key_id(), 256),
+                "serial": cert.serial(),
+                "ca_fingerprint": cert.signature_key().fingerprint(russh::keys::HashAlg::Sha256).to_string(),
+                "client": client.addr.to_string(),
+                "target": target,
+            }),
+        );
+    }
+
     /// Terminating fronts: route → certificate policy → backend login.
     pub async fn admit_certificate(
         &self,
@@ -145,23 +177,7 @@ impl Admit {
             now_unix: unix_now(),
         };
         let identity = check_user_certificate(policy, &check).map_err(|rejection| {
-            warn!(client = %client.addr, listener = client.listener.as_str(), target = %target.host, key_id = cert.key_id(),
-                serial = cert.serial(), reason = rejection.reason(), detail = %rejection, "certificate refused");
-            self.metrics
-                .auth_failures
-                .with_label_values(&[rejection.reason()])
-                .inc();
-            self.sessions.audit().emit(
-                "auth.denied",
-                serde_json::json!({
-                    "reason": rejection.reason(),
-                    "key_id": crate::audit::clean(cert.key_id(), 256),
-                    "serial": cert.serial(),
-                    "ca_fingerprint": cert.signature_key().fingerprint(russh::keys::HashAlg::Sha256).to_string(),
-                    "client": client.addr.to_string(),
-                    "target": target.host,
-                }),
-            );
+            self.certificate_refused(client, &target.host, cert, &rejection);
             Denied::Certificate
         })?;
         let gate = self
@@ -282,7 +298,9 @@ impl Admit {
         for (remote, policy) in &self.tokens {
             match verify_token(policy, token, now) {
                 Ok(claims) => {
-                    verified = Some((remote.clone(), claims));
+                    // Alive (and so remembered) while the verifier would accept it.
+                    let forget_at = claims.exp.saturating_add(policy.max_clock_skew_secs);
+                    verified = Some((remote.clone(), claims, forget_at));
                     break;
                 }
                 Err(e) if e.reason() == "unknown_kid" => {
@@ -291,7 +309,24 @@ impl Admit {
                 Err(e) => return Err(Rejection::new(Reason::Token(e.reason()), e.to_string())),
             }
         }
-        let (remote, claims) = verified.ok_or(last)?;
+        let (remote, claims, forget_at) = verified.ok_or(last)?;
+        // Spent as soon as it is presented validly signed: two connections racing with one
+        // token cannot both pass, whatever happens after.
+        if let Some(replay) = &self.token_replay {
+            let mut replay = replay.lock().unwrap_or_else(|e| e.into_inner());
+            replay
+                .check_and_record(&remote, &claims.jti, forget_at, now)
+                .map_err(|e| {
+                    Rejection::new(
+                        Reason::Token(e.reason()),
+                        format!(
+                            "jti {} of remote \"{remote}\" (sub {}): {e}",
+                            crate::text::quote_untrusted(&claims.jti, 128),
+                            crate::text::quote_untrusted(&claims.sub, 128)
+                        ),
+                    )
+                })?;
+        }
         let target = self
             .grammar
             .parse_host(&claims.host)

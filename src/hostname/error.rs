@@ -81,6 +81,17 @@ pub enum HostError {
         kind: String,
         pattern: String,
     },
+    #[error(
+        "invalid host \"{input}\": <{field}> has {digits} digits, over the limit of {max} (0 to {largest}); expected {pattern}",
+        max = super::MAX_NUM_DIGITS,
+        largest = 10u64.pow(super::MAX_NUM_DIGITS as u32) - 1
+    )]
+    NumberTooLong {
+        input: String,
+        field: String,
+        digits: usize,
+        pattern: String,
+    },
     #[error("invalid host \"{input}\": unknown remote \"{remote}\"; known remotes: {}", known_list(.known))]
     UnknownRemote {
         input: String,
@@ -104,6 +115,7 @@ impl HostError {
             HostError::TooManyLabels { .. } => "too_many_labels",
             HostError::UnknownKind { .. } => "unknown_kind",
             HostError::Malformed { .. } => "malformed",
+            HostError::NumberTooLong { .. } => "number_too_long",
             HostError::UnknownRemote { .. } => "unknown_remote",
         }
     }

@@ -8,6 +8,10 @@ use super::KindSpec;
 pub const MAX_NAME: usize = 253;
 /// Longest label, in bytes (DNS).
 pub const MAX_LABEL: usize = 63;
+/// Most digits of a `{name:num}` field (0 to 999 999 999, fits in a `u32`): node and replica
+/// indexes are small, and a bound keeps absurd values (`-99999999999999999999`) out of backend
+/// names and logs. The issuer's API takes indexes of the same length.
+pub const MAX_NUM_DIGITS: usize = 9;
 /// What [`super::Target::remote_name`] says for host names without a remote label; the
 /// issuer's tenant of the same name signs such hosts.
 pub const DEFAULT_REMOTE: &str = "default";
@@ -23,7 +27,7 @@ pub const TRAINING_JOB_TEMPLATE: &str = "training-job-{job_id:slug}-{node:num}";
 pub const MODEL_KIND: &str = "model";
 /// The literal every model label starts with.
 pub const MODEL_PREFIX: &str = "model-";
-pub const MODEL_TEMPLATE: &str = "model-{model_id}-{deployment_id}[-{replica_id}]";
+pub const MODEL_TEMPLATE: &str = "model-{model_id}-{deployment_id}[-{replica_id:num}]";
 
 /// The kinds the edge knows when none are configured, and the ones the issuer signs.
 #[must_use]

@@ -2,7 +2,8 @@
 //!
 //! Pure: no I/O. The suffix, the workload kinds and the remote names are config data. A kind is
 //! a name plus a template, literal text with fields:
-//! - `{name}` an id (`[a-z0-9]+`), `{name:num}` decimal digits, `{name:slug}` `[a-z0-9]` runs
+//! - `{name}` an id (`[a-z0-9]+`), `{name:num}` a number of 1 to [`MAX_NUM_DIGITS`] (9)
+//!   decimal digits (a node or replica index), `{name:slug}` `[a-z0-9]` runs
 //!   joined by single dashes;
 //! - at most one optional group `[...]` (no nesting), tried present first, then absent;
 //! - a literal prefix first, which is how the kind is recognised.
@@ -19,9 +20,9 @@ mod tests;
 
 pub use error::{ExpandError, GrammarError, HostError};
 pub use formats::{
-    DEFAULT_REMOTE, DEFAULT_SUFFIX, MAX_LABEL, MAX_NAME, MODEL_KIND, MODEL_PREFIX, MODEL_TEMPLATE,
-    TRAINING_JOB_KIND, TRAINING_JOB_PREFIX, TRAINING_JOB_TEMPLATE, default_kinds, fits_dns,
-    full_host, is_dns_label, model_label, training_job_label,
+    DEFAULT_REMOTE, DEFAULT_SUFFIX, MAX_LABEL, MAX_NAME, MAX_NUM_DIGITS, MODEL_KIND, MODEL_PREFIX,
+    MODEL_TEMPLATE, TRAINING_JOB_KIND, TRAINING_JOB_PREFIX, TRAINING_JOB_TEMPLATE, default_kinds,
+    fits_dns, full_host, is_dns_label, model_label, training_job_label,
 };
 
 use error::{show, show_char};
@@ -391,7 +392,14 @@ impl HostGrammar {
             }
         }
         let Some((kind, fields)) = found else {
+            let oversized = best.and_then(|k| Some((k, k.oversized_number(workload)?)));
             return Err(match best {
+                Some(k) if let Some((_, (field, value))) = oversized => HostError::NumberTooLong {
+                    input,
+                    field: field.to_string(),
+                    digits: value.len(),
+                    pattern: k.pattern.clone(),
+                },
                 Some(k) => HostError::Malformed {
                     input,
                     kind: k.name.clone(),

@@ -1,7 +1,7 @@
 //! Kind templates: compilation of `literal{field:class}[optional]` into token sequences, and
 //! the memoised backtracking matcher that applies them to a workload label.
 
-use super::{BUILTIN_PLACEHOLDERS, KindSpec};
+use super::{BUILTIN_PLACEHOLDERS, KindSpec, MAX_NUM_DIGITS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
@@ -11,12 +11,17 @@ enum Class {
 }
 
 impl Class {
-    /// Lengths of the prefixes of `s` this class accepts, longest first.
-    fn lengths(self, s: &[u8]) -> Vec<usize> {
+    /// Lengths of the prefixes of `s` this class accepts, longest first. `bounded`: a number
+    /// has at most [`MAX_NUM_DIGITS`] digits (unbounded only to explain a refusal).
+    fn lengths(self, s: &[u8], bounded: bool) -> Vec<usize> {
         let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
         let mut out: Vec<usize> = match self {
             Class::Id => (1..=s.iter().take_while(|b| alnum(b)).count()).collect(),
-            Class::Num => (1..=s.iter().take_while(|b| b.is_ascii_digit()).count()).collect(),
+            Class::Num => {
+                let digits = s.iter().take_while(|b| b.is_ascii_digit()).count();
+                let max = if bounded { MAX_NUM_DIGITS } else { digits };
+                (1..=digits.min(max)).collect()
+            }
             Class::Slug => {
                 let (mut out, mut after_dash) = (Vec::new(), true);
                 for (i, b) in s.iter().enumerate() {
@@ -172,38 +177,52 @@ impl Kind {
 
     /// Field values if `label` matches; first full match wins.
     pub(super) fn matches(&self, label: &str) -> Option<Vec<(String, String)>> {
+        self.captures(label, true).map(|caps| {
+            caps.into_iter()
+                .map(|(name, _, value)| (name.to_string(), value.to_string()))
+                .collect()
+        })
+    }
+
+    /// When `label` fails [`Kind::matches`] only because a number has too many digits: that
+    /// field and its value.
+    pub(super) fn oversized_number<'l>(&self, label: &'l str) -> Option<(&str, &'l str)> {
+        self.captures(label, false)?
+            .into_iter()
+            .find(|(_, class, value)| *class == Class::Num && value.len() > MAX_NUM_DIGITS)
+            .map(|(name, _, value)| (name, value))
+    }
+
+    fn captures<'l>(&self, label: &'l str, bounded: bool) -> Option<Vec<(&str, Class, &'l str)>> {
         self.alts.iter().find_map(|toks| {
             let bytes = label.as_bytes();
             let mut m = Matcher {
                 toks,
                 label: bytes,
+                bounded,
                 failed: vec![false; (toks.len() + 1) * (bytes.len() + 1)],
                 caps: Vec::new(),
             };
             m.run(0, 0).then(|| {
                 m.caps
                     .iter()
-                    .map(|&(name, a, b)| {
-                        (
-                            name.to_string(),
-                            label.get(a..b).unwrap_or_default().to_string(),
-                        )
-                    })
+                    .map(|&(name, class, a, b)| (name, class, label.get(a..b).unwrap_or_default()))
                     .collect()
             })
         })
     }
 }
 
-struct Matcher<'a> {
+struct Matcher<'a, 'l> {
     toks: &'a [Tok],
-    label: &'a [u8],
+    label: &'l [u8],
+    bounded: bool,
     /// (token, position) states already known not to lead to a full match.
     failed: Vec<bool>,
-    caps: Vec<(&'a str, usize, usize)>,
+    caps: Vec<(&'a str, Class, usize, usize)>,
 }
 
-impl<'a> Matcher<'a> {
+impl<'a> Matcher<'a, '_> {
     fn run(&mut self, ti: usize, pos: usize) -> bool {
         let toks = self.toks;
         let Some(tok) = toks.get(ti) else {
@@ -216,8 +235,8 @@ impl<'a> Matcher<'a> {
         let rest = self.label.get(pos..).unwrap_or_default();
         let ok = match tok {
             Tok::Lit(lit) => rest.starts_with(lit.as_bytes()) && self.run(ti + 1, pos + lit.len()),
-            Tok::Field(name, class) => class.lengths(rest).into_iter().any(|n| {
-                self.caps.push((name, pos, pos + n));
+            Tok::Field(name, class) => class.lengths(rest, self.bounded).into_iter().any(|n| {
+                self.caps.push((name, *class, pos, pos + n));
                 let ok = self.run(ti + 1, pos + n);
                 if !ok {
                     self.caps.pop();

@@ -16,7 +16,10 @@ fn spec(name: &str, template: &str) -> KindSpec {
 fn kinds() -> Vec<KindSpec> {
     vec![
         spec("training-job", "training-job-{job_id:slug}-{node:num}"),
-        spec("model", "model-{model_id}-{deployment_id}[-{replica_id}]"),
+        spec(
+            "model",
+            "model-{model_id}-{deployment_id}[-{replica_id:num}]",
+        ),
     ]
 }
 
@@ -436,6 +439,69 @@ fn grammar_reports_every_problem_at_once() {
     );
     // Overlapping prefixes are fine.
     assert!(HostGrammar::new("x.y", &[spec("a", "a-{v}"), spec("ab", "a-b{v}")], &[]).is_ok());
+}
+
+#[test]
+fn numbers_have_at_most_nine_digits_and_the_refusal_names_the_field() {
+    let g = grammar3();
+    let t = g
+        .parse_host("training-job-abc1234-999999999.ssh.baseten.co")
+        .unwrap();
+    assert_eq!(t.field("node"), Some("999999999"));
+    for (host, field, digits, pattern) in [
+        (
+            "training-job-abc1234-1000000000.ssh.baseten.co",
+            "node",
+            10,
+            "training-job-<job_id>-<node>",
+        ),
+        (
+            "training-job-abc1234-99999999999999999999.ssh.baseten.co",
+            "node",
+            20,
+            "training-job-<job_id>-<node>",
+        ),
+        // A number inside the optional group, too.
+        (
+            "nb-alice-1-gpu0000000008.ssh.baseten.co",
+            "gpus",
+            10,
+            "nb-<owner>-<n>[-gpu<gpus>]",
+        ),
+    ] {
+        let e = g.parse_host(host).unwrap_err();
+        assert_eq!(e.reason(), "number_too_long", "{host}: {e}");
+        assert_eq!(
+            e,
+            HostError::NumberTooLong {
+                input: host.to_string(),
+                field: field.into(),
+                digits,
+                pattern: pattern.into(),
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "invalid host \"{host}\": <{field}> has {digits} digits, over the limit of 9 (0 to 999999999); expected {pattern}"
+            )
+        );
+    }
+    // Front C's user name form says the same.
+    let e = g.parse_user_target("model-m1-d1-12345678901").unwrap_err();
+    assert_eq!(e.reason(), "number_too_long", "{e}");
+    // The default model kind's replica is a number too (as the issuer's API has it).
+    assert_eq!(
+        g.parse_host("model-m1-d1-x.ssh.baseten.co")
+            .unwrap_err()
+            .reason(),
+        "malformed"
+    );
+    // Not a number problem: still "malformed".
+    let e = g
+        .parse_host("training-job-abc1234-x.ssh.baseten.co")
+        .unwrap_err();
+    assert_eq!(e.reason(), "malformed", "{e}");
 }
 
 #[test]

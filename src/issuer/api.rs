@@ -21,8 +21,8 @@ use crate::text::escape_untrusted;
 pub const MAX_BODY: usize = 64 * 1024;
 /// Longest job, project, model or deployment id.
 pub const MAX_ID_LEN: usize = crate::hostname::MAX_LABEL;
-/// Longest node or replica index (decimal digits).
-pub const MAX_INDEX_DIGITS: usize = 9;
+/// Longest node or replica index (decimal digits): the edge's host-name bound.
+pub const MAX_INDEX_DIGITS: usize = crate::hostname::MAX_NUM_DIGITS;
 /// The remote name whose host names carry no remote label.
 pub const DEFAULT_TENANT: &str = crate::hostname::DEFAULT_REMOTE;
 

@@ -97,7 +97,7 @@ impl Default for RawIssuerToken {
         Self {
             issuer: "ssh-edge".into(),
             audience: "ssh-edge".into(),
-            lifetime_secs: 600,
+            lifetime_secs: crate::auth::token::DEFAULT_TOKEN_LIFETIME_SECS,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The certificate matrix: every certificate the edge must refuse, issued by the real
 //! `ssh-keygen`, refused through a real `ssh` client, and counted.
 
+use crate::cert_login::{login_with_cert, tamper_signature};
 use crate::world::*;
 
 /// Runs `ssh … true` with `key` and returns (exit code, stderr).
@@ -198,25 +199,14 @@ fn a_tenant_b_certificate_opens_only_tenant_b_hosts() {
     );
 }
 
-/// OpenSSH's client will not offer a host certificate for user authentication, so this case
-/// uses a russh client: a host certificate from the trusted CA, presented as a user's.
-/// Logs in to front C with a certificate the real `ssh` will not present (a host
-/// certificate, an expired one), through a russh client; returns whether it was accepted.
-fn russh_login_with_cert(w: &World, host_type: bool, valid_after: u64, valid_before: u64) -> bool {
-    use std::sync::Arc;
-
+/// A certificate from the lab's user CA for a fresh key (principal `JOB`), and that key.
+fn lab_cert(
+    w: &World,
+    host_type: bool,
+    valid_after: u64,
+    valid_before: u64,
+) -> (russh::keys::PrivateKey, russh::keys::Certificate) {
     use russh::keys::ssh_key::certificate::{Builder, CertType};
-
-    struct AcceptEdgeKey;
-    impl russh::client::Handler for AcceptEdgeKey {
-        type Error = russh::Error;
-        async fn check_server_key(
-            &mut self,
-            _key: &russh::keys::PublicKeyOrCertificate,
-        ) -> Result<bool, Self::Error> {
-            Ok(true)
-        }
-    }
 
     let key = ssh_edge::upstream::random_ed25519_key();
     let mut b = Builder::new(
@@ -235,25 +225,25 @@ fn russh_login_with_cert(w: &World, host_type: bool, valid_after: u64, valid_bef
         .unwrap()
         .key_id("russh-presented")
         .unwrap()
+        .serial(4711)
+        .unwrap()
         .valid_principal(JOB)
         .unwrap();
     let cert = b.sign(&w.lab.user_ca).unwrap();
+    (key, cert)
+}
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let config = Arc::new(russh::client::Config::default());
-        let mut handle = russh::client::connect(config, ("127.0.0.1", w.ssh_port), AcceptEdgeKey)
-            .await
-            .unwrap();
-        let result = handle
-            .authenticate_openssh_cert("training-job-abc1234-0", Arc::new(key), cert)
-            .await
-            .unwrap();
-        result.success()
-    })
+/// Logs in to front C with a certificate the real `ssh` will not present (a host
+/// certificate, an expired one), through a russh client; returns whether it was accepted.
+fn russh_login_with_cert(w: &World, host_type: bool, valid_after: u64, valid_before: u64) -> bool {
+    let (key, cert) = lab_cert(w, host_type, valid_after, valid_before);
+    login_with_cert(
+        ([127, 0, 0, 1], w.ssh_port).into(),
+        "training-job-abc1234-0",
+        key,
+        cert,
+    )
+    .0
 }
 
 #[test]
@@ -281,6 +271,71 @@ fn certificates_openssh_would_not_present_are_refused_and_counted() {
     assert!(
         w.metric("ssh_edge_auth_failures_total{reason=\"expired\"}") >= 1,
         "{}",
+        w.metrics.render()
+    );
+    // A certificate from the trusted CA whose signature was edited afterwards (OpenSSH's
+    // `ssh` checks the signature when it loads the file and does not offer it). russh refuses
+    // it before the policy runs; the edge's hook counts it.
+    let before = w.metric("ssh_edge_auth_failures_total{reason=\"bad_signature\"}");
+    let (key, cert) = lab_cert(&w, false, now - 60, now + 600);
+    let (accepted, _) = login_with_cert(
+        ([127, 0, 0, 1], w.ssh_port).into(),
+        "training-job-abc1234-0",
+        key,
+        tamper_signature(&cert),
+    );
+    assert!(
+        !accepted,
+        "a certificate with a tampered signature opened a session"
+    );
+    assert_eq!(
+        w.metric("ssh_edge_auth_failures_total{reason=\"bad_signature\"}"),
+        before + 1,
+        "{}",
+        w.metrics.render()
+    );
+    assert!(
+        w.metrics
+            .render()
+            .contains("ssh_edge_auth_failures_total{reason=\"bad_signature\"}"),
+        "the bad_signature series is missing"
+    );
+}
+
+/// OpenSSH offers its identities in turn; after the edge refuses the first, the second must be
+/// tried at once. The client's next `SERVICE_REQUEST` used to go unanswered, so it sat in its
+/// 30 s wait before falling back. The run is bounded well below that: a hang fails the test.
+#[test]
+fn a_second_identity_is_tried_after_the_first_is_refused() {
+    let w = World::start();
+    let refused = w.keygen_cert("first-refused", "user_ca", Some("other99"), "+10m", &[]);
+    for via in [Via::PlainSsh, Via::Connect] {
+        let mut args = w.ssh_args_with_key(&refused, via, HOST);
+        let dest = args.pop().unwrap();
+        args.extend([
+            "-i".to_string(),
+            w.user_key.display().to_string(),
+            "-o".into(),
+            format!("CertificateFile={}-cert.pub", w.user_key.display()),
+            "-o".into(),
+            "IdentitiesOnly=yes".into(),
+            dest,
+            "echo second-key-ok".into(),
+        ]);
+        let out = run_with_timeout(
+            std::process::Command::new("ssh").args(&args),
+            std::time::Duration::from_secs(15),
+        );
+        assert_eq!(
+            stdout(&out).trim(),
+            "second-key-ok",
+            "{via:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(
+        w.metric("ssh_edge_auth_failures_total{reason=\"principal_mismatch\"}") >= 2,
+        "the first identity was not offered and refused: {}",
         w.metrics.render()
     );
 }

@@ -18,9 +18,11 @@ fn helper_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/vendor_helper.py")
 }
 
-/// ssh arguments reaching the backend through front B with `token`, the way the vendor CLI
-/// configures it: ProxyCommand = helper, the backend's own host key, the user's certificate.
-fn passthrough_args(w: &World, token: &str, proxy_host: &str) -> Vec<String> {
+/// ssh arguments reaching the backend through front B with a token of its own (tokens are
+/// single use), the way the vendor CLI configures it: ProxyCommand = helper, the backend's own
+/// host key, the user's certificate.
+fn passthrough_args(w: &World, proxy_host: &str) -> Vec<String> {
+    let token = fresh_token(w);
     let token_file = w.lab.path(&format!("token-{}", rand_suffix()));
     std::fs::write(&token_file, token).unwrap();
     let proxy = format!(
@@ -33,6 +35,12 @@ fn passthrough_args(w: &World, token: &str, proxy_host: &str) -> Vec<String> {
     w.passthrough_ssh_args(&proxy, &w.user_key)
 }
 
+fn fresh_token(w: &World) -> String {
+    w.lab
+        .mint_token("default", HOST, Duration::from_secs(600))
+        .unwrap()
+}
+
 fn rand_suffix() -> u32 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
@@ -42,13 +50,9 @@ fn rand_suffix() -> u32 {
 #[test]
 fn installed_helper_protocol_runs_ssh_scp_and_sftp_in_passthrough() {
     let w = World::start();
-    let token = w
-        .lab
-        .mint_token("default", HOST, Duration::from_secs(600))
-        .unwrap();
     // SNI = the edge's name (localhost here) and, for an IP proxy address, no SNI at all.
     for proxy_host in ["localhost", "127.0.0.1"] {
-        let mut args = passthrough_args(&w, &token, proxy_host);
+        let mut args = passthrough_args(&w, proxy_host);
         args.extend([
             HOST.to_string(),
             "echo passthrough-ok; echo err >&2; exit 5".to_string(),
@@ -61,7 +65,7 @@ fn installed_helper_protocol_runs_ssh_scp_and_sftp_in_passthrough() {
 
     // Our own helper speaks the same protocol: `ssh-edge connect --token-file`.
     let token_file = w.lab.path("connect-token");
-    std::fs::write(&token_file, &token).unwrap();
+    std::fs::write(&token_file, fresh_token(&w)).unwrap();
     let proxy = format!(
         "{} connect --edge localhost:{} --ca-file {} --token-file {} %h",
         env!("CARGO_BIN_EXE_ssh-edge"),
@@ -82,10 +86,9 @@ fn installed_helper_protocol_runs_ssh_scp_and_sftp_in_passthrough() {
     std::fs::write(&src, &data).unwrap();
     let remote = w.lab.path("pt-remote.bin");
     let back = w.lab.path("pt-back.bin");
-    let args = passthrough_args(&w, &token, "localhost");
     let out = run_with_timeout(
         Command::new("scp")
-            .args(&args)
+            .args(passthrough_args(&w, "localhost"))
             .arg(&src)
             .arg(format!("{HOST}:{}", remote.display())),
         Duration::from_secs(300),
@@ -93,7 +96,7 @@ fn installed_helper_protocol_runs_ssh_scp_and_sftp_in_passthrough() {
     assert!(out.status.success(), "scp up: {}", stderr(&out));
     let out = run_with_timeout(
         Command::new("scp")
-            .args(&args)
+            .args(passthrough_args(&w, "localhost"))
             .arg(format!("{HOST}:{}", remote.display()))
             .arg(&back),
         Duration::from_secs(300),
@@ -123,7 +126,7 @@ fn installed_helper_protocol_runs_ssh_scp_and_sftp_in_passthrough() {
     .unwrap();
     let out = run_with_timeout(
         Command::new("sftp")
-            .args(&args)
+            .args(passthrough_args(&w, "localhost"))
             .arg("-b")
             .arg(&batch)
             .arg(HOST),
@@ -328,6 +331,43 @@ fn bad_preambles_get_status_1_and_a_counted_reason() {
         );
         w.wait_metric(&series, before + 1);
     }
+}
+
+#[test]
+fn a_token_opens_one_connection_and_its_replay_is_refused_and_counted() {
+    let w = World::start();
+    let replayed = "ssh_edge_connections_rejected_total{listener=\"tls\",reason=\"replayed\"}";
+    let token = fresh_token(&w);
+    assert_eq!(status_for(&w, framed(token.as_bytes())), Some(0));
+    let before = w.metric(replayed);
+    assert_eq!(
+        status_for(&w, framed(token.as_bytes())),
+        Some(1),
+        "the same token was accepted twice"
+    );
+    assert_eq!(w.metric(replayed), before + 1, "{}", w.metrics.render());
+    // Another token for the same workload and subject is its own first use.
+    assert_eq!(status_for(&w, framed(fresh_token(&w).as_bytes())), Some(0));
+    assert_eq!(w.metric(replayed), before + 1);
+}
+
+#[test]
+fn tokens_longer_lived_than_the_issuer_mints_are_refused_by_default() {
+    let w = World::start();
+    let cap = ssh_edge::auth::token::DEFAULT_TOKEN_LIFETIME_SECS;
+    let lifetime_too_long =
+        "ssh_edge_connections_rejected_total{listener=\"tls\",reason=\"lifetime_too_long\"}";
+    let at_cap = w
+        .lab
+        .mint_token("default", HOST, Duration::from_secs(cap))
+        .unwrap();
+    assert_eq!(status_for(&w, framed(at_cap.as_bytes())), Some(0));
+    let longer = w
+        .lab
+        .mint_token("default", HOST, Duration::from_secs(cap + 1))
+        .unwrap();
+    assert_eq!(status_for(&w, framed(longer.as_bytes())), Some(1));
+    assert_eq!(w.metric(lifetime_too_long), 1, "{}", w.metrics.render());
 }
 
 fn sign_with(w: &World, remote: &str, kid: &str, claims: &serde_json::Value) -> String {

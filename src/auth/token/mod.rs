@@ -56,10 +56,12 @@
 //! - this file: the public types, constants, [`verify_token`] and [`sign_token`];
 //! - `verify`: the verification steps (structure, JSON, header, signature, claims);
 //! - `key`: [`TokenKey`] and its PEM / `SubjectPublicKeyInfo` parser;
-//! - `error`: [`TokenRejection`], [`TokenError`] and [`TokenKeyError`].
+//! - `error`: [`TokenRejection`], [`TokenError`] and [`TokenKeyError`];
+//! - `replay`: [`ReplayCache`], single use of each `jti` on one replica.
 
 mod error;
 mod key;
+mod replay;
 mod verify;
 
 use aws_lc_rs::rand::SystemRandom;
@@ -70,11 +72,15 @@ use serde_json::Value;
 
 pub use error::{TokenError, TokenKeyError, TokenRejection};
 pub use key::TokenKey;
+pub use replay::{DEFAULT_REPLAY_CACHE_ENTRIES, ReplayCache, ReplayError};
 use verify::{
     RawClaims, RawHeader, check_claims, check_header, claims_from_raw, parse_json_object,
     split_token, verify_signature,
 };
 
+/// Token lifetime (`exp - iat`) the issuer mints by default, and the longest the edge accepts
+/// by default: one number, so the two agree unless an operator changes one of them.
+pub const DEFAULT_TOKEN_LIFETIME_SECS: u64 = 600;
 /// Longest token accepted, in bytes.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 /// Longest `host` claim, in bytes (a DNS name).
@@ -106,7 +112,7 @@ pub struct TokenPolicy {
     pub audience: String,
     /// Tolerance for `nbf`, `iat` and `exp` against the edge's clock.
     pub max_clock_skew_secs: u64,
-    /// Upper bound on `exp - iat` (e.g. 24 h).
+    /// Upper bound on `exp - iat` (default [`DEFAULT_TOKEN_LIFETIME_SECS`]).
     pub max_lifetime_secs: u64,
 }
 

@@ -106,6 +106,22 @@ impl Session {
                 }
                 Ok(())
             }
+            // ssh-edge patch: a client may ask for the service again (RFC 4253 §10 does not
+            // forbid it; paramiko does so before each authentication attempt, libssh2 on a
+            // retry). It is accepted again; the authentication state (methods, rejections
+            // counted for `max_auth_attempts`) is kept. Upstream ignored the packet and the
+            // client waited out its own timeout (paramiko: 30 s) before trying its next key.
+            (EncryptedState::WaitingAuthRequest(_), Some((&msg::SERVICE_REQUEST, mut r))) => {
+                let request = map_err!(String::decode(&mut r))?;
+                map_err!(ensure_end(&r))?;
+                debug!("repeated service request: {request:?}");
+                if request == "ssh-userauth" {
+                    // Only the SERVICE_ACCEPT: no second banner, the pending request kept.
+                    let methods = self.common.config.as_ref().methods.clone();
+                    server_accept_service(None, methods, &mut enc.write)?;
+                }
+                Ok(())
+            }
             (EncryptedState::WaitingAuthRequest(_), Some((&msg::USERAUTH_REQUEST, mut r))) => {
                 enc.server_read_auth_request(
                     rejection_wait_until,
@@ -222,6 +238,22 @@ mod tests {
             Some(&crate::msg::DISCONNECT),
             "server kept accepting auth attempts past max_auth_attempts",
         );
+    }
+
+    // ssh-edge patch: a second SERVICE_REQUEST is answered, and authentication goes on.
+    #[tokio::test]
+    async fn a_repeated_service_request_is_accepted_again() {
+        let login = async {
+            let mut session = RawSession::connect().await;
+            session.service_request().await.unwrap();
+            // `auth_none` asks for the service once more (as paramiko does before each
+            // attempt) and expects SERVICE_ACCEPT, then USERAUTH_SUCCESS.
+            session.auth_none().await.unwrap();
+        };
+        // Unpatched, the second request is never answered: the read hangs.
+        tokio::time::timeout(std::time::Duration::from_secs(10), login)
+            .await
+            .expect("the repeated SERVICE_REQUEST was not answered");
     }
 
     #[tokio::test]
@@ -1151,6 +1183,8 @@ impl Encrypted {
                         // Verify the certificate’s signature
                         if cert.verify_signature().is_err() {
                             warn!("Certificate signature is invalid");
+                            // ssh-edge patch: the handler may count and log it.
+                            handler.auth_certificate_signature_invalid(user, cert);
                             reject_auth_request(until, &mut self.write, auth_request).await?;
                             return Ok(());
                         }

@@ -358,6 +358,14 @@ pub trait Handler: Sized {
         async { Ok(Auth::reject()) }
     }
 
+    /// ssh-edge patch: a user certificate whose CA signature does not verify was offered;
+    /// russh refuses it right after this returns, before any other callback sees it.
+    ///
+    /// Lets the application count and log the attempt (peer, key id, serial: all unproven,
+    /// the signature being bad). Default: nothing.
+    #[allow(unused_variables)]
+    fn auth_certificate_signature_invalid(&mut self, user: &str, certificate: &Certificate) {}
+
     /// Check authentication using the "keyboard-interactive"
     /// method.
     ///
