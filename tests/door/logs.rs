@@ -60,7 +60,7 @@ fn a_refused_certificate_is_logged_with_its_reason_key_id_serial_and_peer() {
         "key_id=\"elsewhere-id\"",
         "serial=4242",
         "client=127.0.0.1:",
-        "target=training-job-abc1234-0.ssh.baseten.co",
+        "target=\"training-job-abc1234-0.ssh.baseten.co\"",
         "not in source-address \"192.0.2.0/24\"",
     ] {
         assert!(line.contains(want), "{want:?} missing from: {line}");
