@@ -532,7 +532,10 @@ fn validate_tokens(
             }
             match TokenKey::from_pem(&key.kid, &key.public_key) {
                 Ok(k) => keys.push(k),
-                Err(e) => problems.push(format!("remotes.{name}.token_keys[{i}]: {e}")),
+                Err(e) => problems.push(format!(
+                    "remotes.{name}.token_keys[{i}].public_key (kid {:?}): {e}",
+                    key.kid
+                )),
             }
         }
         if !keys.is_empty() {

@@ -78,11 +78,7 @@ pub fn fits_dns(host: &str) -> bool {
 /// A DNS label of `a-z0-9-`, 1 to [`MAX_LABEL`] bytes, not starting or ending with `-`.
 #[must_use]
 pub fn is_dns_label(s: &str) -> bool {
-    (1..=MAX_LABEL).contains(&s.len())
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    !s.contains('.') && super::check_dns(s).is_ok()
 }
 
 #[cfg(test)]

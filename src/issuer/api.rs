@@ -431,5 +431,3 @@ pub fn authorize(tenant: &Tenant, workload: &Workload) -> Result<(), ApiError> {
         },
     }
 }
-
-pub use crate::hostname::fits_dns as host_fits_dns;

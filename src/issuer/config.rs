@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::api::{ApiKey, DEFAULT_TENANT, IssueSettings, Tenant, is_hash_id};
 use super::workload::{RawSpec, Spec, WorkloadId, WorkloadKey, validate_spec};
+use crate::hostname::is_dns_label;
 
 /// Why the issuer configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -231,8 +232,6 @@ pub fn load(file: &Path) -> Result<IssuerConfig, IssuerConfigError> {
     validate(&load_raw(file)?)
 }
 
-pub(super) use crate::hostname::is_dns_label as is_label;
-
 /// Turns the raw configuration into typed settings, listing every problem found.
 pub fn validate(raw: &RawIssuerConfig) -> Result<IssuerConfig, IssuerConfigError> {
     let mut problems = Vec::new();
@@ -262,7 +261,7 @@ pub fn validate(raw: &RawIssuerConfig) -> Result<IssuerConfig, IssuerConfigError
         )),
     }
     let suffix = raw.suffix.trim_end_matches('.').to_ascii_lowercase();
-    if suffix.is_empty() || suffix.len() > 200 || !suffix.split('.').all(is_label) {
+    if suffix.is_empty() || suffix.len() > 200 || !suffix.split('.').all(is_dns_label) {
         problems.push(format!(
             "suffix: \"{}\" is not a DNS name like ssh.baseten.co",
             raw.suffix
@@ -364,7 +363,7 @@ fn validate_tenants(
     let mut tenants = Vec::new();
     for (i, t) in raw.iter().enumerate() {
         let at = format!("tenants[{i}] ({})", t.name);
-        if !is_label(&t.name) {
+        if !is_dns_label(&t.name) {
             problems.push(format!(
                 "{at}.name: expected the edge's remote name (a DNS label of a-z0-9-) or \"{DEFAULT_TENANT}\""
             ));

@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 use crate::ssh_cert::{STANDARD_USER_EXTENSIONS, UserCertificate, sign_user_certificate};
 
-use super::api::{ApiError, Caller, IssueSettings, SignRequest, host_fits_dns};
+use super::api::{ApiError, Caller, IssueSettings, SignRequest};
+use crate::hostname::fits_dns;
 
 /// Everything random or time-dependent in one issuance, so building it stays deterministic.
 #[derive(Debug, Clone)]
@@ -87,7 +88,7 @@ pub fn issue(
     at: &Issuance,
 ) -> Result<Issued, IssueError> {
     let host = req.workload.host(&caller.tenant.name, &settings.suffix);
-    if !host_fits_dns(&host) {
+    if !fits_dns(&host) {
         return Err(IssueError::Api(ApiError::HostTooLong { host }));
     }
     let key_id = key_id(caller, &host);

@@ -258,8 +258,10 @@ fn host_names_follow_the_edge_grammar() {
         model.host("default", "s.example"),
         "model-m1x2y3-d1-3.s.example"
     );
-    assert!(host_fits_dns("training-job-abc1234-0.ssh.baseten.co"));
-    assert!(!host_fits_dns(&format!(
+    assert!(crate::hostname::fits_dns(
+        "training-job-abc1234-0.ssh.baseten.co"
+    ));
+    assert!(!crate::hostname::fits_dns(&format!(
         "training-job-{}-0.x",
         "a".repeat(63)
     )));

@@ -7,8 +7,8 @@
 
 use serde_json::{Value, json};
 
-use super::api::{DEFAULT_TENANT, Workload, host_fits_dns, is_hash_id, is_index};
-use crate::hostname;
+use super::api::{DEFAULT_TENANT, Workload, is_hash_id, is_index};
+use crate::hostname::{self, fits_dns, is_dns_label};
 
 /// Longest `message` accepted (bytes): it ends up in an SSH disconnect message.
 pub const MAX_MESSAGE: usize = 1024;
@@ -145,13 +145,13 @@ pub struct WorkloadKey {
 /// exactly, and a `default` label is refused because the default tenant's hosts carry none.
 pub fn parse_host(host: &str, suffix: &str) -> Option<WorkloadKey> {
     let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
-    if !host_fits_dns(&host) {
+    if !fits_dns(&host) {
         return None;
     }
     let rest = host.strip_suffix(suffix)?.strip_suffix('.')?;
     let (label, tenant) = match rest.split_once('.') {
         None => (rest, DEFAULT_TENANT),
-        Some((label, tenant)) if tenant != DEFAULT_TENANT && super::config::is_label(tenant) => {
+        Some((label, tenant)) if tenant != DEFAULT_TENANT && is_dns_label(tenant) => {
             (label, tenant)
         }
         Some(_) => return None,

@@ -15,6 +15,7 @@ mod control_plane;
 pub use control_plane::{IssuerLab, SleepingBackend};
 
 use crate::config::{RawConfig, RawRemote, RawRoute, RawTokenKey};
+use crate::hostname::DEFAULT_SUFFIX;
 use crate::ssh_cert::{
     STANDARD_USER_EXTENSIONS, UserCertificate, random_ed25519_key, sign_user_certificate,
 };
@@ -326,7 +327,7 @@ impl Lab {
         let host_key = public_line(&self.edge_host_key)?;
         write(
             &known,
-            &format!("*.ssh.baseten.co,[127.0.0.1]:{ssh_port} {host_key}\n"),
+            &format!("*.{DEFAULT_SUFFIX},[127.0.0.1]:{ssh_port} {host_key}\n"),
         )?;
         let common = format!(
             "  IdentityFile {key}\n  CertificateFile {key}-cert.pub\n  IdentitiesOnly yes\n  UserKnownHostsFile {known}\n\
@@ -335,7 +336,7 @@ impl Lab {
             known = known.display()
         );
         let config = format!(
-            "Host *.ssh.baseten.co\n  ProxyCommand {exe} connect --edge 127.0.0.1:{tls_port} --ca-file {ca} %h\n{common}\n\
+            "Host *.{DEFAULT_SUFFIX}\n  ProxyCommand {exe} connect --edge 127.0.0.1:{tls_port} --ca-file {ca} %h\n{common}\n\
              Host 127.0.0.1\n  Port {ssh_port}\n{common}",
             exe = edge_exe.display(),
             ca = self.path("tls-ca.pem").display(),
@@ -392,9 +393,9 @@ fn write_tls(dir: &Path) -> Result<(), LabError> {
     let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
     let key = KeyPair::generate().map_err(err)?;
     let mut params = CertificateParams::new(vec![
-        "*.ssh.baseten.co".into(),
-        "ssh.baseten.co".into(),
-        "*.tenant-b.ssh.baseten.co".into(),
+        format!("*.{DEFAULT_SUFFIX}"),
+        DEFAULT_SUFFIX.into(),
+        format!("*.tenant-b.{DEFAULT_SUFFIX}"),
         "localhost".into(),
     ])
     .map_err(err)?;

@@ -61,5 +61,9 @@ mod tests {
         assert_eq!(cert.cert_type(), CertType::User);
         assert_eq!(cert.signature_key(), ca.public_key().key_data());
         assert!(cert.valid_before() > cert.valid_after());
+        // The backend login set: no ~/.ssh/rc on the backend for edge sessions.
+        assert!(cert.extensions().contains_key("permit-pty"));
+        assert!(!cert.extensions().contains_key("permit-user-rc"));
+        assert_eq!(cert.extensions().len(), BACKEND_LOGIN_EXTENSIONS.len());
     }
 }
