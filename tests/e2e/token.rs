@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::world::*;
@@ -187,15 +189,10 @@ fn status_for(w: &World, bytes: Vec<u8>) -> Option<u8> {
         .unwrap();
     rt.block_on(async move {
         let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pemfile::certs(&mut ca.as_slice()) {
+        for c in CertificateDer::pem_slice_iter(&ca) {
             roots.add(c.unwrap()).unwrap();
         }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = ssh_edge::tls::client_config(roots).unwrap();
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .unwrap();
