@@ -70,7 +70,10 @@ pub fn validate_control_plane(
         .map(str::trim)
         .filter(|u| !u.is_empty())?;
     let parsed = url.parse::<hyper::Uri>();
-    let url_ok = matches!(&parsed, Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+    let url_ok = matches!(&parsed, Ok(u) if matches!(u.scheme_str(), Some("http" | "https"))
+    && u.authority().is_some_and(|a| {
+        !a.host().is_empty() && crate::http_client::explicit_port(a).is_ok()
+    }));
     if !url_ok {
         problems.push(format!(
             "control_plane.url: \"{url}\" is not an http:// or https:// URL like https://control-plane.internal:8443"
@@ -125,4 +128,34 @@ pub fn validate_control_plane(
         expiry_refresh: Duration::from_secs(raw.expiry_refresh_secs.max(1)),
         token_hold: Duration::from_secs(raw.token_hold_secs),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_need_a_scheme_a_host_and_a_real_port() {
+        for (url, ok) in [
+            ("https://control-plane.internal:8443", true),
+            ("http://127.0.0.1:8080/base/", true),
+            ("https://[::1]", true),
+            ("control-plane.internal:8443", false),
+            ("ftp://control-plane.internal", false),
+            ("https://:8443", false),
+            // hyper's Uri keeps these and its connector would quietly use port 443.
+            ("https://control-plane.internal:99999", false),
+            ("https://control-plane.internal:", false),
+            ("https://control-plane.internal:0", false),
+        ] {
+            let raw = RawControlPlane {
+                url: Some(url.into()),
+                ..RawControlPlane::default()
+            };
+            let mut problems = Vec::new();
+            validate_control_plane(&raw, &mut problems);
+            let refused = problems.iter().any(|p| p.starts_with("control_plane.url:"));
+            assert_eq!(refused, !ok, "{url}: {problems:?}");
+        }
+    }
 }

@@ -49,15 +49,7 @@ impl BaseUrl {
         // A userinfo part (`user@host`) is no place for credentials: the API key has its header.
         match (scheme, authority) {
             (Some(scheme), Some(authority)) if bare && !authority.as_str().contains('@') => {
-                // `Uri` leaves the port text unchecked: it must be a 16-bit number.
-                let port = authority.as_str().strip_prefix(authority.host());
-                let port_ok = match port.and_then(|p| p.strip_prefix(':')) {
-                    Some(p) => p.parse::<u16>().is_ok(),
-                    None => port == Some(""),
-                };
-                if !port_ok {
-                    return Err(bad());
-                }
+                crate::http_client::explicit_port(authority).map_err(|_| bad())?;
                 Ok(Self {
                     origin: format!("{scheme}://{authority}"),
                 })

@@ -33,6 +33,8 @@ fn parses_urls() {
         "https://x/path",
         "https://x:notaport",
         "https://x:70000",
+        "https://x:0",
+        "https://x:",
         "https://x?q=1",
         "https://user@x",
         "api.example",

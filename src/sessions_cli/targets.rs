@@ -2,12 +2,14 @@
 //! through DNS (`--replicas NAME[:PORT]`: all A/AAAA records; `--replicas srv:NAME`: host and
 //! port of every SRV record).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::LookupIpStrategy;
 use hickory_resolver::proto::rr::{RData, RecordType};
+use hyper::Uri;
+use hyper::http::uri::{Authority, Scheme};
 
 use super::http::ReplicaError;
 use crate::text::escape_untrusted;
@@ -73,35 +75,26 @@ pub enum TargetError {
     Timeout { name: String, secs: u64 },
 }
 
-/// `HOST[:PORT]` / `[v6][:PORT]` → host (no brackets, lowercase) and port, if well formed.
-fn parse_authority(s: &str) -> Option<(String, Option<u16>)> {
-    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let (v6, after) = rest.split_once(']')?;
-        v6.parse::<std::net::Ipv6Addr>().ok()?;
-        let port = match after {
-            "" => None,
-            p => Some(p.strip_prefix(':')?),
-        };
-        (v6.to_string(), port)
-    } else {
-        match s.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p)),
-            None => (s.to_string(), None),
+/// Host (no brackets, lowercase) and port of an authority `hyper` parsed, if it names an IP
+/// address or a DNS name and nothing else: `Authority` itself takes a userinfo part, sub-delims
+/// in names and anything between brackets.
+fn host_port(authority: &Authority) -> Option<(String, Option<u16>)> {
+    if authority.as_str().contains('@') {
+        return None;
+    }
+    let port = crate::http_client::explicit_port(authority).ok()?;
+    let host = authority.host();
+    let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<Ipv6Addr>().ok()?.to_string(),
+        None => {
+            let name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+            if host.is_empty() || !host.chars().all(name_char) {
+                return None;
+            }
+            host.to_ascii_lowercase()
         }
     };
-    let port = match port {
-        Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p != 0)?),
-        None => None,
-    };
-    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':');
-    if host.is_empty() || !host.chars().all(ok_char) {
-        return None;
-    }
-    // A colon is only at home in a bracketed IPv6 address.
-    if host.contains(':') && !s.starts_with('[') {
-        return None;
-    }
-    Some((host.to_ascii_lowercase(), port))
+    Some((host, port))
 }
 
 fn display_name(host: &str, port: u16) -> String {
@@ -111,22 +104,29 @@ fn display_name(host: &str, port: u16) -> String {
     }
 }
 
-/// An `--admin` (or `--replica`) value: `http://HOST[:PORT][/]` or `HOST[:PORT]`.
+/// An `--admin` (or `--replica`) value: `http://HOST[:PORT][/]` or `HOST[:PORT][/]`.
 pub fn parse_admin_url(url: &str) -> Result<Target, TargetError> {
     let invalid = || TargetError::InvalidUrl {
         url: escape_untrusted(url, 100),
     };
     let trimmed = url.trim();
-    let rest = match trimmed.split_once("://") {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
-        Some(_) => return Err(invalid()),
-        None => trimmed,
-    };
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    if authority.contains(['/', '?', '#', '@']) {
-        return Err(invalid());
+    // No scheme is the usual spelling, and means plain HTTP.
+    let uri: Uri = if trimmed.contains("://") {
+        trimmed.parse()
+    } else {
+        format!("http://{trimmed}").parse()
     }
-    let (host, port) = parse_authority(authority).ok_or_else(invalid)?;
+    .map_err(|_| invalid())?;
+    // `Uri` drops a fragment without a word: refuse it with the rest of a path.
+    let bare = uri.scheme() == Some(&Scheme::HTTP)
+        && matches!(uri.path(), "" | "/")
+        && uri.query().is_none()
+        && !trimmed.contains('#');
+    let (host, port) = uri
+        .authority()
+        .filter(|_| bare)
+        .and_then(host_port)
+        .ok_or_else(invalid)?;
     let port = port.unwrap_or(DEFAULT_ADMIN_PORT);
     Ok(Target {
         replica: display_name(&host, port),
@@ -155,7 +155,12 @@ pub fn parse_replicas(spec: &str) -> Result<ReplicasSpec, TargetError> {
     if let Ok(ip) = spec.parse::<IpAddr>() {
         return Ok(ReplicasSpec::Addr(SocketAddr::new(ip, DEFAULT_ADMIN_PORT)));
     }
-    let (host, port) = parse_authority(spec).ok_or_else(invalid)?;
+    let (host, port) = spec
+        .parse::<Authority>()
+        .ok()
+        .as_ref()
+        .and_then(host_port)
+        .ok_or_else(invalid)?;
     let port = port.unwrap_or(DEFAULT_ADMIN_PORT);
     Ok(match host.parse::<IpAddr>() {
         Ok(ip) => ReplicasSpec::Addr(SocketAddr::new(ip, port)),
@@ -344,6 +349,15 @@ mod tests {
                 target("[fd00::1]:9100", "fd00::1", 9100),
             ),
             ("[fd00::2]", target("[fd00::2]:9100", "fd00::2", 9100)),
+            (
+                " edge-1.internal:9200/ ",
+                target("edge-1.internal:9200", "edge-1.internal", 9200),
+            ),
+            // IPv6 is written the one way, so that a replica given twice is asked once.
+            (
+                "[FD00:0::3]:9100",
+                target("[fd00::3]:9100", "fd00::3", 9100),
+            ),
         ] {
             assert_eq!(parse_admin_url(url), Ok(want), "{url}");
         }
@@ -358,12 +372,20 @@ mod tests {
             "http://",
             "http://a b:9100",
             "10.0.0.1:9100?x=1",
+            "http://10.0.0.1:9100/#top",
+            "http://10.0.0.1:",
+            "10.0.0.1:+80",
+            "http://:9100",
+            "http://[edge-0]:9100",
+            "http://edge!0:9100",
+            "ftp://10.0.0.1",
+            "10.0.0.1:9100:9200",
+            "",
         ] {
             let e = parse_admin_url(bad).unwrap_err();
-            assert!(
-                e.to_string().contains("expected http://HOST[:PORT]"),
-                "{bad}: {e}"
-            );
+            let text = e.to_string();
+            assert!(text.contains("expected http://HOST[:PORT]"), "{bad}: {e}");
+            assert!(text.contains(&format!("\"{bad}\"")), "{bad}: {e}");
         }
     }
 
@@ -399,7 +421,18 @@ mod tests {
             parse_replicas("srv:_admin._tcp.edges.test"),
             Ok(ReplicasSpec::Srv("_admin._tcp.edges.test".into()))
         );
-        for bad in ["", "srv:", "srv:a:1", "edges.test:x", "a/b", ":9100"] {
+        for bad in [
+            "",
+            "srv:",
+            "srv:a:1",
+            "edges.test:x",
+            "edges.test:0",
+            "a/b",
+            ":9100",
+            "u@edges.test",
+            "[edges]:9100",
+            "edges.test:9100?",
+        ] {
             let e = parse_replicas(bad).unwrap_err();
             assert!(e.to_string().contains("expected NAME[:PORT]"), "{bad}: {e}");
         }
