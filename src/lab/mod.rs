@@ -415,27 +415,13 @@ fn write_tls(dir: &Path) -> Result<(), LabError> {
 /// An ES256 token-signing key for one remote: `token_<remote>.p8` (PKCS#8, private) and
 /// `token_<remote>.pem` (SubjectPublicKeyInfo PEM, for the edge config).
 fn write_token_key(dir: &Path, remote: &str) -> Result<(), LabError> {
-    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
-    use base64::Engine;
-    let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map_err(|e| LabError::Key(e.to_string()))?;
-    let der = key.to_pkcs8v1().map_err(|e| LabError::Key(e.to_string()))?;
     let p8 = dir.join(format!("token_{remote}.p8"));
-    std::fs::write(&p8, der.as_ref()).map_err(|e| file_err(&p8, e))?;
+    std::fs::write(&p8, key.serialized_der()).map_err(|e| file_err(&p8, e))?;
     set_mode(&p8, 0o600)?;
-    // SubjectPublicKeyInfo for id-ecPublicKey / prime256v1 is this fixed prefix + the point.
-    let mut spki = hex::decode("3059301306072a8648ce3d020106082a8648ce3d030107034200")
-        .map_err(|e| LabError::Key(e.to_string()))?;
-    spki.extend_from_slice(key.public_key().as_ref());
-    let b64 = base64::engine::general_purpose::STANDARD.encode(&spki);
-    let body: Vec<&str> = b64
-        .as_bytes()
-        .chunks(64)
-        .filter_map(|c| std::str::from_utf8(c).ok())
-        .collect();
-    let pem = format!(
-        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-        body.join("\n")
-    );
-    write(&dir.join(format!("token_{remote}.pem")), &pem)
+    write(
+        &dir.join(format!("token_{remote}.pem")),
+        &key.public_key_pem(),
+    )
 }
