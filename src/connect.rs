@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use hyper::http::uri::Authority;
 use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -78,14 +79,13 @@ pub fn roots(ca_file: Option<&PathBuf>) -> Result<RootCertStore, ConnectError> {
 /// Runs the proxy until the edge or stdin/stdout ends.
 pub async fn run(opts: &ConnectOptions) -> Result<(), ConnectError> {
     let config = crate::tls::client_config(roots(opts.ca_file.as_ref())?)?;
-    let sni = match &opts.token {
+    let edge_host = opts.edge.parse::<Authority>();
+    let sni = match (&opts.token, &edge_host) {
         // Token mode: SNI is the edge's own name (the target travels in the token).
-        Some(_) => opts
-            .edge
-            .rsplit_once(':')
-            .map_or(opts.edge.as_str(), |(h, _)| h)
-            .trim_matches(['[', ']']),
-        None => opts.host.trim_end_matches('.'),
+        (Some(_), Ok(edge)) => edge.host().trim_matches(['[', ']']),
+        // Not HOST:PORT: refused below, as a server name.
+        (Some(_), Err(_)) => opts.edge.as_str(),
+        (None, _) => opts.host.trim_end_matches('.'),
     };
     let name = ServerName::try_from(sni.to_string())
         .map_err(|_| ConnectError::BadName(sni.to_string()))?;

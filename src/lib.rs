@@ -36,6 +36,7 @@
 //! - [`time`]: seconds since the epoch, the one clock reading.
 //! - [`ssh_cert`]: OpenSSH keys and user certificates (one builder, named extension sets).
 //! - [`tls`]: every rustls configuration, on the one provider (aws-lc-rs).
+//! - [`uri`]: the port check `hyper::Uri` leaves to its callers.
 //! - [`text`]: untrusted text escaped to printable ASCII and capped for log lines and errors.
 // One exception, commented where it is: `memory::release` (glibc's malloc_trim).
 #![deny(unsafe_code)]
@@ -71,4 +72,5 @@ pub mod text;
 pub mod time;
 pub mod tls;
 pub mod upstream;
+pub mod uri;
 pub mod workers;

@@ -72,7 +72,7 @@ pub fn validate_control_plane(
     let parsed = url.parse::<hyper::Uri>();
     let url_ok = matches!(&parsed, Ok(u) if matches!(u.scheme_str(), Some("http" | "https"))
     && u.authority().is_some_and(|a| {
-        !a.host().is_empty() && crate::http_client::explicit_port(a).is_ok()
+        !a.host().is_empty() && crate::uri::explicit_port(a).is_ok()
     }));
     if !url_ok {
         problems.push(format!(

@@ -49,7 +49,7 @@ impl BaseUrl {
         // A userinfo part (`user@host`) is no place for credentials: the API key has its header.
         match (scheme, authority) {
             (Some(scheme), Some(authority)) if bare && !authority.as_str().contains('@') => {
-                crate::http_client::explicit_port(authority).map_err(|_| bad())?;
+                crate::uri::explicit_port(authority).map_err(|_| bad())?;
                 Ok(Self {
                     origin: format!("{scheme}://{authority}"),
                 })

@@ -253,12 +253,11 @@ pub fn validate(raw: &RawIssuerConfig) -> Result<IssuerConfig, IssuerConfigError
             None
         }
     };
-    match raw.proxy_address.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {}
-        _ => problems.push(format!(
+    if !proxy_address_ok(&raw.proxy_address) {
+        problems.push(format!(
             "proxy_address: \"{}\" is not <host>:<port> (the edge's TLS front, e.g. edge.example:443)",
             raw.proxy_address
-        )),
+        ));
     }
     let suffix = raw.suffix.trim_end_matches('.').to_ascii_lowercase();
     if suffix.is_empty() || suffix.len() > 200 || !suffix.split('.').all(is_dns_label) {
@@ -346,6 +345,18 @@ fn token_digest(field: &str, value: Option<&str>, problems: &mut Vec<String>) ->
             None
         }
     }
+}
+
+/// `HOST:PORT` the helpers dial (an IPv6 literal in brackets): a port is required, and no
+/// userinfo.
+pub(super) fn proxy_address_ok(address: &str) -> bool {
+    address
+        .parse::<hyper::http::uri::Authority>()
+        .is_ok_and(|a| {
+            !a.host().is_empty()
+                && !a.as_str().contains('@')
+                && matches!(crate::uri::explicit_port(&a), Ok(Some(_)))
+        })
 }
 
 fn validate_tenants(

@@ -7,7 +7,9 @@ use russh::keys::ssh_key::certificate::CertType;
 use russh::keys::ssh_key::{Certificate, PublicKey};
 
 use super::api::*;
-use super::config::{RawApiKey, RawIssuerConfig, RawTenant, RawTrainingJob, validate};
+use super::config::{
+    RawApiKey, RawIssuerConfig, RawTenant, RawTrainingJob, proxy_address_ok, validate,
+};
 use super::sign::*;
 use crate::upstream::random_ed25519_key;
 
@@ -398,5 +400,26 @@ fn example_config_parses_and_only_misses_its_key_files() {
             line.contains("/etc/ssh-edge/"),
             "unexpected problem: {line}"
         );
+    }
+}
+
+#[test]
+fn proxy_addresses_are_host_and_port() {
+    for ok in ["edge.example:443", "127.0.0.1:8443", "[fd00::1]:443"] {
+        assert!(proxy_address_ok(ok), "{ok} refused");
+    }
+    for bad in [
+        "no-port",
+        "edge.example:",
+        "edge.example:0",
+        "edge.example:99999",
+        ":443",
+        "fd00::1:443",
+        "[fd00::1]",
+        "user@edge.example:443",
+        "edge.example:443/path",
+        "",
+    ] {
+        assert!(!proxy_address_ok(bad), "{bad} accepted");
     }
 }

@@ -22,6 +22,7 @@ use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
+use hyper::http::uri::Authority;
 
 use super::dns_cache::{CacheSettings, Cached, DnsCache};
 use crate::metrics::Metrics;
@@ -69,10 +70,13 @@ impl BackendAddr {
         if let Ok(sock) = addr.parse::<SocketAddr>() {
             return Ok(Self::Socket(sock));
         }
-        let (host, port) = addr.rsplit_once(':').ok_or_else(invalid)?;
-        let port: u16 = port.parse().map_err(|_| invalid())?;
-        let host = host.trim_end_matches('.');
-        if host.is_empty() || host.contains(':') || host.contains('[') {
+        // A name and a port (a backend has no default port); IP literals were taken above.
+        let authority: Authority = addr.parse().map_err(|_| invalid())?;
+        let Ok(Some(port)) = crate::uri::explicit_port(&authority) else {
+            return Err(invalid());
+        };
+        let host = authority.host().trim_end_matches('.');
+        if host.is_empty() || host.starts_with('[') || authority.as_str().contains('@') {
             return Err(invalid());
         }
         Ok(Self::Host {
@@ -409,6 +413,13 @@ mod tests {
             ":22",
             "[::1:22",
             "a:99999",
+            "a:0",
+            "a:+22",
+            "a:",
+            "[job-0]:22",
+            "root@job-0:22",
+            "job-0:22/x",
+            "job 0:22",
         ] {
             let e = BackendAddr::parse(bad).unwrap_err();
             assert!(e.to_string().contains("expected host:port"), "{bad}: {e}");

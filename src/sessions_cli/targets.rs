@@ -82,7 +82,7 @@ fn host_port(authority: &Authority) -> Option<(String, Option<u16>)> {
     if authority.as_str().contains('@') {
         return None;
     }
-    let port = crate::http_client::explicit_port(authority).ok()?;
+    let port = crate::uri::explicit_port(authority).ok()?;
     let host = authority.host();
     let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         Some(v6) => v6.parse::<Ipv6Addr>().ok()?.to_string(),
