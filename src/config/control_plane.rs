@@ -70,7 +70,11 @@ pub fn validate_control_plane(
         .map(str::trim)
         .filter(|u| !u.is_empty())?;
     let parsed = url.parse::<hyper::Uri>();
+    // Request paths are appended to it: a query, or a fragment (which `Uri` drops without a
+    // word), would swallow them.
     let url_ok = matches!(&parsed, Ok(u) if matches!(u.scheme_str(), Some("http" | "https"))
+    && u.query().is_none()
+    && !url.contains('#')
     && u.authority().is_some_and(|a| {
         !a.host().is_empty() && crate::uri::explicit_port(a).is_ok()
     }));
@@ -147,6 +151,8 @@ mod tests {
             ("https://control-plane.internal:99999", false),
             ("https://control-plane.internal:", false),
             ("https://control-plane.internal:0", false),
+            ("https://control-plane.internal/?tenant=a", false),
+            ("https://control-plane.internal/#v1", false),
         ] {
             let raw = RawControlPlane {
                 url: Some(url.into()),

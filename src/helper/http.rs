@@ -45,7 +45,8 @@ impl BaseUrl {
         let uri: Uri = url.parse().map_err(|_| bad())?;
         let scheme = uri.scheme_str().filter(|s| matches!(*s, "http" | "https"));
         let authority = uri.authority().filter(|a| !a.host().is_empty());
-        let bare = matches!(uri.path(), "" | "/") && uri.query().is_none();
+        // `Uri` drops a fragment without a word.
+        let bare = matches!(uri.path(), "" | "/") && uri.query().is_none() && !url.contains('#');
         // A userinfo part (`user@host`) is no place for credentials: the API key has its header.
         match (scheme, authority) {
             (Some(scheme), Some(authority)) if bare && !authority.as_str().contains('@') => {

@@ -34,6 +34,7 @@ fn parses_urls() {
         "https://x:notaport",
         "https://x:70000",
         "https://x:0",
+        "https://x/#top",
         "https://x:",
         "https://x?q=1",
         "https://user@x",
