@@ -35,6 +35,10 @@ enum Command {
     CheckConfig {
         #[arg(long, short, env = "SSH_EDGE_CONFIG")]
         config: Option<PathBuf>,
+        /// Do not read the files the config names (keys, certificates, token files,
+        /// known_hosts): check a config for another machine. Everything else is checked.
+        #[arg(long)]
+        no_files: bool,
     },
     /// Start a throwaway loopback world (CAs, keys, a real sshd) and the edge in front of it,
     /// then print ssh commands that land in a shell through it.
@@ -108,6 +112,9 @@ enum Command {
         /// Issuer TOML config file (see config/issuer.example.toml).
         #[arg(long, short)]
         config: PathBuf,
+        /// Only validate the config (keys and files included), print every problem, and exit.
+        #[arg(long)]
+        check: bool,
     },
 }
 
@@ -177,7 +184,7 @@ pub fn main() -> ExitCode {
             // Exit now: the blocking stdin reader would otherwise hold the runtime open.
             std::process::exit(if result.is_ok() { 0 } else { 255 });
         }
-        Command::CheckConfig { config } => check_config(config),
+        Command::CheckConfig { config, no_files } => check_config(config, !no_files),
         Command::Setup {
             api,
             api_key,
@@ -239,7 +246,13 @@ pub fn main() -> ExitCode {
         }
         // Exits 0, 1, or sessions_cli::EXIT_INCOMPLETE when some replica did not answer.
         Command::Sessions(args) => return runtime.block_on(ssh_edge::sessions_cli::run(args)),
-        Command::Issuer { config } => {
+        Command::Issuer {
+            config,
+            check: true,
+        } => ssh_edge::issuer::load(&config)
+            .map(|_| println!("issuer configuration OK"))
+            .map_err(anyhow::Error::from),
+        Command::Issuer { config, .. } => {
             init_tracing(&cli.log_format);
             runtime
                 .block_on(ssh_edge::issuer::run(config))
@@ -263,13 +276,16 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
-    let raw = config::load_raw(path.as_deref())?;
-    config::validate(&raw)?;
+fn check_config(path: Option<PathBuf>, files: bool) -> anyhow::Result<()> {
+    let raw = config::check(path.as_deref(), files)?;
     for warning in config::warnings(&raw) {
         println!("warning: {warning}");
     }
-    println!("configuration OK");
+    if files {
+        println!("configuration OK");
+    } else {
+        println!("configuration OK (the files it names were not read)");
+    }
     Ok(())
 }
 
