@@ -66,6 +66,10 @@ enum Command {
         /// Front B: send the token in this file as the preamble (passthrough to the backend sshd).
         #[arg(long)]
         token_file: Option<PathBuf>,
+        /// Remove the token file once read: the edge takes each token once (`token.single_use`),
+        /// and `ssh-edge sign` fetches a new one when the file is gone.
+        #[arg(long, requires = "token_file")]
+        spend_token: bool,
     },
     /// Set up this machine for `ssh <workload host>`: a key pair under ~/.ssh/ssh-edge/ and one
     /// managed, idempotent block in ~/.ssh/config (sign before connecting, then front B).
@@ -156,16 +160,24 @@ pub fn main() -> ExitCode {
             edge,
             ca_file,
             token_file,
+            spend_token,
         } => {
             // No tracing here: stderr belongs to the ssh client's terminal.
             let token = match token_file
-                .map(|p| std::fs::read(&p).map_err(|e| (p, e)))
+                .map(|p| {
+                    let token = std::fs::read(&p).map_err(|e| (p.clone(), e))?;
+                    if spend_token {
+                        // Spent whatever happens next: a presented token is used up.
+                        std::fs::remove_file(&p).map_err(|e| (p, e))?;
+                    }
+                    Ok(token)
+                })
                 .transpose()
             {
                 Ok(t) => t.map(|t| t.trim_ascii().to_vec()),
                 Err((p, e)) => {
                     eprintln!(
-                        "ssh-edge connect: cannot read token file {}: {e}",
+                        "ssh-edge connect: cannot read (or spend) token file {}: {e}",
                         p.display()
                     );
                     std::process::exit(255);

@@ -98,7 +98,10 @@ fn unknown_fields_are_all_reported_once_with_their_path_and_the_expected_keys() 
     for (key, expected) in [
         ("listen.ssh_port", "expected one of tls, ssh, admin"),
         ("auth.max_skew", "expected one of max_clock_skew_secs"),
-        ("token.lifetime", "expected one of issuer, audience, max_lifetime_secs"),
+        (
+            "token.lifetime",
+            "expected one of issuer, audience, max_lifetime_secs",
+        ),
     ] {
         let lines: Vec<&str> = text.lines().filter(|l| l.contains(key)).collect();
         assert_eq!(lines.len(), 1, "{key} not listed exactly once:\n{text}");
@@ -158,7 +161,9 @@ fn the_issuer_checks_its_config_and_exits() {
         })
         .unwrap();
     let out = run_with_timeout(
-        ssh_edge().args(["issuer", "--check", "--config"]).arg(&good),
+        ssh_edge()
+            .args(["issuer", "--check", "--config"])
+            .arg(&good),
         std::time::Duration::from_secs(30),
     );
     assert!(

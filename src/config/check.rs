@@ -41,7 +41,11 @@ pub fn check(file: Option<&Path>, files: bool) -> Result<RawConfig, ConfigError>
 fn file_problem_prefixes(raw: &RawConfig) -> Vec<String> {
     let one = |key: &'static str, path: &Option<PathBuf>| path.clone().map(|p| (key, p));
     let many = |key: &'static str, paths: &[PathBuf]| {
-        paths.iter().cloned().map(move |p| (key, p)).collect::<Vec<_>>()
+        paths
+            .iter()
+            .cloned()
+            .map(move |p| (key, p))
+            .collect::<Vec<_>>()
     };
     let mut files: Vec<(&str, PathBuf)> = [
         one("tls.cert_file", &raw.tls.cert_file),

@@ -5,9 +5,9 @@
 
 mod admission;
 mod backend;
+mod check;
 mod control_plane;
 mod dns;
-mod check;
 mod extract;
 pub use check::check;
 pub(crate) use extract::extract_all;
