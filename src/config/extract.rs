@@ -72,7 +72,7 @@ fn describe(figment: &Figment, e: &figment::Error) -> String {
         format!("{key}: ")
     };
     match &e.kind {
-        figment::error::Kind::UnknownField(_, expected) if expected.is_empty() => {
+        figment::error::Kind::UnknownField(_, []) => {
             format!("{at}unknown key{from}; this table takes no keys")
         }
         figment::error::Kind::UnknownField(_, expected) => {
