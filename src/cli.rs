@@ -32,6 +32,10 @@ enum Command {
     CheckConfig {
         #[arg(long, short, env = "SSH_EDGE_CONFIG")]
         config: Option<PathBuf>,
+        /// Do not read the files the config names (keys, certificates, token files,
+        /// known_hosts): check a config for another machine. Everything else is checked.
+        #[arg(long)]
+        no_files: bool,
     },
     /// Start a throwaway loopback world (CAs, keys, a real sshd) and the edge in front of it,
     /// then print ssh commands that land in a shell through it.
@@ -59,6 +63,10 @@ enum Command {
         /// Front B: send the token in this file as the preamble (passthrough to the backend sshd).
         #[arg(long)]
         token_file: Option<PathBuf>,
+        /// Remove the token file once read: the edge takes each token once (`token.single_use`),
+        /// and `ssh-edge sign` fetches a new one when the file is gone.
+        #[arg(long, requires = "token_file")]
+        spend_token: bool,
     },
     /// Set up this machine for `ssh <workload host>`: a key pair under ~/.ssh/ssh-edge/ and one
     /// managed, idempotent block in ~/.ssh/config (sign before connecting, then front B).
@@ -105,6 +113,9 @@ enum Command {
         /// Issuer TOML config file (see config/issuer.example.toml).
         #[arg(long, short)]
         config: PathBuf,
+        /// Only validate the config (keys and files included), print every problem, and exit.
+        #[arg(long)]
+        check: bool,
     },
 }
 
@@ -146,16 +157,24 @@ pub fn main() -> ExitCode {
             edge,
             ca_file,
             token_file,
+            spend_token,
         } => {
             // No tracing here: stderr belongs to the ssh client's terminal.
             let token = match token_file
-                .map(|p| std::fs::read(&p).map_err(|e| (p, e)))
+                .map(|p| {
+                    let token = std::fs::read(&p).map_err(|e| (p.clone(), e))?;
+                    if spend_token {
+                        // Spent whatever happens next: a presented token is used up.
+                        std::fs::remove_file(&p).map_err(|e| (p, e))?;
+                    }
+                    Ok(token)
+                })
                 .transpose()
             {
                 Ok(t) => t.map(|t| t.trim_ascii().to_vec()),
                 Err((p, e)) => {
                     eprintln!(
-                        "ssh-edge connect: cannot read token file {}: {e}",
+                        "ssh-edge connect: cannot read (or spend) token file {}: {e}",
                         p.display()
                     );
                     std::process::exit(255);
@@ -174,7 +193,7 @@ pub fn main() -> ExitCode {
             // Exit now: the blocking stdin reader would otherwise hold the runtime open.
             std::process::exit(if result.is_ok() { 0 } else { 255 });
         }
-        Command::CheckConfig { config } => check_config(config),
+        Command::CheckConfig { config, no_files } => check_config(config, !no_files),
         Command::Setup {
             api,
             api_key,
@@ -236,7 +255,13 @@ pub fn main() -> ExitCode {
         }
         // Exits 0, 1, or sessions_cli::EXIT_INCOMPLETE when some replica did not answer.
         Command::Sessions(args) => return runtime.block_on(ssh_edge::sessions_cli::run(args)),
-        Command::Issuer { config } => {
+        Command::Issuer {
+            config,
+            check: true,
+        } => ssh_edge::issuer::load(&config)
+            .map(|_| println!("issuer configuration OK"))
+            .map_err(anyhow::Error::from),
+        Command::Issuer { config, .. } => {
             init_tracing(&cli.log_format);
             runtime
                 .block_on(ssh_edge::issuer::run(config))
@@ -260,13 +285,16 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
-    let raw = config::load_raw(path.as_deref())?;
-    config::validate(&raw)?;
+fn check_config(path: Option<PathBuf>, files: bool) -> anyhow::Result<()> {
+    let raw = config::check(path.as_deref(), files)?;
     for warning in config::warnings(&raw) {
         println!("warning: {warning}");
     }
-    println!("configuration OK");
+    if files {
+        println!("configuration OK");
+    } else {
+        println!("configuration OK (the files it names were not read)");
+    }
     Ok(())
 }
 

@@ -10,6 +10,9 @@ use ssh_edge::lab::Lab;
 mod process;
 use process::{Bounded, ECHO_ONE_LINE, Live, run_with_timeout, wait_exit, wait_output};
 
+#[path = "common/cert_login.rs"]
+mod cert_login;
+
 fn ssh_edge() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ssh-edge"));
     for (k, _) in std::env::vars() {
@@ -77,17 +80,108 @@ principal = "{job_id}"
 }
 
 #[test]
-fn unknown_fields_are_reported_with_their_name() {
+fn unknown_fields_are_all_reported_once_with_their_path_and_the_expected_keys() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("typo.toml");
-    std::fs::write(&file, "[listen]\nssh_port = 22\n").unwrap();
+    std::fs::write(
+        &file,
+        "[listen]\nssh_port = 22\nssh = \"bogus\"\n[auth]\nmax_skew = 5\n[token]\nlifetime = 3\n",
+    )
+    .unwrap();
     let out = ssh_edge()
         .args(["check-config", "--config"])
         .arg(&file)
         .output_bounded();
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(text.contains("ssh_port"), "{text}");
+    for (key, expected) in [
+        ("listen.ssh_port", "expected one of tls, ssh, admin"),
+        ("auth.max_skew", "expected one of max_clock_skew_secs"),
+        (
+            "token.lifetime",
+            "expected one of issuer, audience, max_lifetime_secs",
+        ),
+    ] {
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains(key)).collect();
+        assert_eq!(lines.len(), 1, "{key} not listed exactly once:\n{text}");
+        assert!(
+            lines[0].contains(&format!("{key}: unknown key (in {}", file.display()))
+                && lines[0].contains(expected),
+            "{key}: {}",
+            lines[0]
+        );
+    }
+    // The rest of the file is validated in the same run.
+    assert!(text.contains("listen.ssh: \"bogus\""), "{text}");
+    // Each message once: no error chain repeating it.
+    assert_eq!(text.matches("max_skew").count(), 1, "{text}");
+}
+
+#[test]
+fn check_config_without_files_checks_everything_but_the_files() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
+    let out = run_with_timeout(
+        ssh_edge()
+            .args(["check-config", "--no-files", "--config"])
+            .arg(&example),
+        std::time::Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK"));
+    // A problem that is not about a file still fails the check.
+    let out = run_with_timeout(
+        ssh_edge()
+            .args(["check-config", "--no-files", "--config"])
+            .arg(&example)
+            .env("SSH_EDGE_SSH__WINDOW_SIZE", "1024"),
+        std::time::Duration::from_secs(30),
+    );
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains("ssh.window_size: 1024"), "{text}");
+    assert!(!text.contains("/etc/ssh-edge/"), "{text}");
+}
+
+#[test]
+fn the_issuer_checks_its_config_and_exits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = Lab::create(&tmp.path().join("lab"), &["abc1234"]).unwrap();
+    let good = lab
+        .write_issuer_config(&ssh_edge::lab::IssuerLab {
+            proxy_address: "localhost:8443".into(),
+            api_keys: ["k-default-0123456789abcdef", "k-tenant-b-0123456789abcdef"],
+            control_plane: None,
+            default_jobs: "",
+            https: false,
+        })
+        .unwrap();
+    let out = run_with_timeout(
+        ssh_edge()
+            .args(["issuer", "--check", "--config"])
+            .arg(&good),
+        std::time::Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("issuer configuration OK"));
+
+    let bad = tmp.path().join("issuer-typo.toml");
+    let text = std::fs::read_to_string(&good).unwrap();
+    std::fs::write(&bad, format!("bogus = 1\n{text}")).unwrap();
+    let out = run_with_timeout(
+        ssh_edge().args(["issuer", "--check", "--config"]).arg(&bad),
+        std::time::Duration::from_secs(30),
+    );
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains("bogus: unknown key"), "{text}");
 }
 
 #[test]
@@ -188,6 +282,8 @@ struct RunningEdge {
     ssh: u16,
     admin: u16,
     ssh_config: std::path::PathBuf,
+    /// The edge's stderr (its log), a file as under systemd or a collector.
+    log: std::path::PathBuf,
     _tmp: tempfile::TempDir,
 }
 
@@ -204,10 +300,11 @@ impl RunningEdge {
             .unwrap();
         raw.listen.admin = Some(format!("127.0.0.1:{admin}"));
         let file = lab.write_config(&raw).unwrap();
+        let log = tmp.path().join("edge.log");
         let child = ssh_edge()
             .args(["run", "--config"])
             .arg(&file)
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
         assert!(
@@ -232,6 +329,7 @@ impl RunningEdge {
             ssh,
             admin,
             ssh_config,
+            log,
             _tmp: tmp,
         }
     }
@@ -460,4 +558,48 @@ fn the_demo_wakes_its_sleeping_workload_on_the_first_ssh() {
             && stderr.contains("ssh-edge: training job sleepy1 is up after"),
         "{stderr}"
     );
+}
+
+/// The log is a file here: plain text, no colour codes. A certificate whose CA signature was
+/// tampered with (refused inside russh, before the edge's policy) is counted and its log line
+/// carries the peer's address, key id and serial.
+#[test]
+fn a_tampered_certificate_is_counted_and_logged_with_the_peer_in_plain_text() {
+    use cert_login::{fresh_cert, login_with_cert, now_unix, tamper_signature};
+
+    let edge = RunningEdge::start();
+    let now = now_unix();
+    let (key, cert) = fresh_cert(&edge.lab.user_ca, "abc1234", false, now - 60, now + 600);
+    let (accepted, peer) = login_with_cert(
+        ([127, 0, 0, 1], edge.ssh).into(),
+        "training-job-abc1234-0",
+        key,
+        tamper_signature(&cert),
+    );
+    assert!(!accepted, "a tampered certificate opened a session");
+
+    let metrics = edge.metrics();
+    let series = "ssh_edge_auth_failures_total{reason=\"bad_signature\"} ";
+    let value = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series))
+        .unwrap_or_else(|| panic!("no bad_signature series in:\n{metrics}"));
+    assert_eq!(value.trim(), "1", "{metrics}");
+
+    // russh refuses the certificate right after the edge's hook has logged it, so the line is
+    // written before the client sees the refusal.
+    let log = std::fs::read_to_string(&edge.log).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("certificate refused") && l.contains("bad_signature"))
+        .unwrap_or_else(|| panic!("no refusal line in:\n{log}"));
+    for expected in [
+        format!("client={peer}"),
+        "key_id=\"russh-presented\"".to_string(),
+        "serial=4711".to_string(),
+        "target=\"training-job-abc1234-0.ssh.baseten.co\"".to_string(),
+    ] {
+        assert!(line.contains(&expected), "{expected} missing: {line}");
+    }
+    assert!(!log.contains('\x1b'), "colour codes in a log file:\n{log}");
 }

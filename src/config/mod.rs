@@ -5,8 +5,12 @@
 
 mod admission;
 mod backend;
+mod check;
 mod control_plane;
 mod dns;
+mod extract;
+pub use check::check;
+pub(crate) use extract::extract_all;
 mod raw;
 pub mod watch;
 
@@ -35,8 +39,6 @@ use crate::route::{Forwarding, RouteRule, RouteTable};
 /// Why the configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read configuration: {0}")]
-    Load(#[from] Box<figment::Error>),
     #[error("invalid configuration ({} problem{}):\n  - {}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.join("\n  - "))]
     Invalid(Vec<String>),
 }
@@ -142,6 +144,11 @@ pub fn with_env_overrides(base: RawConfig) -> Result<RawConfig, ConfigError> {
 }
 
 fn load_over(base: RawConfig, file: Option<&Path>) -> Result<RawConfig, ConfigError> {
+    extract::extract_all(&figment_for(base, file)?).map_err(ConfigError::Invalid)
+}
+
+/// `base`, then `file`, then the `SSH_EDGE_*` variables.
+fn figment_for(base: RawConfig, file: Option<&Path>) -> Result<Figment, ConfigError> {
     let mut figment = Figment::from(Serialized::defaults(base));
     if let Some(file) = file {
         if !file.exists() {
@@ -159,9 +166,7 @@ fn load_over(base: RawConfig, file: Option<&Path>) -> Result<RawConfig, ConfigEr
             .ignore(&["config", "addr", "ca_file", "api_key", "admin_token_file"])
             .split("__"),
     );
-    figment
-        .extract()
-        .map_err(|e| ConfigError::Load(Box::new(e)))
+    Ok(figment)
 }
 
 /// A secret file's token: its first line, trimmed.

@@ -125,7 +125,7 @@ impl Admit {
 
     /// A refused certificate: logged with the peer, key id and serial, counted by reason,
     /// audited. `target` is the host the client asked for (empty if it named none).
-    pub fn certificate_refused(
+    fn certificate_refused(
         &self,
         client: &Client,
         target: &str,
@@ -149,6 +149,12 @@ impl Admit {
                 "target": target,
             }),
         );
+    }
+
+    /// A certificate whose CA signature does not verify: russh refuses it before the policy
+    /// (`vendor/russh/PATCHES.md`, patch 8) and tells the edge, which records it as the policy would.
+    pub fn bad_signature(&self, client: &Client, target: &str, cert: &Certificate) {
+        self.certificate_refused(client, target, cert, &CertRejection::bad_signature(cert));
     }
 
     /// Terminating fronts: route → certificate policy → backend login.

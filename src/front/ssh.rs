@@ -265,9 +265,7 @@ impl russh::server::Handler for EdgeSession {
 
     fn auth_certificate_signature_invalid(&mut self, user: &str, cert: &Certificate) {
         let target = self.target(user).map(|t| t.host).unwrap_or_default();
-        let rejection = crate::auth::cert_policy::CertRejection::bad_signature(cert);
-        self.admit
-            .certificate_refused(&self.client, &target, cert, &rejection);
+        self.admit.bad_signature(&self.client, &target, cert);
     }
 
     async fn auth_openssh_certificate(

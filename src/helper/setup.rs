@@ -34,7 +34,7 @@ pub fn managed_block(opts: &SetupOptions) -> String {
     format!(
         "{BEGIN}\n\
          Match host *.{suffix} exec \"{exe} sign --ssh-dir {ssh} %n\"\n\
-         \x20 ProxyCommand {exe} connect --edge {edge}{ca} --token-file {state}/tokens/%n %n\n\
+         \x20 ProxyCommand {exe} connect --edge {edge}{ca} --token-file {state}/tokens/%n --spend-token %n\n\
          \x20 IdentityFile {state}/id_ed25519\n\
          \x20 CertificateFile {state}/certs/%n-cert.pub\n\
          \x20 IdentitiesOnly yes\n\

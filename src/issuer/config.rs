@@ -21,8 +21,6 @@ use crate::hostname::is_dns_label;
 /// Why the issuer configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum IssuerConfigError {
-    #[error("cannot read issuer configuration: {0}")]
-    Load(#[from] Box<figment::Error>),
     #[error("invalid issuer configuration ({} problem{}):\n  - {}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.join("\n  - "))]
     Invalid(Vec<String>),
 }
@@ -221,10 +219,9 @@ pub fn load_raw(file: &Path) -> Result<RawIssuerConfig, IssuerConfigError> {
             file.display()
         )]));
     }
-    Figment::from(Serialized::defaults(RawIssuerConfig::default()))
-        .merge(Toml::file_exact(file))
-        .extract()
-        .map_err(|e| IssuerConfigError::Load(Box::new(e)))
+    let figment = Figment::from(Serialized::defaults(RawIssuerConfig::default()))
+        .merge(Toml::file_exact(file));
+    crate::config::extract_all(&figment).map_err(IssuerConfigError::Invalid)
 }
 
 /// `load_raw` followed by `validate`.

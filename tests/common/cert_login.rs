@@ -53,6 +53,47 @@ pub fn login_with_cert(
     })
 }
 
+/// A certificate signed by `ca` for a fresh key (key id `russh-presented`, serial 4711, one
+/// principal), and that key.
+pub fn fresh_cert(
+    ca: &PrivateKey,
+    principal: &str,
+    host_type: bool,
+    valid_after: u64,
+    valid_before: u64,
+) -> (PrivateKey, Certificate) {
+    use russh::keys::ssh_key::certificate::{Builder, CertType};
+
+    let key = ssh_edge::upstream::random_ed25519_key();
+    let mut b = Builder::new(
+        vec![7u8; 32],
+        key.public_key().key_data().clone(),
+        valid_after,
+        valid_before,
+    )
+    .expect("certificate builder");
+    let cert_type = if host_type {
+        CertType::Host
+    } else {
+        CertType::User
+    };
+    b.cert_type(cert_type)
+        .and_then(|b| b.key_id("russh-presented"))
+        .and_then(|b| b.serial(4711))
+        .and_then(|b| b.valid_principal(principal))
+        .expect("certificate fields");
+    let cert = b.sign(ca).expect("signing");
+    (key, cert)
+}
+
+/// Seconds since the epoch.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
 /// `cert` with one byte of its CA signature flipped (the last byte of the encoded blob, inside
 /// the signature), as an attacker would edit the base64 of an `ssh-keygen`-signed certificate.
 pub fn tamper_signature(cert: &Certificate) -> Certificate {

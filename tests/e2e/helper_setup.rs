@@ -63,7 +63,9 @@ fn setup_then_plain_ssh_signs_and_lands_through_front_b() {
         w.lab.path("backend_known_hosts").display()
     );
     let alias = format!("HostKeyAlias=[127.0.0.1]:{}", w.lab.sshd_port);
-    for host in [HOST, "model-m1x2y3-d1.ssh.baseten.co"] {
+    // The same host twice: tokens are single use, so the second ssh must not present the
+    // first one's token again (`connect --spend-token` removes it, `sign` fetches another).
+    for host in [HOST, "model-m1x2y3-d1.ssh.baseten.co", HOST] {
         let out = run_with_timeout(
             Command::new("ssh")
                 .arg("-F")
@@ -96,7 +98,11 @@ fn setup_then_plain_ssh_signs_and_lands_through_front_b() {
             "{host}: no certificate written"
         );
     }
-    assert!(w.metric("ssh_edge_logins_total{front=\"token\"}") >= 2);
+    assert_eq!(w.metric("ssh_edge_logins_total{front=\"token\"}"), 3);
+    assert_eq!(
+        w.metric("ssh_edge_connections_rejected_total{listener=\"tls\",reason=\"replayed\"}"),
+        0
+    );
 }
 
 #[test]

@@ -2304,16 +2304,24 @@ mod tests {
 
         for _ in 0..2 {
             session
-                .process_packet(&mut TestHandler, &packet)
+                .process_packet(&mut TestHandler, &bytes::Bytes::copy_from_slice(&packet))
                 .await
                 .unwrap();
         }
-        assert!(session
-            .process_packet(&mut TestHandler, &packet)
-            .await
-            .is_err());
+        assert!(
+            session
+                .process_packet(&mut TestHandler, &bytes::Bytes::copy_from_slice(&packet))
+                .await
+                .is_err()
+        );
         assert_eq!(
-            session.common.encrypted.as_ref().unwrap().received_extensions.len(),
+            session
+                .common
+                .encrypted
+                .as_ref()
+                .unwrap()
+                .received_extensions
+                .len(),
             2
         );
     }
@@ -2323,7 +2331,7 @@ mod tests {
         let (mut session, _sender, mut reply, host_key) = hostkeys_prove_session();
         let packet = hostkeys_proof_packet(&host_key, HOSTKEYS_SESSION_ID);
         session
-            .process_packet(&mut TestHandler, &packet)
+            .process_packet(&mut TestHandler, &bytes::Bytes::copy_from_slice(&packet))
             .await
             .unwrap();
 
@@ -2336,7 +2344,7 @@ mod tests {
         let (mut session, _sender, mut reply, host_key) = hostkeys_prove_session();
         let packet = hostkeys_proof_packet(&host_key, b"some-other-session");
         session
-            .process_packet(&mut TestHandler, &packet)
+            .process_packet(&mut TestHandler, &bytes::Bytes::copy_from_slice(&packet))
             .await
             .unwrap();
 
@@ -2350,7 +2358,10 @@ mod tests {
     async fn hostkeys_prove_reply_rejects_missing_signature() {
         let (mut session, _sender, mut reply, _host_key) = hostkeys_prove_session();
         session
-            .process_packet(&mut TestHandler, &[crate::msg::REQUEST_SUCCESS])
+            .process_packet(
+                &mut TestHandler,
+                &bytes::Bytes::copy_from_slice(&[crate::msg::REQUEST_SUCCESS]),
+            )
             .await
             .unwrap();
 
@@ -2361,7 +2372,10 @@ mod tests {
     async fn hostkeys_prove_failure_reply_is_denied() {
         let (mut session, _sender, mut reply, _host_key) = hostkeys_prove_session();
         session
-            .process_packet(&mut TestHandler, &[crate::msg::REQUEST_FAILURE])
+            .process_packet(
+                &mut TestHandler,
+                &bytes::Bytes::copy_from_slice(&[crate::msg::REQUEST_FAILURE]),
+            )
             .await
             .unwrap();
 
@@ -2382,10 +2396,16 @@ mod tests {
     #[test]
     fn limit_triggered_rekey_waits_for_authentication() {
         let (mut session, _sender, _replies) = keyboard_interactive_session();
-        allow_rekey(&mut session, crate::Limits::new(0, 0, Duration::from_secs(3600)));
+        allow_rekey(
+            &mut session,
+            crate::Limits::new(0, 0, Duration::from_secs(3600)),
+        );
 
         session.flush().unwrap();
-        assert!(!session.kex.active(), "write limit hit before authentication");
+        assert!(
+            !session.kex.active(),
+            "write limit hit before authentication"
+        );
         assert_eq!(session.rekey_time_remaining(), None);
 
         session.common.encrypted.as_mut().unwrap().state = EncryptedState::Authenticated;
@@ -2535,7 +2555,10 @@ mod tests {
         let (mut session, _sender, mut replies) = keyboard_interactive_session();
         let mut handler = TestHandler;
         let err = session
-            .process_packet(&mut handler, &oversized_prompt_count_packet())
+            .process_packet(
+                &mut handler,
+                &bytes::Bytes::copy_from_slice(&oversized_prompt_count_packet()),
+            )
             .await
             .expect_err("malformed prompt count must fail");
 
@@ -2572,8 +2595,8 @@ mod tests {
         let mut session = authenticated_session();
         let mut handler = TestHandler;
         let mut kex_done_signal = None;
-        let buffer = incoming_packet(compressed_debug_payload(200 * 1024));
-        let mut pkt: IncomingSshPacket = session.maybe_decompress(&buffer).unwrap();
+        let mut buffer = incoming_packet(compressed_debug_payload(200 * 1024));
+        let mut pkt: IncomingSshPacket = session.maybe_decompress(&mut buffer).unwrap();
 
         super::reply(&mut session, &mut handler, &mut kex_done_signal, &mut pkt)
             .await
@@ -2587,9 +2610,9 @@ mod tests {
     fn oversized_compressed_debug_is_rejected_before_client_ignores_it() {
         let mut session = authenticated_session();
         let oversized = crate::cipher::MAXIMUM_DECOMPRESSED_PACKET_LEN + 1024;
-        let buffer = incoming_packet(compressed_debug_payload(oversized));
+        let mut buffer = incoming_packet(compressed_debug_payload(oversized));
 
-        let err = session.maybe_decompress(&buffer).unwrap_err();
+        let err = session.maybe_decompress(&mut buffer).unwrap_err();
         assert!(
             matches!(err, crate::Error::PacketSize(len) if len > crate::cipher::MAXIMUM_DECOMPRESSED_PACKET_LEN)
         );

@@ -176,10 +176,12 @@ impl Session {
                         .init_compress(self.common.packet_writer.compress());
                 }
                 enc.state = EncryptedState::Authenticated;
-                self.server_read_authenticated(handler, packet, *msg, &mut r).await
+                self.server_read_authenticated(handler, packet, *msg, &mut r)
+                    .await
             }
             (EncryptedState::Authenticated, Some((msg, mut r))) => {
-                self.server_read_authenticated(handler, packet, *msg, &mut r).await
+                self.server_read_authenticated(handler, packet, *msg, &mut r)
+                    .await
             }
             _ => Ok(()),
         }
@@ -286,7 +288,10 @@ mod tests {
         // them must not trip the cap; each one must still reach the handler.
         for _ in 0..=max {
             let probe = publickey_probe_packet("alice", &public);
-            session.process_packet(&mut handler, &probe).await.unwrap();
+            session
+                .process_packet(&mut handler, &bytes::Bytes::copy_from_slice(&probe))
+                .await
+                .unwrap();
         }
         assert_eq!(
             handler.offers,
@@ -504,16 +509,16 @@ mod tests {
         };
 
         let probe = publickey_probe_packet("alice", &pk_ok_key);
-        let mut probe = BytesMut::from(probe.as_slice());
+        let probe = BytesMut::from(probe.as_slice());
         session
-            .process_packet(&mut handler, &mut probe)
+            .process_packet(&mut handler, &bytes::Bytes::copy_from_slice(&probe))
             .await
             .unwrap();
 
         let signed = publickey_signed_packet("alice", Arc::new(signed_private), &signed_key);
-        let mut signed = BytesMut::from(signed.as_slice());
+        let signed = BytesMut::from(signed.as_slice());
         session
-            .process_packet(&mut handler, &mut signed)
+            .process_packet(&mut handler, &bytes::Bytes::copy_from_slice(&signed))
             .await
             .unwrap();
 
@@ -559,7 +564,10 @@ mod tests {
         let mut session = test_auth_session();
         let mut handler = AcceptAnyKey::default();
         let packet = publickey_signed_packet_as("alice", private.clone(), "rsa-sha2-512", None);
-        session.process_packet(&mut handler, &packet).await.unwrap();
+        session
+            .process_packet(&mut handler, &bytes::Bytes::copy_from_slice(&packet))
+            .await
+            .unwrap();
         assert!(
             !handler.authenticated,
             "an ssh-rsa (SHA-1) signature was accepted for a request announcing rsa-sha2-512"
@@ -574,7 +582,10 @@ mod tests {
             "rsa-sha2-512",
             Some(ssh_key::HashAlg::Sha512),
         );
-        session.process_packet(&mut handler, &packet).await.unwrap();
+        session
+            .process_packet(&mut handler, &bytes::Bytes::copy_from_slice(&packet))
+            .await
+            .unwrap();
         assert!(handler.authenticated);
     }
 
@@ -622,7 +633,10 @@ mod tests {
         let mut session = test_auth_session();
         let mut handler = Recorder::default();
         let packet = publickey_signed_packet_as("alice", private.clone(), "ssh-rsa", None);
-        session.process_packet(&mut handler, &packet).await.unwrap();
+        session
+            .process_packet(&mut handler, &bytes::Bytes::copy_from_slice(&packet))
+            .await
+            .unwrap();
         assert_eq!(
             handler.calls,
             vec![("offered", ssh_rsa.clone()), ("verified", ssh_rsa)]
@@ -631,13 +645,12 @@ mod tests {
         // Same key, signed as rsa-sha2-256.
         let mut session = test_auth_session();
         let mut handler = Recorder::default();
-        let packet = publickey_signed_packet_as(
-            "alice",
-            private,
-            "rsa-sha2-256",
-            Some(HashAlg::Sha256),
-        );
-        session.process_packet(&mut handler, &packet).await.unwrap();
+        let packet =
+            publickey_signed_packet_as("alice", private, "rsa-sha2-256", Some(HashAlg::Sha256));
+        session
+            .process_packet(&mut handler, &bytes::Bytes::copy_from_slice(&packet))
+            .await
+            .unwrap();
         assert_eq!(
             handler.calls,
             vec![
@@ -650,7 +663,10 @@ mod tests {
         let mut session = test_auth_session();
         let mut handler = Recorder::default();
         let packet = publickey_probe_packet_as("alice", &public, "rsa-sha2-256");
-        session.process_packet(&mut handler, &packet).await.unwrap();
+        session
+            .process_packet(&mut handler, &bytes::Bytes::copy_from_slice(&packet))
+            .await
+            .unwrap();
         assert_eq!(handler.calls, vec![("offered", rsa_sha2_256)]);
     }
 
@@ -695,18 +711,20 @@ mod tests {
         let mut session = test_auth_session();
         let mut handler = NoSha1::default();
         let packet = publickey_signed_packet_as("alice", private.clone(), "ssh-rsa", None);
-        session.process_packet(&mut handler, &packet).await.unwrap();
+        session
+            .process_packet(&mut handler, &bytes::Bytes::copy_from_slice(&packet))
+            .await
+            .unwrap();
         assert!(!handler.authenticated, "ssh-rsa was accepted");
 
         let mut session = test_auth_session();
         let mut handler = NoSha1::default();
-        let packet = publickey_signed_packet_as(
-            "alice",
-            private,
-            "rsa-sha2-256",
-            Some(HashAlg::Sha256),
-        );
-        session.process_packet(&mut handler, &packet).await.unwrap();
+        let packet =
+            publickey_signed_packet_as("alice", private, "rsa-sha2-256", Some(HashAlg::Sha256));
+        session
+            .process_packet(&mut handler, &bytes::Bytes::copy_from_slice(&packet))
+            .await
+            .unwrap();
         assert!(handler.authenticated, "rsa-sha2-256 was refused");
     }
 
@@ -718,7 +736,10 @@ mod tests {
 
         let mut packet = channel_request_payload(channel.0, b"exec");
         encode_string(&mut packet, b"protected");
-        session.process_packet(&mut handler, &packet).await.unwrap();
+        session
+            .process_packet(&mut handler, &bytes::Bytes::copy_from_slice(&packet))
+            .await
+            .unwrap();
 
         assert!(
             !handler.exec_called,
@@ -736,7 +757,10 @@ mod tests {
         packet.push(msg::CHANNEL_WINDOW_ADJUST);
         channel.encode(&mut packet).unwrap();
         123u32.encode(&mut packet).unwrap();
-        session.process_packet(&mut handler, &packet).await.unwrap();
+        session
+            .process_packet(&mut handler, &bytes::Bytes::copy_from_slice(&packet))
+            .await
+            .unwrap();
 
         assert!(
             !handler.window_adjusted_called,

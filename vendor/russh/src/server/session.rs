@@ -1748,8 +1748,8 @@ mod tests {
     async fn compressed_debug_is_ignored_after_server_parses_it() {
         let mut session = authenticated_session();
         let mut handler = TestHandler;
-        let buffer = incoming_packet(compressed_debug_payload(200 * 1024));
-        let mut pkt: IncomingSshPacket = session.maybe_decompress(&buffer).unwrap();
+        let mut buffer = incoming_packet(compressed_debug_payload(200 * 1024));
+        let mut pkt: IncomingSshPacket = session.maybe_decompress(&mut buffer).unwrap();
 
         super::super::reply(&mut session, &mut handler, &mut pkt)
             .await
@@ -1761,11 +1761,11 @@ mod tests {
     #[test]
     fn oversized_compressed_debug_is_rejected_before_server_ignores_it() {
         let mut session = authenticated_session();
-        let buffer = incoming_packet(compressed_debug_payload(
+        let mut buffer = incoming_packet(compressed_debug_payload(
             crate::cipher::MAXIMUM_DECOMPRESSED_PACKET_LEN + 1024,
         ));
 
-        let err = session.maybe_decompress(&buffer).unwrap_err();
+        let err = session.maybe_decompress(&mut buffer).unwrap_err();
         assert!(
             matches!(err, crate::Error::PacketSize(len) if len > crate::cipher::MAXIMUM_DECOMPRESSED_PACKET_LEN)
         );
@@ -1774,7 +1774,10 @@ mod tests {
     #[test]
     fn limit_triggered_rekey_waits_for_authentication() {
         let mut session = authenticated_session();
-        allow_rekey(&mut session, crate::Limits::new(0, 0, Duration::from_secs(3600)));
+        allow_rekey(
+            &mut session,
+            crate::Limits::new(0, 0, Duration::from_secs(3600)),
+        );
         let enc = session.common.encrypted.as_mut().unwrap();
         enc.state = EncryptedState::WaitingAuthServiceRequest {
             accepted: false,
@@ -1783,7 +1786,10 @@ mod tests {
         enc.server_compression = Compression::ZlibOpenSSH;
 
         session.flush().unwrap();
-        assert!(!session.kex.active(), "write limit hit before authentication");
+        assert!(
+            !session.kex.active(),
+            "write limit hit before authentication"
+        );
         assert_eq!(session.rekey_time_remaining(), None);
 
         // USERAUTH_SUCCESS has been flushed; the next peer packet would
@@ -1815,7 +1821,10 @@ mod tests {
         enc.server_compression = Compression::ZlibOpenSSH;
 
         session
-            .process_packet(&mut AcceptNoneHandler, &none_auth_request("user"))
+            .process_packet(
+                &mut AcceptNoneHandler,
+                &bytes::Bytes::copy_from_slice(&none_auth_request("user")),
+            )
             .await
             .unwrap();
 
