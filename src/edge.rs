@@ -143,6 +143,7 @@ impl Edge {
         previous_control_plane: Option<Arc<ControlPlane>>,
         previous_token_replay: Option<Arc<std::sync::Mutex<ReplayCache>>>,
     ) -> Result<Arc<Self>, rustls::Error> {
+        crate::front::token::create_series(&metrics);
         let ssh = &config.ssh;
         let ssh_config = ServerConfig {
             server_id: SshId::Standard(

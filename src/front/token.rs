@@ -26,6 +26,39 @@ pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 pub const ACCEPTED: u8 = 0x00;
 pub const REJECTED: u8 = 0x01;
 
+/// The token front's own refusal labels (the preamble's, and the admit step's checks of the
+/// verified token), besides the verifier's and the replay cache's.
+pub const FRONT_REASONS: [&str; 6] = [
+    "bad_length",
+    "truncated_preamble",
+    "preamble_timeout",
+    "unknown_kid",
+    "bad_host",
+    "foreign_workload",
+];
+
+/// Every `Reason::Token` label, so each series exists at 0 from the start.
+pub fn token_reasons() -> impl Iterator<Item = &'static str> {
+    use crate::auth::token::{ReplayError, TokenRejection};
+    FRONT_REASONS
+        .into_iter()
+        .chain(TokenRejection::REASONS)
+        .chain(ReplayError::REASONS)
+}
+
+/// Creates the token refusal series of the listeners front B serves, at 0: a dashboard or
+/// alert on `replayed` sees a zero from the start, not nothing.
+pub fn create_series(metrics: &crate::metrics::Metrics) {
+    use crate::reject::Listener;
+    for listener in [Listener::Tls, Listener::TokenPlain] {
+        for reason in token_reasons() {
+            metrics
+                .rejections
+                .with_label_values(&[listener.as_str(), reason]);
+        }
+    }
+}
+
 fn refusal(reason: &'static str, detail: impl Into<String>) -> Rejection {
     Rejection::new(Reason::Token(reason), detail)
 }

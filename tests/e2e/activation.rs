@@ -26,6 +26,8 @@ pub struct Wakeable {
     pub w: World,
     pub issuer: Issuer,
     pub sleepy_port: u16,
+    /// Written by the sleepy workload's sshd when it starts: proof it was (not) woken.
+    pub sleepy_pid_file: PathBuf,
     /// A certificate for sleepy1, done1, ghost1 and abc1234.
     pub key: PathBuf,
 }
@@ -111,14 +113,17 @@ impl Wakeable {
                 Duration::from_secs(600),
             )
             .unwrap();
+        // Its sshd writes this PID file when it starts (the port could be any process's:
+        // a free port picked earlier may be taken by a parallel test meanwhile).
         assert!(
-            !port_open(sleepy_port),
+            !sleepy.pid_file.exists(),
             "the sleepy workload's sshd runs before anyone woke it"
         );
         Wakeable {
             w,
             issuer,
             sleepy_port,
+            sleepy_pid_file: sleepy.pid_file.clone(),
             key,
         }
     }
@@ -262,7 +267,7 @@ fn stopped_and_unknown_workloads_give_the_control_planes_message() {
         1,
     );
     // Nobody was woken.
-    assert!(!port_open(k.sleepy_port));
+    assert!(!k.sleepy_pid_file.exists());
 }
 
 #[test]

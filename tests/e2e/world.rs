@@ -334,12 +334,6 @@ impl World {
         metric_value(&self.metrics.render(), name_and_labels)
     }
 
-    /// The series' value, `None` while it does not exist (series with open label values,
-    /// like rejection reasons, appear with their first count).
-    pub fn series(&self, name_and_labels: &str) -> Option<u64> {
-        series_value(&self.metrics.render(), name_and_labels)
-    }
-
     /// Waits until the series exists and equals `want` (counted after the close the client
     /// saw, say), failing the test after 20 s with the last scrape.
     pub fn wait_metric(&self, name_and_labels: &str, want: u64) {

@@ -100,6 +100,23 @@ pub enum TokenRejection {
 }
 
 impl TokenRejection {
+    /// Every label [`TokenRejection::reason`] gives, so their metric series can exist at 0.
+    pub const REASONS: [&'static str; 13] = [
+        "too_long",
+        "malformed",
+        "alg_none",
+        "alg_not_allowed",
+        "header_not_allowed",
+        "unknown_kid",
+        "bad_signature",
+        "bad_claims",
+        "wrong_issuer",
+        "wrong_audience",
+        "not_yet_valid",
+        "expired",
+        "lifetime_too_long",
+    ];
+
     /// Stable `snake_case` label for metrics (bounded cardinality).
     #[must_use]
     pub fn reason(&self) -> &'static str {

@@ -27,6 +27,9 @@ pub enum ReplayError {
 }
 
 impl ReplayError {
+    /// Every label [`ReplayError::reason`] gives.
+    pub const REASONS: [&'static str; 2] = ["replayed", "replay_cache_full"];
+
     /// Stable `snake_case` label for metrics (bounded cardinality).
     #[must_use]
     pub fn reason(&self) -> &'static str {

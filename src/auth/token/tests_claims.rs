@@ -365,7 +365,7 @@ fn token_strings_escaped_and_truncated_in_log_lines() {
 }
 
 #[test]
-fn every_reason_label_is_stable() {
+fn every_reason_label_is_stable_and_listed() {
     let labels = [
         TokenRejection::TooLong { len: 1, max: 0 }.reason(),
         TokenRejection::Malformed {
@@ -444,4 +444,11 @@ fn every_reason_label_is_stable() {
             "lifetime_too_long",
         ]
     );
+    // REASONS (the series created at 0) is exactly the set of labels given.
+    let mut given: Vec<&str> = labels.to_vec();
+    given.sort_unstable();
+    given.dedup();
+    let mut listed = TokenRejection::REASONS.to_vec();
+    listed.sort_unstable();
+    assert_eq!(given, listed);
 }
