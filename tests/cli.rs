@@ -120,12 +120,10 @@ fn unknown_fields_are_all_reported_once_with_their_path_and_the_expected_keys() 
 #[test]
 fn check_config_without_files_checks_everything_but_the_files() {
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
-    let out = run_with_timeout(
-        ssh_edge()
-            .args(["check-config", "--no-files", "--config"])
-            .arg(&example),
-        std::time::Duration::from_secs(30),
-    );
+    let out = ssh_edge()
+        .args(["check-config", "--no-files", "--config"])
+        .arg(&example)
+        .output_bounded();
     assert!(
         out.status.success(),
         "{}",
@@ -133,13 +131,11 @@ fn check_config_without_files_checks_everything_but_the_files() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK"));
     // A problem that is not about a file still fails the check.
-    let out = run_with_timeout(
-        ssh_edge()
-            .args(["check-config", "--no-files", "--config"])
-            .arg(&example)
-            .env("SSH_EDGE_SSH__WINDOW_SIZE", "1024"),
-        std::time::Duration::from_secs(30),
-    );
+    let out = ssh_edge()
+        .args(["check-config", "--no-files", "--config"])
+        .arg(&example)
+        .env("SSH_EDGE_SSH__WINDOW_SIZE", "1024")
+        .output_bounded();
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(text.contains("ssh.window_size: 1024"), "{text}");
@@ -159,12 +155,10 @@ fn the_issuer_checks_its_config_and_exits() {
             https: false,
         })
         .unwrap();
-    let out = run_with_timeout(
-        ssh_edge()
-            .args(["issuer", "--check", "--config"])
-            .arg(&good),
-        std::time::Duration::from_secs(30),
-    );
+    let out = ssh_edge()
+        .args(["issuer", "--check", "--config"])
+        .arg(&good)
+        .output_bounded();
     assert!(
         out.status.success(),
         "{}",
@@ -175,10 +169,10 @@ fn the_issuer_checks_its_config_and_exits() {
     let bad = tmp.path().join("issuer-typo.toml");
     let text = std::fs::read_to_string(&good).unwrap();
     std::fs::write(&bad, format!("bogus = 1\n{text}")).unwrap();
-    let out = run_with_timeout(
-        ssh_edge().args(["issuer", "--check", "--config"]).arg(&bad),
-        std::time::Duration::from_secs(30),
-    );
+    let out = ssh_edge()
+        .args(["issuer", "--check", "--config"])
+        .arg(&bad)
+        .output_bounded();
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(text.contains("bogus: unknown key"), "{text}");

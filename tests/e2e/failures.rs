@@ -13,7 +13,7 @@ use crate::process::{ECHO_ONE_LINE, Live};
 use crate::world::*;
 
 /// ssh with host-key checking off: a wrong host name must reach the edge's own answer.
-fn ssh_loose(w: &World, via: Via, host: &str) -> (Option<i32>, String) {
+pub(crate) fn ssh_loose(w: &World, via: Via, host: &str) -> (Option<i32>, String) {
     let out = w.ssh(
         via,
         host,
