@@ -52,21 +52,27 @@ enum Command {
     },
     /// ProxyCommand for the TLS front: `ProxyCommand ssh-edge connect --edge EDGE:443 %h`.
     Connect {
-        /// The workload host (sent as TLS SNI).
+        /// The workload host (sent as TLS SNI; with --sign, the host to fetch a token for).
         host: String,
-        /// Edge address.
-        #[arg(long, env = "SSH_EDGE_ADDR", default_value = "127.0.0.1:443")]
-        edge: String,
-        /// PEM CA certificates to trust instead of the system store.
+        /// Edge address [default: 127.0.0.1:443, or with --sign the one `setup` saved].
+        #[arg(long, env = "SSH_EDGE_ADDR")]
+        edge: Option<String>,
+        /// PEM CA certificates to trust instead of the system store (with --sign, default: the
+        /// one `setup` saved).
         #[arg(long, env = "SSH_EDGE_CA_FILE")]
         ca_file: Option<PathBuf>,
         /// Front B: send the token in this file as the preamble (passthrough to the backend sshd).
-        #[arg(long)]
+        /// Each token opens one connection (`token.single_use`).
+        #[arg(long, conflicts_with = "sign")]
         token_file: Option<PathBuf>,
-        /// Remove the token file once read: the edge takes each token once (`token.single_use`),
-        /// and `ssh-edge sign` fetches a new one when the file is gone.
-        #[arg(long, requires = "token_file")]
-        spend_token: bool,
+        /// Front B with a token of this connection's own: ask the signing API `setup` saved for
+        /// a fresh one for HOST (what the managed ~/.ssh/config block runs), so concurrent `ssh`
+        /// runs to one host never share a token.
+        #[arg(long)]
+        sign: bool,
+        /// The ~/.ssh directory `setup` wrote (with --sign).
+        #[arg(long, requires = "sign")]
+        ssh_dir: Option<PathBuf>,
     },
     /// Set up this machine for `ssh <workload host>`: a key pair under ~/.ssh/ssh-edge/ and one
     /// managed, idempotent block in ~/.ssh/config (sign before connecting, then front B).
@@ -95,8 +101,8 @@ enum Command {
         #[arg(long, default_value = "app")]
         model_user: String,
     },
-    /// Fetch a fresh certificate and token for HOST from the signing API (the ~/.ssh/config
-    /// block runs this; cached ones valid for 5 more minutes are kept).
+    /// Fetch a fresh certificate for HOST from the signing API (the ~/.ssh/config block runs
+    /// this; one valid for 5 more minutes is kept). Tokens are `connect --sign`'s, per connection.
     Sign {
         host: String,
         #[arg(long)]
@@ -157,41 +163,45 @@ pub fn main() -> ExitCode {
             edge,
             ca_file,
             token_file,
-            spend_token,
+            sign,
+            ssh_dir,
         } => {
-            // No tracing here: stderr belongs to the ssh client's terminal.
-            let token = match token_file
-                .map(|p| {
-                    let token = std::fs::read(&p).map_err(|e| (p.clone(), e))?;
-                    if spend_token {
-                        // Spent whatever happens next: a presented token is used up.
-                        std::fs::remove_file(&p).map_err(|e| (p, e))?;
-                    }
-                    Ok(token)
-                })
-                .transpose()
-            {
-                Ok(t) => t.map(|t| t.trim_ascii().to_vec()),
-                Err((p, e)) => {
-                    eprintln!(
-                        "ssh-edge connect: cannot read (or spend) token file {}: {e}",
-                        p.display()
-                    );
-                    std::process::exit(255);
+            // No tracing here: stdout is the SSH stream, stderr the ssh client's terminal.
+            let fail = |message: String| -> ! {
+                eprintln!("ssh-edge connect: {message}");
+                std::process::exit(255);
+            };
+            let opts = if sign {
+                let signed = runtime.block_on(async {
+                    let ssh_dir = helper::ssh_dir(ssh_dir)?;
+                    let settings = helper::load_settings(&ssh_dir)?;
+                    let token = helper::fresh_token(&settings, &ssh_dir, &host).await?;
+                    Ok::<_, helper::HelperError>((settings, token))
+                });
+                let (settings, token) = signed.unwrap_or_else(|e| fail(e.to_string()));
+                ConnectOptions {
+                    host,
+                    edge: edge.unwrap_or(settings.edge),
+                    ca_file: ca_file.or(settings.ca_file),
+                    token: Some(token),
+                }
+            } else {
+                let token = token_file.map(|p| match std::fs::read(&p) {
+                    Ok(t) => t.trim_ascii().to_vec(),
+                    Err(e) => fail(format!("cannot read token file {}: {e}", p.display())),
+                });
+                ConnectOptions {
+                    host,
+                    edge: edge.unwrap_or_else(|| "127.0.0.1:443".to_string()),
+                    ca_file,
+                    token,
                 }
             };
-            let opts = ConnectOptions {
-                host,
-                edge,
-                ca_file,
-                token,
-            };
-            let result = runtime.block_on(connect::run(&opts));
-            if let Err(e) = &result {
-                eprintln!("ssh-edge connect: {e}");
+            if let Err(e) = runtime.block_on(connect::run(&opts)) {
+                fail(e.to_string());
             }
             // Exit now: the blocking stdin reader would otherwise hold the runtime open.
-            std::process::exit(if result.is_ok() { 0 } else { 255 });
+            std::process::exit(0);
         }
         Command::CheckConfig { config, no_files } => check_config(config, !no_files),
         Command::Setup {

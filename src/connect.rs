@@ -1,5 +1,6 @@
-//! `ssh-edge connect HOST`: the ProxyCommand for front A. Opens TLS to the edge with SNI set to
-//! the workload host and pipes stdin/stdout through it until either side ends.
+//! `ssh-edge connect HOST`: the ProxyCommand for front A (TLS to the edge with SNI set to the
+//! workload host) or, with a token, front B; then pipes stdin/stdout through it until either
+//! side ends.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,7 +34,7 @@ pub enum ConnectError {
     #[error("no trusted CA certificates found (system store empty; pass --ca-file)")]
     NoRoots,
     #[error(
-        "the edge rejected the token (status 0x{0:02x}): is it expired, or for another workload? Run `ssh-edge sign` again"
+        "the edge rejected the token (status 0x{0:02x}): is it expired, already used (a token opens one connection), or for another workload?"
     )]
     Rejected(u8),
     #[error("the edge closed the connection before answering the token")]

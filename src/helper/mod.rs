@@ -1,14 +1,16 @@
 //! Our own client helper, for users without the vendor CLI: `ssh-edge setup` writes a key pair
 //! and one managed block in `~/.ssh/config`; `ssh-edge sign HOST` (run by that block's
-//! `Match … exec`) fetches a fresh certificate and front-B token from the signing API;
-//! `ssh-edge connect --token-file` (see [`crate::connect`]) then speaks the token protocol.
+//! `Match … exec`) keeps a fresh certificate for ssh to read; `ssh-edge connect --sign`
+//! (the block's ProxyCommand) asks the signing API for a token of its own, one per connection,
+//! and speaks the token protocol (see [`crate::connect`]). No token is ever stored: the edge
+//! takes each once, so a shared token file would let concurrent `ssh` runs spend each other's.
 
 pub mod http;
 mod setup;
 mod sign;
 
 pub use setup::{SetupOptions, managed_block, setup};
-pub use sign::{SignOptions, sign};
+pub use sign::{SignOptions, fresh_token, sign};
 
 use std::path::{Path, PathBuf};
 
@@ -88,7 +90,13 @@ pub fn load_settings(ssh_dir: &Path) -> Result<Settings, HelperError> {
 pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), HelperError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
+    // A name of its own per writer: concurrent `sign` runs (several `ssh` started at once)
+    // must not write into each other's temporary file.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.{seq}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -96,7 +104,38 @@ pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), HelperEr
         .mode(0o600)
         .open(&tmp)
         .map_err(|e| file_err(&tmp, e))?;
-    f.write_all(contents).map_err(|e| file_err(&tmp, e))?;
-    // Rename so a concurrent ssh never reads a half-written certificate or token.
-    std::fs::rename(&tmp, path).map_err(|e| file_err(path, e))
+    let written = f.write_all(contents).map_err(|e| file_err(&tmp, e));
+    // Rename so a concurrent ssh never reads a half-written certificate.
+    let renamed = written.and_then(|()| std::fs::rename(&tmp, path).map_err(|e| file_err(path, e)));
+    if renamed.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    renamed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Several `sign` runs at once (several `ssh` started together) all succeed, and the file
+    /// holds one writer's whole contents, never a mix.
+    #[test]
+    fn concurrent_writers_each_rename_a_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("host-cert.pub");
+        let contents: Vec<Vec<u8>> = (0..8u8).map(|i| vec![b'a' + i; 64 << 10]).collect();
+        std::thread::scope(|s| {
+            let writers: Vec<_> = contents
+                .iter()
+                .map(|c| s.spawn(|| write_private(&path, c)))
+                .collect();
+            for w in writers {
+                w.join().unwrap().unwrap();
+            }
+        });
+        let written = std::fs::read(&path).unwrap();
+        assert!(contents.contains(&written), "a mix of writers");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary file left behind");
+    }
 }

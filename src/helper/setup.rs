@@ -21,20 +21,17 @@ pub struct SetupOptions {
     pub model_user: String,
 }
 
-/// The `~/.ssh/config` block: sign before connecting, then connect through front B.
+/// The `~/.ssh/config` block: keep the certificate fresh before connecting (ssh reads it from
+/// the file), then connect through front B with a token fetched for that one connection (the
+/// edge, CA and API come from the saved settings).
 pub fn managed_block(opts: &SetupOptions) -> String {
     let state = state_dir(&opts.ssh_dir);
     let s = &opts.settings;
     let exe = opts.exe.display();
-    let ca = s
-        .ca_file
-        .as_ref()
-        .map(|c| format!(" --ca-file {}", c.display()))
-        .unwrap_or_default();
     format!(
         "{BEGIN}\n\
          Match host *.{suffix} exec \"{exe} sign --ssh-dir {ssh} %n\"\n\
-         \x20 ProxyCommand {exe} connect --edge {edge}{ca} --token-file {state}/tokens/%n --spend-token %n\n\
+         \x20 ProxyCommand {exe} connect --sign --ssh-dir {ssh} %n\n\
          \x20 IdentityFile {state}/id_ed25519\n\
          \x20 CertificateFile {state}/certs/%n-cert.pub\n\
          \x20 IdentitiesOnly yes\n\
@@ -45,7 +42,6 @@ pub fn managed_block(opts: &SetupOptions) -> String {
          {END}\n",
         suffix = s.suffix,
         ssh = opts.ssh_dir.display(),
-        edge = s.edge,
         state = state.display(),
         tu = opts.training_user,
         mu = opts.model_user,
@@ -78,8 +74,14 @@ pub fn with_block(config: &str, block: &str) -> String {
 /// Writes the key pair (kept if present), settings and the config block. Idempotent.
 pub fn setup(opts: &SetupOptions) -> Result<PathBuf, HelperError> {
     let state = state_dir(&opts.ssh_dir);
-    for dir in [state.clone(), state.join("certs"), state.join("tokens")] {
+    for dir in [state.clone(), state.join("certs")] {
         std::fs::create_dir_all(&dir).map_err(|e| file_err(&dir, e))?;
+    }
+    // Tokens an older block stored for `connect --token-file`: no longer read, still secrets.
+    let tokens = state.join("tokens");
+    match std::fs::remove_dir_all(&tokens) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(file_err(&tokens, e)),
+        _ => {}
     }
     let key_path = state.join("id_ed25519");
     if !key_path.exists() {
@@ -119,5 +121,59 @@ mod tests {
             "text after the block is kept: {replaced}"
         );
         assert_eq!(with_block("", &block_a), block_a);
+    }
+
+    fn options(ssh_dir: &std::path::Path) -> SetupOptions {
+        SetupOptions {
+            ssh_dir: ssh_dir.to_path_buf(),
+            settings: Settings {
+                api: "https://api.example".into(),
+                api_key: "k".into(),
+                edge: "edge.example:443".into(),
+                ca_file: None,
+                suffix: "ssh.baseten.co".into(),
+            },
+            exe: "/opt/ssh-edge".into(),
+            training_user: "baseten".into(),
+            model_user: "app".into(),
+        }
+    }
+
+    #[test]
+    fn block_fetches_a_token_per_connection_and_stores_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let ssh = dir.path().display();
+        let block = managed_block(&options(dir.path()));
+        assert!(
+            block.contains(&format!(
+                "\n  ProxyCommand /opt/ssh-edge connect --sign --ssh-dir {ssh} %n\n"
+            )),
+            "{block}"
+        );
+        assert!(!block.contains("token"), "no token file: {block}");
+        assert!(block.contains(&format!("exec \"/opt/ssh-edge sign --ssh-dir {ssh} %n\"")));
+    }
+
+    #[test]
+    fn setup_removes_stored_tokens_and_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = state_dir(dir.path()).join("tokens");
+        std::fs::create_dir_all(&tokens).unwrap();
+        std::fs::write(
+            tokens.join("training-job-abc1234-0.ssh.baseten.co"),
+            "old.jwt",
+        )
+        .unwrap();
+        let config = setup(&options(dir.path())).unwrap();
+        assert!(!tokens.exists(), "an older block's token files are removed");
+        let first = std::fs::read_to_string(&config).unwrap();
+        let key = std::fs::read(state_dir(dir.path()).join("id_ed25519")).unwrap();
+        setup(&options(dir.path())).unwrap();
+        assert_eq!(std::fs::read_to_string(&config).unwrap(), first);
+        assert_eq!(
+            std::fs::read(state_dir(dir.path()).join("id_ed25519")).unwrap(),
+            key,
+            "the key pair is kept"
+        );
     }
 }

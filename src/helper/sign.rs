@@ -1,5 +1,6 @@
-//! `ssh-edge sign HOST`: a fresh user certificate and front-B token for one workload, from the
-//! signing API, written where the managed `~/.ssh/config` block points ssh and `connect`.
+//! The signing API for one workload: `ssh-edge sign HOST` keeps a fresh user certificate where
+//! the managed `~/.ssh/config` block points ssh; `ssh-edge connect --sign` asks for a front-B
+//! token of its own ([`fresh_token`]), never stored, so concurrent connections cannot share one.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,7 @@ use super::http::{ApiClient, BaseUrl};
 use super::{HelperError, Settings, load_settings, state_dir, write_private};
 use crate::hostname::{self, HostGrammar, MODEL_KIND, TRAINING_JOB_KIND, Target};
 
-/// Reuse a certificate and token that stay valid at least this long.
+/// Reuse a certificate that stays valid at least this long.
 const MIN_REMAINING_SECS: u64 = 300;
 
 #[derive(Debug, Clone)]
@@ -50,20 +51,6 @@ fn cached_cert_expiry(path: &Path) -> Option<u64> {
         .map(|c| c.valid_before())
 }
 
-/// `exp` of a cached token (not verified: the edge does that).
-fn cached_token_expiry(path: &Path) -> Option<u64> {
-    use base64::Engine;
-    let token = std::fs::read_to_string(path).ok()?;
-    let payload = token.trim().split('.').nth(1)?;
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()?;
-    serde_json::from_slice::<Value>(&json)
-        .ok()?
-        .get("exp")?
-        .as_u64()
-}
-
 fn error_message(body: &Value) -> String {
     ["error", "detail", "message"]
         .iter()
@@ -72,10 +59,9 @@ fn error_message(body: &Value) -> String {
         .to_string()
 }
 
-/// Refreshes the certificate and token for `opts.host` unless the cached ones are fresh.
-/// Returns true when it asked the API.
-pub async fn sign(opts: &SignOptions) -> Result<bool, HelperError> {
-    let host = opts.host.as_str();
+/// Refuses a host that could not be a workload name (it also names a file) before anything
+/// reads settings or reaches the API.
+fn check_host(host: &str) -> Result<(), HelperError> {
     if host.is_empty()
         || !host
             .bytes()
@@ -85,19 +71,68 @@ pub async fn sign(opts: &SignOptions) -> Result<bool, HelperError> {
             "invalid host {host:?}: expected letters, digits, '-' and '.'"
         )));
     }
+    Ok(())
+}
+
+/// Refreshes the certificate for `opts.host` unless the cached one is fresh. Returns true when
+/// it asked the API. The token the API also returns is dropped: `connect --sign` fetches one
+/// per connection.
+pub async fn sign(opts: &SignOptions) -> Result<bool, HelperError> {
+    let host = opts.host.as_str();
+    check_host(host)?;
     let settings = load_settings(&opts.ssh_dir)?;
-    let target = parse(&settings, host)?;
     let state = state_dir(&opts.ssh_dir);
     let cert_path = state.join("certs").join(format!("{host}-cert.pub"));
-    let token_path = state.join("tokens").join(host);
-    let fresh =
-        |exp: Option<u64>| exp.is_some_and(|e| e > crate::time::unix_now() + MIN_REMAINING_SECS);
-    if !opts.force
-        && fresh(cached_cert_expiry(&cert_path))
-        && fresh(cached_token_expiry(&token_path))
-    {
+    let fresh = cached_cert_expiry(&cert_path)
+        .is_some_and(|e| e > crate::time::unix_now() + MIN_REMAINING_SECS);
+    if !opts.force && fresh {
         return Ok(false);
     }
+    let body = request(&settings, &state, host).await?;
+    let cert = answer_field(&body, host, "ssh_certificate")?;
+    write_private(&cert_path, format!("{}\n", cert.trim()).as_bytes())?;
+    Ok(true)
+}
+
+/// A new front-B token for `host`, for one connection: the signing API is asked every time (its
+/// certificate is dropped; ssh reads the one `sign` cached).
+///
+/// # Errors
+/// [`HelperError`] naming the API URL when it cannot be reached, or its refusal.
+pub async fn fresh_token(
+    settings: &Settings,
+    ssh_dir: &Path,
+    host: &str,
+) -> Result<Vec<u8>, HelperError> {
+    check_host(host)?;
+    let body = request(settings, &state_dir(ssh_dir), host).await?;
+    let jwt = answer_field(&body, host, "jwt")?.trim();
+    if jwt.is_empty() {
+        return Err(HelperError::Incomplete {
+            host: host.to_string(),
+            field: "jwt",
+        });
+    }
+    Ok(jwt.as_bytes().to_vec())
+}
+
+fn answer_field<'a>(
+    body: &'a Value,
+    host: &str,
+    field: &'static str,
+) -> Result<&'a str, HelperError> {
+    body.get(field)
+        .and_then(Value::as_str)
+        .ok_or(HelperError::Incomplete {
+            host: host.to_string(),
+            field,
+        })
+}
+
+/// One sign request for `host` with the key `setup` made: the API's answer (certificate,
+/// token, …) once it accepted.
+async fn request(settings: &Settings, state: &Path, host: &str) -> Result<Value, HelperError> {
+    let target = parse(settings, host)?;
     let pub_path = state.join("id_ed25519.pub");
     let public_key =
         std::fs::read_to_string(&pub_path).map_err(|e| super::file_err(&pub_path, e))?;
@@ -160,19 +195,5 @@ pub async fn sign(opts: &SignOptions) -> Result<bool, HelperError> {
     if status >= 400 {
         return Err(refused(status, &body));
     }
-    let incomplete = |field| HelperError::Incomplete {
-        host: host.to_string(),
-        field,
-    };
-    let cert = body
-        .get("ssh_certificate")
-        .and_then(Value::as_str)
-        .ok_or(incomplete("ssh_certificate"))?;
-    let jwt = body
-        .get("jwt")
-        .and_then(Value::as_str)
-        .ok_or(incomplete("jwt"))?;
-    write_private(&cert_path, format!("{}\n", cert.trim()).as_bytes())?;
-    write_private(&token_path, jwt.trim().as_bytes())?;
-    Ok(true)
+    Ok(body)
 }

@@ -1,11 +1,13 @@
 //! Our own helper: `ssh-edge setup` writes a key and a managed ~/.ssh/config block; plain
-//! `ssh <workload host>` then signs through the issuer (`Match … exec "ssh-edge sign %n"`) and
-//! connects through front B with `ssh-edge connect --token-file`.
+//! `ssh <workload host>` then keeps its certificate fresh through the issuer (`Match … exec
+//! "ssh-edge sign %n"`) and connects through front B with `ssh-edge connect --sign`, which
+//! fetches a token for that one connection.
 
 use std::process::Command;
 use std::time::Duration;
 
 use crate::issuer::{KEY_DEFAULT, start_issuer};
+use crate::process::{ECHO_ONE_LINE, Live};
 use crate::world::*;
 
 fn setup_cmd(w: &World, port: u16, ssh_dir: &std::path::Path, api_key: &str) -> Command {
@@ -26,6 +28,27 @@ fn setup_cmd(w: &World, port: u16, ssh_dir: &std::path::Path, api_key: &str) -> 
         &w.lab.login_user,
         "--model-user",
         &w.lab.login_user,
+    ]);
+    c
+}
+
+const REPLAYED: &str = "ssh_edge_connections_rejected_total{listener=\"tls\",reason=\"replayed\"}";
+
+/// Plain `ssh host command` through the managed block in `ssh_dir/config`.
+fn managed_ssh(w: &World, ssh_dir: &std::path::Path, host: &str, command: &str) -> Command {
+    let mut c = Command::new("ssh");
+    c.arg("-F").arg(ssh_dir.join("config")).args([
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        &format!(
+            "UserKnownHostsFile={}",
+            w.lab.path("backend_known_hosts").display()
+        ),
+        "-o",
+        &format!("HostKeyAlias=[127.0.0.1]:{}", w.lab.sshd_port),
+        host,
+        command,
     ]);
     c
 }
@@ -58,28 +81,10 @@ fn setup_then_plain_ssh_signs_and_lands_through_front_b() {
         config
     );
 
-    let known = format!(
-        "UserKnownHostsFile={}",
-        w.lab.path("backend_known_hosts").display()
-    );
-    let alias = format!("HostKeyAlias=[127.0.0.1]:{}", w.lab.sshd_port);
-    // The same host twice: tokens are single use, so the second ssh must not present the
-    // first one's token again (`connect --spend-token` removes it, `sign` fetches another).
+    // The same host twice: tokens are single use, so each ssh's `connect --sign` fetches its own.
     for host in [HOST, "model-m1x2y3-d1.ssh.baseten.co", HOST] {
         let out = run_with_timeout(
-            Command::new("ssh")
-                .arg("-F")
-                .arg(ssh_dir.join("config"))
-                .args([
-                    "-o",
-                    "BatchMode=yes",
-                    "-o",
-                    &known,
-                    "-o",
-                    &alias,
-                    host,
-                    "echo via-setup; id -un",
-                ]),
+            &mut managed_ssh(&w, &ssh_dir, host, "echo via-setup; id -un"),
             Duration::from_secs(60),
         );
         assert_eq!(
@@ -99,10 +104,8 @@ fn setup_then_plain_ssh_signs_and_lands_through_front_b() {
         );
     }
     assert_eq!(w.metric("ssh_edge_logins_total{front=\"token\"}"), 3);
-    assert_eq!(
-        w.metric("ssh_edge_connections_rejected_total{listener=\"tls\",reason=\"replayed\"}"),
-        0
-    );
+    // Rejection series appear with their first count: none at all means none replayed.
+    assert_eq!(w.series(REPLAYED), None, "a token was refused as replayed");
 }
 
 #[test]
@@ -153,5 +156,99 @@ fn sign_failures_say_what_to_do() {
         stderr(&out).contains("expected training-job-<job_id>-<node>"),
         "{}",
         stderr(&out)
+    );
+}
+
+/// Several `ssh` to one host started at once (as Remote-SSH does) each present a token of
+/// their own: all are open together, none is refused as replayed, and no token is stored.
+#[test]
+fn concurrent_ssh_to_one_host_each_use_their_own_token() {
+    const AT_ONCE: usize = 4;
+    let w = World::start();
+    let issuer = start_issuer(&w);
+    let ssh_dir = w.lab.path("home-ssh-concurrent");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    let out = setup_cmd(&w, issuer.port, &ssh_dir, KEY_DEFAULT).output_bounded();
+    assert!(out.status.success(), "setup: {}", stderr(&out));
+
+    // Started together with no certificate cached yet: the `sign` runs race too.
+    let mut sessions: Vec<Live> = (0..AT_ONCE)
+        .map(|_| Live::spawn(&mut managed_ssh(&w, &ssh_dir, HOST, ECHO_ONE_LINE)))
+        .collect();
+    for live in &mut sessions {
+        live.expect_line("ready", Duration::from_secs(60));
+    }
+    // Every session is open now, each through its own front-B login.
+    assert_eq!(
+        w.metric("ssh_edge_logins_total{front=\"token\"}"),
+        AT_ONCE as u64
+    );
+    for (i, mut live) in sessions.into_iter().enumerate() {
+        live.send_last(&format!("s{i}"));
+        let (status, rest, err) = live.finish(Duration::from_secs(60));
+        assert!(status.success(), "session {i}: {err}");
+        assert_eq!(rest, [format!("got s{i}")], "session {i}");
+    }
+
+    // And one after the other, with the certificate now cached.
+    let out = run_with_timeout(
+        &mut managed_ssh(&w, &ssh_dir, HOST, "echo again"),
+        Duration::from_secs(60),
+    );
+    assert_eq!(stdout(&out), "again\n", "{}", stderr(&out));
+    assert_eq!(
+        w.metric("ssh_edge_logins_total{front=\"token\"}"),
+        AT_ONCE as u64 + 1
+    );
+    // Rejection series appear with their first count: none at all means none replayed.
+    assert_eq!(w.series(REPLAYED), None, "a token was refused as replayed");
+    let state: Vec<String> = std::fs::read_dir(ssh_dir.join("ssh-edge"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!state.iter().any(|f| f.contains("token")), "{state:?}");
+    let certs: Vec<String> = std::fs::read_dir(ssh_dir.join("ssh-edge/certs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        certs,
+        [format!("{HOST}-cert.pub")],
+        "no temporary file left"
+    );
+}
+
+/// `connect --sign` with the signing API down: nothing on stdout (ssh's stream), and stderr
+/// names the URL it could not reach.
+#[test]
+fn connect_sign_names_an_unreachable_api() {
+    let w = World::start();
+    let ssh_dir = w.lab.path("home-ssh-down");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = setup_cmd(&w, port, &ssh_dir, KEY_DEFAULT).output_bounded();
+    assert!(out.status.success(), "setup: {}", stderr(&out));
+    let out = Command::new(env!("CARGO_BIN_EXE_ssh-edge"))
+        .args(["connect", "--sign", "--ssh-dir"])
+        .arg(&ssh_dir)
+        .arg(HOST)
+        .output_bounded();
+    assert_eq!(out.status.code(), Some(255));
+    assert!(out.stdout.is_empty(), "stdout is the SSH stream");
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("ssh-edge connect: cannot reach the signing API at ")
+            && err.contains(&format!("http://127.0.0.1:{port}/v1/training_jobs/search")),
+        "{err}"
+    );
+    assert_eq!(
+        w.metric("ssh_edge_connections_total{listener=\"tls\"}"),
+        0,
+        "no edge connection without a token"
     );
 }
