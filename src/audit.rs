@@ -28,9 +28,9 @@ use tokio::sync::mpsc;
 const QUEUE: usize = 65_536;
 
 /// Longest command text kept in an `exec` event.
-pub const MAX_COMMAND: usize = 1024;
+pub(crate) const MAX_COMMAND: usize = 1024;
 
-pub struct Audit {
+pub(crate) struct Audit {
     tx: Option<mpsc::Sender<String>>,
     dropped: IntCounter,
 }
@@ -46,7 +46,7 @@ pub enum AuditSink {
 impl Audit {
     /// Starts the writer task (needs a tokio runtime). A file that cannot be opened is an
     /// error naming it.
-    pub fn start(sink: &AuditSink, dropped: IntCounter) -> Result<Self, String> {
+    pub(crate) fn start(sink: &AuditSink, dropped: IntCounter) -> Result<Self, String> {
         let mut out: Box<dyn Write + Send> = match sink {
             AuditSink::Off => {
                 return Ok(Self { tx: None, dropped });
@@ -75,7 +75,7 @@ impl Audit {
     }
 
     /// An audit stream that records nothing.
-    pub fn off() -> Self {
+    pub(crate) fn off() -> Self {
         Self {
             tx: None,
             dropped: IntCounter::new("ssh_edge_audit_dropped_total", "unused").expect("static"),
@@ -83,7 +83,7 @@ impl Audit {
     }
 
     /// Records `event` with `fields` (an object).
-    pub fn emit(&self, event: &str, fields: Value) {
+    pub(crate) fn emit(&self, event: &str, fields: Value) {
         let Some(tx) = &self.tx else { return };
         let mut line = Map::new();
         line.insert("v".into(), 1.into());
@@ -101,7 +101,7 @@ impl Audit {
 }
 
 /// Peer-controlled text made safe for an event field.
-pub fn clean(s: &str, max: usize) -> String {
+pub(crate) fn clean(s: &str, max: usize) -> String {
     crate::text::escape_untrusted(s, max)
 }
 

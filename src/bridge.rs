@@ -27,14 +27,14 @@ use tokio::sync::oneshot;
 
 /// How long a channel open or request may wait for the other side's answer (the backend's,
 /// or the client's for channels the backend opens).
-pub const REQUEST_REPLY_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const REQUEST_REPLY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// After one direction ends, how long the other may take to finish its close handshake.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// A channel request to pass on to the backend.
 #[derive(Debug, Clone)]
-pub enum BackendRequest {
+pub(crate) enum BackendRequest {
     Pty {
         term: String,
         cols: u32,
@@ -56,7 +56,7 @@ pub enum BackendRequest {
 
 impl BackendRequest {
     /// Short name for logs.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             BackendRequest::Pty { .. } => "pty-req",
             BackendRequest::Env { .. } => "env",
@@ -70,14 +70,14 @@ impl BackendRequest {
 
 /// The handler's grip on one bridged channel: the backend side's writer and the queue of
 /// requests waiting for the backend's answer (answers arrive in request order, RFC 4254 §5.4).
-pub struct BridgeControl {
+pub(crate) struct BridgeControl {
     backend: Arc<ChannelWriteHalf<client::Msg>>,
     pending: Mutex<VecDeque<oneshot::Sender<bool>>>,
 }
 
 impl BridgeControl {
     /// Sends `req` to the backend with want-reply set and returns whether it succeeded.
-    pub async fn request(&self, req: BackendRequest) -> bool {
+    pub(crate) async fn request(&self, req: BackendRequest) -> bool {
         let (tx, rx) = oneshot::channel();
         if let Ok(mut pending) = self.pending.lock() {
             pending.push_back(tx);
@@ -110,14 +110,20 @@ impl BridgeControl {
         )
     }
 
-    pub async fn window_change(&self, cols: u32, rows: u32, pix_width: u32, pix_height: u32) {
+    pub(crate) async fn window_change(
+        &self,
+        cols: u32,
+        rows: u32,
+        pix_width: u32,
+        pix_height: u32,
+    ) {
         let _ = self
             .backend
             .window_change(cols, rows, pix_width, pix_height)
             .await;
     }
 
-    pub async fn signal(&self, sig: Sig) {
+    pub(crate) async fn signal(&self, sig: Sig) {
         let _ = self.backend.signal(sig).await;
     }
 
@@ -142,7 +148,7 @@ pub struct BridgeSettings {
 /// How many messages russh may queue per channel. Under `manual_window_adjust` the bytes
 /// queued are bounded by the window; this bounds the count too (for a peer that sends tiny
 /// packets) at one message per KiB of window, so a well-behaved peer never fills it.
-pub fn channel_queue_depth(window_size: u32) -> usize {
+pub(crate) fn channel_queue_depth(window_size: u32) -> usize {
     (window_size as usize / 1024).max(100)
 }
 
@@ -169,7 +175,7 @@ impl WindowCredit {
 }
 
 /// Starts forwarding between a client's channel and the matching backend channel.
-pub fn start(
+pub(crate) fn start(
     client_channel: Channel<server::Msg>,
     backend_channel: Channel<client::Msg>,
     client_handle: server::Handle,

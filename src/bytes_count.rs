@@ -14,7 +14,7 @@ pub struct ByteCounter {
 }
 
 impl ByteCounter {
-    pub fn new(global: IntCounter) -> Self {
+    pub(crate) fn new(global: IntCounter) -> Self {
         Self {
             global,
             session: None,
@@ -22,7 +22,7 @@ impl ByteCounter {
     }
 
     /// The same edge-wide counter, also adding to `session`.
-    pub fn for_session(&self, session: Arc<AtomicU64>) -> Self {
+    pub(crate) fn for_session(&self, session: Arc<AtomicU64>) -> Self {
         Self {
             global: self.global.clone(),
             session: Some(session),
@@ -30,12 +30,13 @@ impl ByteCounter {
     }
 
     /// The edge-wide count.
-    pub fn get(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn get(&self) -> u64 {
         self.global.get()
     }
 
     #[inline]
-    pub fn inc_by(&self, n: u64) {
+    pub(crate) fn inc_by(&self, n: u64) {
         self.global.inc_by(n);
         if let Some(s) = &self.session {
             s.fetch_add(n, Ordering::Relaxed);

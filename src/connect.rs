@@ -50,7 +50,7 @@ pub enum ConnectError {
 }
 
 /// Trust anchors: the PEM file given, else the system store (honours SSL_CERT_FILE).
-pub fn roots(ca_file: Option<&PathBuf>) -> Result<RootCertStore, ConnectError> {
+pub(crate) fn roots(ca_file: Option<&PathBuf>) -> Result<RootCertStore, ConnectError> {
     let mut roots = RootCertStore::empty();
     match ca_file {
         Some(path) => {

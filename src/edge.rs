@@ -73,7 +73,7 @@ impl Listeners {
         })
     }
 
-    pub fn tls_addr(&self) -> Option<SocketAddr> {
+    pub(crate) fn tls_addr(&self) -> Option<SocketAddr> {
         self.tls.as_ref().and_then(|l| l.local_addr().ok())
     }
 
@@ -81,11 +81,11 @@ impl Listeners {
         self.ssh.as_ref().and_then(|l| l.local_addr().ok())
     }
 
-    pub fn token_plain_addr(&self) -> Option<SocketAddr> {
+    pub(crate) fn token_plain_addr(&self) -> Option<SocketAddr> {
         self.token_plain.as_ref().and_then(|l| l.local_addr().ok())
     }
 
-    pub fn admin_addr(&self) -> Option<SocketAddr> {
+    pub(crate) fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 }
@@ -121,7 +121,7 @@ impl Edge {
 
     /// The next generation: `config` with this edge's metrics, drain state and (when the
     /// limits are unchanged) live pre-auth counts.
-    pub fn reconfigured(&self, config: EdgeConfig) -> Result<Arc<Self>, rustls::Error> {
+    pub(crate) fn reconfigured(&self, config: EdgeConfig) -> Result<Arc<Self>, rustls::Error> {
         let admission = Arc::new(self.admission.reconfigured(config.admission.clone()));
         Self::build(
             config,
@@ -242,13 +242,13 @@ impl Edge {
     }
 
     /// Stops accepting connections (listeners close, `/readyz` turns 503); open sessions go on.
-    pub fn start_drain(&self) {
+    pub(crate) fn start_drain(&self) {
         self.draining.send_replace(true);
     }
 
     /// Ends the open sessions whose certificate this generation revokes (by serial or key id
     /// of its remote); returns how many. Run after a reload (`auth.kill_revoked_sessions`).
-    pub fn end_revoked_sessions(&self) -> usize {
+    pub(crate) fn end_revoked_sessions(&self) -> usize {
         let admit = &self.fronts.ssh.admit;
         let mut ended = 0;
         for s in self.sessions.list(&crate::session::Selector::default()) {
@@ -273,7 +273,7 @@ impl Edge {
     }
 
     /// Waits until no session is open, at most `timeout`; true when they all ended.
-    pub async fn wait_drained(&self, timeout: Duration) -> bool {
+    pub(crate) async fn wait_drained(&self, timeout: Duration) -> bool {
         self.sessions.wait_empty(timeout).await
     }
 
@@ -309,7 +309,7 @@ impl Edge {
 pub struct LiveEdge(Arc<std::sync::RwLock<Arc<Edge>>>);
 
 impl LiveEdge {
-    pub fn new(edge: Arc<Edge>) -> Self {
+    pub(crate) fn new(edge: Arc<Edge>) -> Self {
         Self(Arc::new(std::sync::RwLock::new(edge)))
     }
 
@@ -320,7 +320,7 @@ impl LiveEdge {
             .clone()
     }
 
-    pub fn replace(&self, edge: Arc<Edge>) {
+    pub(crate) fn replace(&self, edge: Arc<Edge>) {
         *self
             .0
             .write()
@@ -463,4 +463,4 @@ fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
 }
 
 /// How often pre-auth drops are summed up in the log.
-pub const DROP_SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const DROP_SUMMARY_INTERVAL: Duration = Duration::from_secs(10);

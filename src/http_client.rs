@@ -14,14 +14,14 @@ use hyper_util::rt::TokioExecutor;
 use crate::text::escape_untrusted;
 
 /// A pooled HTTP/1.1 client with TLS, sending whole (`Full`) bodies.
-pub type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(crate) type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// How long an idle pooled connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(60);
 
 /// A client trusting what `tls` trusts; a TCP connect gives up after `connect_timeout`.
 #[must_use]
-pub fn build(tls: rustls::ClientConfig, connect_timeout: Duration) -> HttpsClient {
+pub(crate) fn build(tls: rustls::ClientConfig, connect_timeout: Duration) -> HttpsClient {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -40,7 +40,7 @@ pub fn build(tls: rustls::ClientConfig, connect_timeout: Duration) -> HttpsClien
 ///
 /// # Errors
 /// rustls cannot build a client configuration (not with aws-lc-rs).
-pub fn plain(connect_timeout: Duration) -> Result<HttpsClient, rustls::Error> {
+pub(crate) fn plain(connect_timeout: Duration) -> Result<HttpsClient, rustls::Error> {
     let tls = crate::tls::client_config(rustls::RootCertStore::empty())?;
     Ok(build(tls, connect_timeout))
 }
@@ -48,7 +48,7 @@ pub fn plain(connect_timeout: Duration) -> Result<HttpsClient, rustls::Error> {
 /// "client error (Connect): tcp connect error: Connection refused": hyper's error with its
 /// causes, which is where the useful part is (escaped and capped: it may quote the peer).
 #[must_use]
-pub fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

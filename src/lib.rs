@@ -40,18 +40,19 @@
 //! - [`text`]: untrusted text escaped to printable ASCII and capped for log lines and errors.
 // One exception, commented where it is: `memory::release` (glibc's malloc_trim).
 #![deny(unsafe_code)]
+#![warn(unreachable_pub)]
 
-pub mod admin;
-pub mod admission;
+pub(crate) mod admin;
+pub(crate) mod admission;
 pub mod audit;
 pub mod auth;
-pub mod bridge;
+pub(crate) mod bridge;
 pub mod bytes_count;
 pub mod config;
 pub mod connect;
 pub mod control_plane;
 pub mod edge;
-pub mod front;
+pub(crate) mod front;
 pub mod helper;
 pub mod hostname;
 pub mod http_client;
@@ -59,18 +60,18 @@ pub mod issuer;
 pub mod lab;
 pub mod memory;
 pub mod metrics;
-pub mod read_ahead;
-pub mod reject;
+pub(crate) mod read_ahead;
+pub(crate) mod reject;
 pub mod route;
 pub mod server;
 pub mod session;
 pub mod sessions_cli;
-pub mod splice;
-pub mod ssh_cert;
-pub mod stdio;
-pub mod text;
+pub(crate) mod splice;
+pub(crate) mod ssh_cert;
+pub(crate) mod stdio;
+pub(crate) mod text;
 pub mod time;
 pub mod tls;
 pub mod upstream;
-pub mod uri;
-pub mod workers;
+pub(crate) mod uri;
+pub(crate) mod workers;

@@ -20,7 +20,7 @@ const CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// When to trim (pure): fed every session count seen, and asked at each look.
 #[derive(Debug, Default)]
-pub struct TrimWatch {
+pub(crate) struct TrimWatch {
     at_last_trim: usize,
     /// The most sessions seen open since the last trim (sessions that opened and closed
     /// between two looks count too: their memory is as free as that of long ones).
@@ -30,7 +30,7 @@ pub struct TrimWatch {
 
 impl TrimWatch {
     /// A count seen between looks.
-    pub fn saw(&mut self, open: usize) {
+    pub(crate) fn saw(&mut self, open: usize) {
         self.peak = self.peak.max(open);
     }
 
@@ -38,7 +38,7 @@ impl TrimWatch {
     /// of logins leaves its key exchanges' memory behind) or fallen well below the peak since
     /// (closed sessions left theirs), by at least `min_change` sessions and a quarter, and did
     /// not move since the previous look (the burst is over).
-    pub fn look(&mut self, now: usize, min_change: usize) -> bool {
+    pub(crate) fn look(&mut self, now: usize, min_change: usize) -> bool {
         self.saw(now);
         let settled = now == self.previous;
         self.previous = now;
@@ -59,7 +59,7 @@ impl TrimWatch {
 const MIN_CHANGE: usize = 32;
 
 /// Runs for the life of the edge.
-pub async fn trim_after_sessions_change(sessions: Arc<Sessions>) {
+pub(crate) async fn trim_after_sessions_change(sessions: Arc<Sessions>) {
     let mut tick = tokio::time::interval(CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut open = sessions.watch_count();

@@ -7,7 +7,7 @@ use prometheus::{
 };
 
 /// Outcomes of a backend name lookup, all exported from the start.
-pub const DNS_OUTCOMES: [&str; 6] = [
+pub(crate) const DNS_OUTCOMES: [&str; 6] = [
     "cached",
     "negative_cached",
     "resolved",
@@ -65,7 +65,7 @@ pub struct Metrics {
 }
 
 /// Outcomes of control-plane lookups: answered, served from the cache, or why not.
-pub const CONTROL_PLANE_OUTCOMES: [&str; 6] = [
+pub(crate) const CONTROL_PLANE_OUTCOMES: [&str; 6] = [
     "ok",
     "cached",
     "unreachable",
@@ -331,7 +331,7 @@ impl Metrics {
     }
 
     /// The counter for one label value (cloned handle, cheap to keep on the hot path).
-    pub fn bytes(&self, direction: &str) -> IntCounter {
+    pub(crate) fn bytes(&self, direction: &str) -> IntCounter {
         self.bridge_bytes.with_label_values(&[direction])
     }
 

@@ -14,29 +14,26 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// How much one socket read takes ahead.
-pub const READ_AHEAD: usize = 64 * 1024;
+pub(crate) const READ_AHEAD: usize = 64 * 1024;
 
 /// Reads through a read-ahead buffer, writes (vectored too) straight through.
-pub struct ReadAhead<S> {
+pub(crate) struct ReadAhead<S> {
     inner: S,
     /// Read and not yet handed out; no capacity while the socket is idle.
     ahead: BytesMut,
 }
 
 impl<S> ReadAhead<S> {
-    pub fn new(inner: S) -> Self {
+    pub(crate) fn new(inner: S) -> Self {
         Self {
             inner,
             ahead: BytesMut::new(),
         }
     }
 
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
     /// The bytes buffered now (0 while idle): what the buffer costs.
-    pub fn buffered_capacity(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn buffered_capacity(&self) -> usize {
         self.ahead.capacity()
     }
 }

@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 
 /// Which socket a connection arrived on. Labels `ssh_edge_connections_total` and rejections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Listener {
+pub(crate) enum Listener {
     /// `listen.tls`: fronts A (SNI) and B (token preamble), told apart by the first byte.
     Tls,
     /// `listen.ssh`: front C.
@@ -25,7 +25,7 @@ pub enum Listener {
 }
 
 impl Listener {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Listener::Tls => "tls",
             Listener::Ssh => "ssh",
@@ -36,7 +36,7 @@ impl Listener {
 
 /// The fixed reason label of a rejection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// A PROXY header from an address outside `listen.proxy_trusted_cidrs`.
     ProxyUntrusted,
     /// No PROXY header where the listener requires one.
@@ -76,7 +76,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Reason::ProxyUntrusted => "proxy_untrusted",
             Reason::ProxyMissing => "proxy_missing",
@@ -103,20 +103,20 @@ impl Reason {
     }
 
     /// Drops that can come by the thousand: logged at debug, summed up at info.
-    pub fn is_flood(self) -> bool {
+    pub(crate) fn is_flood(self) -> bool {
         FLOOD_REASONS.contains(&self)
     }
 }
 
 /// A refused connection: the reason label and what exactly was wrong (for the log).
 #[derive(Debug, Clone)]
-pub struct Rejection {
+pub(crate) struct Rejection {
     pub reason: Reason,
     pub detail: String,
 }
 
 impl Rejection {
-    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(reason: Reason, detail: impl Into<String>) -> Self {
         Self {
             reason,
             detail: detail.into(),
@@ -131,7 +131,12 @@ impl fmt::Display for Rejection {
 }
 
 /// Counts and logs one rejection: the only place that touches the rejection counter.
-pub fn record(metrics: &Metrics, listener: Listener, client: SocketAddr, rejection: &Rejection) {
+pub(crate) fn record(
+    metrics: &Metrics,
+    listener: Listener,
+    client: SocketAddr,
+    rejection: &Rejection,
+) {
     let reason = rejection.reason.as_str();
     metrics
         .rejections
@@ -156,7 +161,7 @@ const FLOOD_REASONS: [Reason; 7] = [
 
 /// The flood-class drops so far, summed over listeners, by reason label (every series is
 /// created, so each exists at 0 from the first call).
-pub fn flood_counts(metrics: &Metrics) -> Vec<(&'static str, u64)> {
+pub(crate) fn flood_counts(metrics: &Metrics) -> Vec<(&'static str, u64)> {
     FLOOD_REASONS
         .iter()
         .map(|r| {

@@ -99,13 +99,11 @@ impl Server {
 
     pub fn addresses(&self) -> Addresses {
         let l = &self.listeners;
-        let addr =
-            |l: &Option<tokio::net::TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
         Addresses {
             tls: l.tls_addr(),
             ssh: l.ssh_addr(),
             admin: l.admin_addr(),
-            token_plain: addr(&l.token_plain),
+            token_plain: l.token_plain_addr(),
         }
     }
 

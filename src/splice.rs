@@ -19,11 +19,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::bytes_count::ByteCounter;
 
 /// The most one read takes: several TLS records (16 KiB each) at once.
-pub const SPLICE_BUFFER: usize = 64 * 1024;
+pub(crate) const SPLICE_BUFFER: usize = 64 * 1024;
 
 /// Bytes moved by a finished splice.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Spliced {
+pub(crate) struct Spliced {
     /// Client → backend.
     pub up: u64,
     /// Backend → client.
@@ -32,7 +32,7 @@ pub struct Spliced {
 
 /// Copies both ways until both directions have ended, adding to `up` / `down` as bytes are
 /// read (so long sessions show progress, and nothing depends on how a session ends).
-pub async fn splice<C, B>(
+pub(crate) async fn splice<C, B>(
     mut client: C,
     mut backend: B,
     up: ByteCounter,
@@ -60,7 +60,11 @@ where
 /// half is shut down and the copy goes on until the remote side ends too; what `output` was
 /// given is flushed by then. One task polls both directions, so neither a lock around the
 /// remote stream (`tokio::io::split`) nor a second task sits between a read and its write.
-pub async fn relay<S, I, O>(mut remote: S, mut input: I, mut output: O) -> io::Result<Spliced>
+pub(crate) async fn relay<S, I, O>(
+    mut remote: S,
+    mut input: I,
+    mut output: O,
+) -> io::Result<Spliced>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     I: AsyncRead + Unpin,

@@ -10,11 +10,11 @@ use russh::keys::ssh_key::private::Ed25519Keypair;
 use russh::keys::ssh_key::{self, Certificate, LineEnding, PrivateKey, PublicKey};
 
 /// Certificates start this long before they are issued, for clock skew on the backends.
-pub const BACKDATE_SECS: u64 = 60;
+pub(crate) const BACKDATE_SECS: u64 = 60;
 
 /// The extensions `ssh-keygen -s` grants by default: what a user certificate from the issuer
 /// (and the lab, which stands in for it) carries.
-pub const STANDARD_USER_EXTENSIONS: &[&str] = &[
+pub(crate) const STANDARD_USER_EXTENSIONS: &[&str] = &[
     "permit-pty",
     "permit-port-forwarding",
     "permit-agent-forwarding",
@@ -24,7 +24,7 @@ pub const STANDARD_USER_EXTENSIONS: &[&str] = &[
 
 /// The extensions of the edge's own backend login: everything the edge may forward for a user
 /// (it enforces the user's certificate itself), without `permit-user-rc`.
-pub const BACKEND_LOGIN_EXTENSIONS: &[&str] = &[
+pub(crate) const BACKEND_LOGIN_EXTENSIONS: &[&str] = &[
     "permit-pty",
     "permit-port-forwarding",
     "permit-agent-forwarding",
@@ -33,7 +33,7 @@ pub const BACKEND_LOGIN_EXTENSIONS: &[&str] = &[
 
 /// What goes into one user certificate.
 #[derive(Debug, Clone)]
-pub struct UserCertificate<'a> {
+pub(crate) struct UserCertificate<'a> {
     pub public_key: &'a PublicKey,
     pub principals: &'a [&'a str],
     pub key_id: &'a str,
@@ -50,7 +50,7 @@ pub struct UserCertificate<'a> {
 ///
 /// # Errors
 /// What ssh-key reports (an unusable CA key or field).
-pub fn sign_user_certificate(
+pub(crate) fn sign_user_certificate(
     ca: &PrivateKey,
     req: &UserCertificate<'_>,
 ) -> Result<Certificate, ssh_key::Error> {
@@ -81,7 +81,7 @@ pub fn random_ed25519_key() -> PrivateKey {
 /// Why a key file could not be written.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {reason}")]
-pub struct KeyFileError {
+pub(crate) struct KeyFileError {
     pub path: PathBuf,
     pub reason: String,
 }
@@ -90,7 +90,7 @@ pub struct KeyFileError {
 ///
 /// # Errors
 /// [`KeyFileError`] naming the file that could not be written.
-pub fn write_key(path: &Path, key: &PrivateKey) -> Result<(), KeyFileError> {
+pub(crate) fn write_key(path: &Path, key: &PrivateKey) -> Result<(), KeyFileError> {
     let err = |path: &Path, e: &dyn std::fmt::Display| KeyFileError {
         path: path.to_path_buf(),
         reason: e.to_string(),

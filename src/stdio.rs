@@ -14,7 +14,7 @@ use rustix::fs::{FileType, OFlags, fcntl_getfl, fcntl_setfl, fstat};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Puts a descriptor's flags back when dropped.
-pub struct RestoreFlags(OwnedFd, OFlags);
+pub(crate) struct RestoreFlags(OwnedFd, OFlags);
 
 impl Drop for RestoreFlags {
     fn drop(&mut self) {
@@ -59,7 +59,7 @@ fn socket(owned: OwnedFd) -> Option<tokio::net::UnixStream> {
 }
 
 /// The process's stdin for reading on the reactor (see module docs). Call inside a runtime.
-pub fn stdin() -> (Box<dyn AsyncRead + Unpin + Send>, Option<RestoreFlags>) {
+pub(crate) fn stdin() -> (Box<dyn AsyncRead + Unpin + Send>, Option<RestoreFlags>) {
     if let Some((owned, kind, restore)) = duplicate(std::io::stdin()) {
         let reader: Option<Box<dyn AsyncRead + Unpin + Send>> = match kind {
             Kind::Pipe => tokio::net::unix::pipe::Receiver::from_owned_fd(owned)
@@ -76,7 +76,7 @@ pub fn stdin() -> (Box<dyn AsyncRead + Unpin + Send>, Option<RestoreFlags>) {
 }
 
 /// The process's stdout for writing on the reactor (see module docs). Call inside a runtime.
-pub fn stdout() -> (Box<dyn AsyncWrite + Unpin + Send>, Option<RestoreFlags>) {
+pub(crate) fn stdout() -> (Box<dyn AsyncWrite + Unpin + Send>, Option<RestoreFlags>) {
     if let Some((owned, kind, restore)) = duplicate(std::io::stdout()) {
         let writer: Option<Box<dyn AsyncWrite + Unpin + Send>> = match kind {
             Kind::Pipe => tokio::net::unix::pipe::Sender::from_owned_fd(owned)

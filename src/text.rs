@@ -11,12 +11,12 @@
 use std::fmt::Write as _;
 
 /// Marks text that was cut at its cap.
-pub const ELLIPSIS: &str = "...";
+pub(crate) const ELLIPSIS: &str = "...";
 
 /// `s` in double quotes, escaped, with at most `max` escaped characters between the quotes;
 /// [`ELLIPSIS`] follows the closing quote if `s` was cut: `"abc"...`.
 #[must_use]
-pub fn quote_untrusted(s: &str, max: usize) -> String {
+pub(crate) fn quote_untrusted(s: &str, max: usize) -> String {
     let mut out = String::with_capacity(s.len().min(max) + 2 + ELLIPSIS.len());
     out.push('"');
     let cut = push_escaped(&mut out, s, max);
@@ -31,7 +31,7 @@ pub fn quote_untrusted(s: &str, max: usize) -> String {
 /// [`ELLIPSIS`] if it was cut. For text that a message format already quotes, or library error
 /// messages that may echo untrusted bytes.
 #[must_use]
-pub fn escape_untrusted(s: &str, max: usize) -> String {
+pub(crate) fn escape_untrusted(s: &str, max: usize) -> String {
     let mut out = String::with_capacity(s.len().min(max) + ELLIPSIS.len());
     if push_escaped(&mut out, s, max) {
         out.push_str(ELLIPSIS);
@@ -42,7 +42,7 @@ pub fn escape_untrusted(s: &str, max: usize) -> String {
 /// One untrusted character in single quotes, escaped as in strings, plus `'` → `\'`:
 /// `'a'`, `'\''`, `'\u{1b}'`.
 #[must_use]
-pub fn quote_untrusted_char(c: char) -> String {
+pub(crate) fn quote_untrusted_char(c: char) -> String {
     let mut out = String::from("'");
     if c == '\'' {
         out.push_str("\\'");
@@ -57,7 +57,7 @@ pub fn quote_untrusted_char(c: char) -> String {
 /// [`quote_untrusted`]`(item, max_chars)`, then how many were left out:
 /// `["a", "b", ... (3 more)]`.
 #[must_use]
-pub fn quote_untrusted_list<S: AsRef<str>>(
+pub(crate) fn quote_untrusted_list<S: AsRef<str>>(
     items: &[S],
     max_items: usize,
     max_chars: usize,

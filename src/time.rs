@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Seconds since the Unix epoch; 0 if the clock reads before 1970 (a broken clock fails the
 /// validity checks closed rather than panicking).
 #[must_use]
-pub fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -14,7 +14,7 @@ pub fn unix_now() -> u64 {
 
 /// Milliseconds since the Unix epoch (audit timestamps); 0 before 1970.
 #[must_use]
-pub fn unix_now_millis() -> u64 {
+pub(crate) fn unix_now_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

@@ -10,7 +10,7 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 /// The crypto provider of every configuration: aws-lc-rs.
 #[must_use]
-pub fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
@@ -18,7 +18,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 ///
 /// # Errors
 /// rustls refuses the key or the chain.
-pub fn server_config(
+pub(crate) fn server_config(
     cert_chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     alpn: &[&[u8]],

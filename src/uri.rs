@@ -7,7 +7,7 @@ use hyper::http::uri::Authority;
 /// The port after the host is not a number from 1 to 65535.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the port is not a number from 1 to 65535")]
-pub struct BadPort;
+pub(crate) struct BadPort;
 
 /// The port `authority` gives, `None` when it gives none. `hyper::Uri` keeps a port's text
 /// unchecked (`:99999`, `:+80`, a bare `:`) and its `port_u16` then reads as no port at all,
@@ -15,7 +15,7 @@ pub struct BadPort;
 ///
 /// # Errors
 /// [`BadPort`] when the host is followed by anything but `:` and a port from 1 to 65535.
-pub fn explicit_port(authority: &Authority) -> Result<Option<u16>, BadPort> {
+pub(crate) fn explicit_port(authority: &Authority) -> Result<Option<u16>, BadPort> {
     match authority.port() {
         Some(port) if port.as_str().bytes().all(|b| b.is_ascii_digit()) && port.as_u16() != 0 => {
             Ok(Some(port.as_u16()))

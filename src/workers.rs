@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The worker runtimes and how many connections each runs now. Dropping it ends the worker
 /// threads (and whatever still runs on them): a server run in-process leaves no threads behind.
-pub struct Workers {
+pub(crate) struct Workers {
     workers: Vec<Worker>,
 }
 
@@ -38,7 +38,7 @@ impl Drop for Running {
 
 impl Workers {
     /// Starts `count` worker threads (0: one per core this process may use).
-    pub fn start(count: usize) -> std::io::Result<Self> {
+    pub(crate) fn start(count: usize) -> std::io::Result<Self> {
         let count = match count {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
@@ -77,16 +77,13 @@ impl Workers {
     }
 
     /// How many worker threads there are.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.workers.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.workers.is_empty()
-    }
-
     /// Connections running on each worker now.
-    pub fn load(&self) -> Vec<usize> {
+    #[cfg(test)]
+    pub(crate) fn load(&self) -> Vec<usize> {
         self.workers
             .iter()
             .map(|w| w.connections.load(Ordering::Relaxed))
@@ -96,7 +93,7 @@ impl Workers {
     /// Runs `connection` on the worker holding the fewest connections. `connection` gets its
     /// sockets registered with that worker's reactor by creating them there (see
     /// [`crate::edge`]'s accept loop: the accepted stream crosses as a std socket).
-    pub fn spawn<F>(&self, connection: F)
+    pub(crate) fn spawn<F>(&self, connection: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {

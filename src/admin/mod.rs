@@ -30,7 +30,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
 /// The bearer token in force (the current configuration's), if any.
-pub type TokenSource = Arc<dyn Fn() -> Option<Arc<str>> + Send + Sync>;
+pub(crate) type TokenSource = Arc<dyn Fn() -> Option<Arc<str>> + Send + Sync>;
 
 /// What one request sees: read when its connection is accepted.
 struct View {
@@ -41,7 +41,7 @@ struct View {
 }
 
 /// Serves the admin endpoint until the process ends.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     draining: tokio::sync::watch::Receiver<bool>,

@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::session::{Selector, Sessions};
 
 /// Status, content type, body.
-pub type Response = (StatusCode, &'static str, String);
+pub(super) type Response = (StatusCode, &'static str, String);
 
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
     (status, "application/json", format!("{body}\n"))
@@ -52,7 +52,7 @@ fn parse_query(query: &str) -> Result<(Selector, Option<String>), String> {
 }
 
 /// Answers a request under `/sessions`, or `None` for any other path.
-pub fn route(sessions: &Sessions, method: &str, target: &str) -> Option<Response> {
+pub(super) fn route(sessions: &Sessions, method: &str, target: &str) -> Option<Response> {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let rest = path.strip_prefix("/sessions")?;
     let (selector, reason) = match parse_query(query) {

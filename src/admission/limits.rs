@@ -29,7 +29,7 @@ use crate::reject::Reason;
 
 /// Sources tracked at most; past this, new sources get only the global cap (memory stays
 /// bounded under a flood from very many addresses).
-pub const MAX_TRACKED_SOURCES: usize = 100_000;
+pub(crate) const MAX_TRACKED_SOURCES: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LimitSettings {
@@ -76,7 +76,7 @@ struct Source {
 
 /// The limits and their live counts, shared by every listener.
 #[derive(Debug)]
-pub struct PreauthLimits {
+pub(crate) struct PreauthLimits {
     settings: LimitSettings,
     unauthenticated: AtomicUsize,
     /// Sources with at least one unauthenticated connection.
@@ -88,7 +88,7 @@ pub struct PreauthLimits {
 
 /// Holds one global slot until dropped.
 #[derive(Debug)]
-pub struct GlobalPermit {
+pub(crate) struct GlobalPermit {
     limits: Arc<PreauthLimits>,
     /// Unauthenticated connections when this one arrived.
     held_before: usize,
@@ -97,7 +97,7 @@ pub struct GlobalPermit {
 impl GlobalPermit {
     /// Random early drop: whether this connection goes, given what its source already had
     /// pending (`None`: not tracked) and the dice (`roll` in 0..1).
-    pub fn early_drop(&self, source_pending: Option<usize>, roll: f64) -> bool {
+    pub(crate) fn early_drop(&self, source_pending: Option<usize>, roll: f64) -> bool {
         if let Some(pending) = source_pending
             && pending < self.limits.fair_share()
         {
@@ -116,12 +116,12 @@ impl Drop for GlobalPermit {
 
 /// Holds one slot of a source until dropped (`None` inside: the source is not tracked).
 #[derive(Debug)]
-pub struct SourcePermit(Option<(Arc<PreauthLimits>, IpAddr, usize)>);
+pub(crate) struct SourcePermit(Option<(Arc<PreauthLimits>, IpAddr, usize)>);
 
 impl SourcePermit {
     /// Unauthenticated connections the source had pending before this one (`None`: the
     /// source is not tracked).
-    pub fn pending_before(&self) -> Option<usize> {
+    pub(crate) fn pending_before(&self) -> Option<usize> {
         self.0.as_ref().map(|(_, _, n)| *n)
     }
 }
@@ -140,7 +140,7 @@ impl Drop for SourcePermit {
 }
 
 /// The network block `ip` belongs to, as the per-source key.
-pub fn source_key(ip: IpAddr, ipv4_prefix: u8, ipv6_prefix: u8) -> IpAddr {
+pub(crate) fn source_key(ip: IpAddr, ipv4_prefix: u8, ipv6_prefix: u8) -> IpAddr {
     // An IPv4-mapped IPv6 address is the IPv4 host it maps.
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
@@ -166,7 +166,7 @@ pub fn source_key(ip: IpAddr, ipv4_prefix: u8, ipv6_prefix: u8) -> IpAddr {
 
 impl PreauthLimits {
     /// `gauge` follows the number of unauthenticated connections.
-    pub fn new(settings: LimitSettings, gauge: prometheus::IntGauge) -> Arc<Self> {
+    pub(crate) fn new(settings: LimitSettings, gauge: prometheus::IntGauge) -> Arc<Self> {
         Arc::new(Self {
             settings,
             unauthenticated: AtomicUsize::new(0),
@@ -176,36 +176,32 @@ impl PreauthLimits {
         })
     }
 
-    pub fn settings(&self) -> &LimitSettings {
-        &self.settings
-    }
-
     /// Unauthenticated connections holding a global slot now.
-    pub fn unauthenticated(&self) -> usize {
+    pub(crate) fn unauthenticated(&self) -> usize {
         self.unauthenticated.load(Ordering::Relaxed)
     }
 
     /// The gauge that follows [`Self::unauthenticated`].
-    pub fn gauge(&self) -> prometheus::IntGauge {
+    pub(crate) fn gauge(&self) -> prometheus::IntGauge {
         self.gauge.clone()
     }
 
     /// Sources with state kept now.
-    pub fn tracked_sources(&self) -> usize {
+    pub(crate) fn tracked_sources(&self) -> usize {
         self.sources.len()
     }
 
     /// Pending connections a source may hold and still be spared the early drop: its share
     /// of the band below `start`, at least 1 (so a source with nothing pending is spared as
     /// long as fewer than `start` sources are active).
-    pub fn fair_share(&self) -> usize {
+    pub(crate) fn fair_share(&self) -> usize {
         let active = self.active_sources.load(Ordering::Relaxed).max(1);
         (self.settings.start / active).max(usize::from(active <= self.settings.start))
     }
 
     /// The probability (0..=1) that a connection arriving with `held` unauthenticated ones
     /// already open is dropped.
-    pub fn drop_probability(&self, held: usize) -> f64 {
+    pub(crate) fn drop_probability(&self, held: usize) -> f64 {
         let s = &self.settings;
         if s.full == 0 && s.start == 0 {
             return 0.0;
@@ -223,7 +219,7 @@ impl PreauthLimits {
 
     /// A global slot, unless the hard cap is reached. The permit remembers how many were
     /// held before it, for [`GlobalPermit::early_drop`].
-    pub fn admit_global(self: &Arc<Self>) -> Result<GlobalPermit, Reason> {
+    pub(crate) fn admit_global(self: &Arc<Self>) -> Result<GlobalPermit, Reason> {
         let held = self.unauthenticated.fetch_add(1, Ordering::Relaxed);
         self.gauge.inc();
         let permit = GlobalPermit {
@@ -238,7 +234,7 @@ impl PreauthLimits {
     }
 
     /// A slot of `ip`'s source at `now`, unless its rate or its cap says drop.
-    pub fn admit_source(
+    pub(crate) fn admit_source(
         self: &Arc<Self>,
         ip: IpAddr,
         now: Instant,
@@ -278,7 +274,7 @@ impl PreauthLimits {
     }
 
     /// Forgets sources with nothing open and a full bucket; returns how many remain.
-    pub fn sweep(&self, now: Instant) -> usize {
+    pub(crate) fn sweep(&self, now: Instant) -> usize {
         let s = self.settings;
         self.sources.retain(|_, src| {
             let elapsed = now.saturating_duration_since(src.refilled).as_secs_f64();

@@ -8,9 +8,9 @@
 //! - [`proxy`]: the pure PROXY v1/v2 parser and its socket reader.
 //! - [`stream`]: the deadline beneath TLS and russh, and the replay of bytes read ahead.
 
-pub mod limits;
-pub mod proxy;
-pub mod stream;
+pub(crate) mod limits;
+pub(crate) mod proxy;
+pub(crate) mod stream;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +28,7 @@ use stream::{GraceStream, Prefixed};
 
 /// One connection's admission state, shared by the deadline stream and the front.
 #[derive(Clone, Default)]
-pub struct Ticket(Arc<TicketState>);
+pub(crate) struct Ticket(Arc<TicketState>);
 
 #[derive(Default)]
 struct TicketState {
@@ -38,7 +38,7 @@ struct TicketState {
 }
 
 impl Ticket {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
@@ -51,7 +51,7 @@ impl Ticket {
     }
 
     /// The client authenticated: the deadline stops applying and the pre-auth slots free up.
-    pub fn authenticated(&self) {
+    pub(crate) fn authenticated(&self) {
         self.0.authenticated.store(true, Ordering::Release);
         let released = std::mem::take(
             &mut *self
@@ -63,7 +63,7 @@ impl Ticket {
         drop(released);
     }
 
-    pub fn is_authenticated(&self) -> bool {
+    pub(crate) fn is_authenticated(&self) -> bool {
         self.0.authenticated.load(Ordering::Acquire)
     }
 
@@ -72,7 +72,7 @@ impl Ticket {
     }
 
     /// The login-grace deadline cut this connection.
-    pub fn expired(&self) -> bool {
+    pub(crate) fn expired(&self) -> bool {
         self.0.expired.load(Ordering::Relaxed)
     }
 }
@@ -89,10 +89,10 @@ pub struct AdmissionSettings {
 }
 
 /// What admission hands to the fronts.
-pub type AdmittedStream = Prefixed<GraceStream<TcpStream>>;
+pub(crate) type AdmittedStream = Prefixed<GraceStream<TcpStream>>;
 
 /// An admitted connection: the stream, the client's address and its ticket.
-pub struct Entry {
+pub(crate) struct Entry {
     pub stream: AdmittedStream,
     pub client: SocketAddr,
     pub ticket: Ticket,
@@ -109,13 +109,13 @@ pub struct Admission {
 
 impl Admission {
     /// `unauthenticated` is the gauge that follows the unauthenticated connections.
-    pub fn new(settings: AdmissionSettings, unauthenticated: prometheus::IntGauge) -> Self {
+    pub(crate) fn new(settings: AdmissionSettings, unauthenticated: prometheus::IntGauge) -> Self {
         let limits = PreauthLimits::new(settings.limits, unauthenticated);
         Self { settings, limits }
     }
 
     /// The next generation's admission: keeps the live counts when the limits are unchanged.
-    pub fn reconfigured(&self, settings: AdmissionSettings) -> Self {
+    pub(crate) fn reconfigured(&self, settings: AdmissionSettings) -> Self {
         let limits = if settings.limits == self.settings.limits {
             self.limits.clone()
         } else {
@@ -124,12 +124,8 @@ impl Admission {
         Self { settings, limits }
     }
 
-    pub fn limits(&self) -> &Arc<PreauthLimits> {
+    pub(crate) fn limits(&self) -> &Arc<PreauthLimits> {
         &self.limits
-    }
-
-    pub fn login_grace(&self) -> Duration {
-        self.settings.login_grace
     }
 
     fn trusted(&self, peer: SocketAddr) -> bool {
@@ -142,7 +138,7 @@ impl Admission {
     /// Runs one accepted connection through the pipeline. A refused connection is closed
     /// (front C first hears one line saying why, as OpenSSH's MaxStartups does); the caller
     /// records the rejection.
-    pub async fn admit(
+    pub(crate) async fn admit(
         &self,
         stream: TcpStream,
         peer: SocketAddr,

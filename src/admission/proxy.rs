@@ -19,7 +19,7 @@ pub enum ProxyMode {
 }
 
 impl ProxyMode {
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "off" => Self::Off,
             "v1" => Self::V1,
@@ -32,7 +32,7 @@ impl ProxyMode {
 
 /// Longest header accepted: a v1 line is at most 107 bytes; a v2 header may carry TLVs (load
 /// balancers add a few hundred bytes at most).
-pub const MAX_HEADER_LEN: usize = 4096;
+pub(crate) const MAX_HEADER_LEN: usize = 4096;
 
 const V1_PREFIX: &[u8] = b"PROXY ";
 /// The longest v1 line, CRLF included (the spec's 107 bytes).
@@ -41,7 +41,7 @@ const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
 
 /// What the first bytes of a connection say.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Parsed {
+pub(crate) enum Parsed {
     /// Could still become a header: read more.
     Incomplete,
     /// A whole header of `len` bytes. `source` is the client's address; `None` for v2 `LOCAL`
@@ -56,7 +56,7 @@ pub enum Parsed {
 
 /// Why the first bytes are not an acceptable header. Messages name what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProxyError {
+pub(crate) enum ProxyError {
     #[error("expected a PROXY protocol {expected} header, got {got:?}")]
     NotAHeader { expected: &'static str, got: String },
     #[error("PROXY protocol {got} header where only {expected} is accepted")]
@@ -78,7 +78,7 @@ pub enum ProxyError {
 
 impl ProxyError {
     /// No header at all (as opposed to a bad one).
-    pub fn is_missing(&self) -> bool {
+    pub(crate) fn is_missing(&self) -> bool {
         matches!(self, ProxyError::NotAHeader { .. })
     }
 }
@@ -130,7 +130,7 @@ fn v2_source(header: &v2::Header<'_>) -> Result<Option<SocketAddr>, ProxyError> 
 }
 
 /// Parses the start of a connection as a PROXY header of the versions `mode` accepts.
-pub fn parse(input: &[u8], mode: ProxyMode) -> Result<Parsed, ProxyError> {
+pub(crate) fn parse(input: &[u8], mode: ProxyMode) -> Result<Parsed, ProxyError> {
     let is_v1 = agrees(input, V1_PREFIX);
     let is_v2 = agrees(input, V2_SIGNATURE);
     let not_a_header = || ProxyError::NotAHeader {
@@ -215,7 +215,7 @@ pub fn parse(input: &[u8], mode: ProxyMode) -> Result<Parsed, ProxyError> {
 
 /// A header as read from a socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProxyHeader {
+pub(crate) struct ProxyHeader {
     /// The client's address; `None`: use the TCP peer (the balancer's own connection).
     pub source: Option<SocketAddr>,
     /// "v1" or "v2".
@@ -225,7 +225,7 @@ pub struct ProxyHeader {
 }
 
 /// Reads a header from `stream` within `timeout`.
-pub async fn read_header<S: AsyncRead + Unpin>(
+pub(crate) async fn read_header<S: AsyncRead + Unpin>(
     stream: &mut S,
     mode: ProxyMode,
     timeout: Duration,

@@ -20,7 +20,7 @@ use tokio::time::{Instant, Sleep};
 use super::Ticket;
 
 /// A stream with the login-grace deadline on it (see module docs).
-pub struct GraceStream<S> {
+pub(crate) struct GraceStream<S> {
     inner: S,
     ticket: Ticket,
     /// `None` once authenticated: the deadline no longer applies.
@@ -28,7 +28,7 @@ pub struct GraceStream<S> {
 }
 
 impl<S> GraceStream<S> {
-    pub fn new(inner: S, ticket: Ticket, deadline: Instant) -> Self {
+    pub(crate) fn new(inner: S, ticket: Ticket, deadline: Instant) -> Self {
         Self {
             inner,
             ticket,
@@ -36,7 +36,7 @@ impl<S> GraceStream<S> {
         }
     }
 
-    pub fn get_ref(&self) -> &S {
+    pub(crate) fn get_ref(&self) -> &S {
         &self.inner
     }
 
@@ -102,23 +102,19 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GraceStream<S> {
 }
 
 /// A stream that yields `prefix` before reading from the inner stream.
-pub struct Prefixed<S> {
+pub(crate) struct Prefixed<S> {
     prefix: Vec<u8>,
     at: usize,
     inner: S,
 }
 
 impl<S> Prefixed<S> {
-    pub fn new(prefix: Vec<u8>, inner: S) -> Self {
+    pub(crate) fn new(prefix: Vec<u8>, inner: S) -> Self {
         Self {
             prefix,
             at: 0,
             inner,
         }
-    }
-
-    pub fn get_ref(&self) -> &S {
-        &self.inner
     }
 }
 

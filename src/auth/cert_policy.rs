@@ -25,9 +25,9 @@ use russh::keys::ssh_key::{
 use crate::text::{quote_untrusted, quote_untrusted_list};
 
 /// Name of the OpenSSH critical option restricting client source addresses.
-pub const SOURCE_ADDRESS: &str = "source-address";
+pub(crate) const SOURCE_ADDRESS: &str = "source-address";
 /// Name of the OpenSSH critical option forcing a command.
-pub const FORCE_COMMAND: &str = "force-command";
+pub(crate) const FORCE_COMMAND: &str = "force-command";
 
 /// Longest certificate-controlled text (in escaped output characters) copied into a log line.
 const MAX_LOGGED_CHARS: usize = 128;
@@ -60,7 +60,7 @@ pub struct CertPolicy {
 impl CertPolicy {
     /// Whether `ca_key` matches one of the trusted fingerprints.
     #[must_use]
-    pub fn trusts(&self, ca_key: &KeyData) -> bool {
+    pub(crate) fn trusts(&self, ca_key: &KeyData) -> bool {
         self.trusted_ca_fingerprints
             .iter()
             .any(|trusted| ca_key.fingerprint(trusted.algorithm()) == *trusted)
@@ -83,7 +83,7 @@ impl CertPolicy {
 
 /// One certificate presented on one connection for one route.
 #[derive(Debug, Clone, Copy)]
-pub struct CertCheck<'a> {
+pub(crate) struct CertCheck<'a> {
     pub cert: &'a Certificate,
     /// The principal the route requires (e.g. the job id): must be among the cert's principals.
     pub required_principal: &'a str,
@@ -93,7 +93,7 @@ pub struct CertCheck<'a> {
 
 /// What the edge learned from an accepted certificate; goes into every audit event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertIdentity {
+pub(crate) struct CertIdentity {
     pub key_id: String,
     pub serial: u64,
     pub principals: Vec<String>,
@@ -111,14 +111,14 @@ pub struct CertIdentity {
 impl CertIdentity {
     /// Whether the certificate carries the named extension (exact, case-sensitive match).
     #[must_use]
-    pub fn permits(&self, extension: &str) -> bool {
+    pub(crate) fn permits(&self, extension: &str) -> bool {
         self.extensions.iter().any(|e| e == extension)
     }
 }
 
 /// Why a certificate was refused. `Display` is an operator log line; never send it to the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CertRejection {
+pub(crate) enum CertRejection {
     #[error("certificate signature does not verify against its CA key {ca}")]
     BadSignature { ca: String },
 
@@ -178,7 +178,7 @@ impl CertRejection {
     /// The CA signature does not verify (the SSH library refuses such a certificate itself and
     /// tells the edge through a hook, so this is also built outside [`check_user_certificate`]).
     #[must_use]
-    pub fn bad_signature(cert: &Certificate) -> Self {
+    pub(crate) fn bad_signature(cert: &Certificate) -> Self {
         Self::BadSignature {
             ca: cert
                 .signature_key()
@@ -189,7 +189,7 @@ impl CertRejection {
 
     /// Stable `snake_case` label for metrics (bounded cardinality).
     #[must_use]
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             Self::BadSignature { .. } => "bad_signature",
             Self::UntrustedCa { .. } => "untrusted_ca",
@@ -216,7 +216,7 @@ impl CertRejection {
 ///
 /// # Errors
 /// The first rule the certificate breaks, as a [`CertRejection`].
-pub fn check_user_certificate(
+pub(crate) fn check_user_certificate(
     policy: &CertPolicy,
     check: &CertCheck<'_>,
 ) -> Result<CertIdentity, CertRejection> {
@@ -383,7 +383,7 @@ fn parse_source_address_list(value: &str) -> Result<Vec<IpNet>, String> {
 
 /// Why a configured CA entry could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CaEntryError {
+pub(crate) enum CaEntryError {
     #[error("empty CA entry")]
     Empty,
     #[error("invalid CA fingerprint {}: {reason}", quoted(.entry))]
@@ -398,7 +398,7 @@ pub enum CaEntryError {
 ///
 /// # Errors
 /// [`CaEntryError`] when the entry is empty or neither a valid fingerprint nor a valid key line.
-pub fn parse_ca_entry(entry: &str) -> Result<Fingerprint, CaEntryError> {
+pub(crate) fn parse_ca_entry(entry: &str) -> Result<Fingerprint, CaEntryError> {
     let entry = entry.trim();
     if entry.is_empty() {
         return Err(CaEntryError::Empty);

@@ -20,14 +20,14 @@ pub struct HostCa {
 
 /// What a known_hosts file says beyond plain keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KnownHostsMarkers {
+pub(crate) struct KnownHostsMarkers {
     pub cert_authorities: Vec<HostCa>,
     pub revoked: Vec<Fingerprint>,
 }
 
 /// Reads `@cert-authority` and `@revoked` lines; everything else is left to the plain-key
 /// check. Lines that do not parse are returned as problems (line numbers from 1).
-pub fn parse_markers(text: &str) -> (KnownHostsMarkers, Vec<String>) {
+pub(crate) fn parse_markers(text: &str) -> (KnownHostsMarkers, Vec<String>) {
     let mut markers = KnownHostsMarkers::default();
     let mut problems = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -100,7 +100,7 @@ fn glob(pattern: &[u8], name: &[u8]) -> bool {
 
 /// Whether a comma-separated known_hosts pattern list matches `name`: some positive pattern
 /// matches and no negated one does.
-pub fn pattern_list_matches(list: &str, name: &str) -> bool {
+pub(crate) fn pattern_list_matches(list: &str, name: &str) -> bool {
     let mut matched = false;
     for pattern in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match pattern.strip_prefix('!') {
@@ -114,7 +114,7 @@ pub fn pattern_list_matches(list: &str, name: &str) -> bool {
 
 impl HostCa {
     /// Whether this CA may vouch for `host` on `port`.
-    pub fn covers(&self, host: &str, port: u16) -> bool {
+    pub(crate) fn covers(&self, host: &str, port: u16) -> bool {
         match &self.patterns {
             None => true,
             Some(list) => {
@@ -128,7 +128,7 @@ impl HostCa {
 /// Checks a backend's host certificate: a trusted CA for this host signed it (signature
 /// verified), it is a host certificate, it is valid now, it names `host` among its
 /// principals, and neither it nor its CA is revoked. `Err` says what was wrong.
-pub fn check_host_certificate(
+pub(crate) fn check_host_certificate(
     cert: &Certificate,
     host: &str,
     port: u16,

@@ -1,5 +1,5 @@
 //! Who may come in, and which backends are who they say: certificate policy, token
 //! verification and backend host-certificate checks (pure).
-pub mod cert_policy;
+pub(crate) mod cert_policy;
 pub mod host_ca;
 pub mod token;

@@ -60,7 +60,7 @@ pub struct RawAdmin {
 }
 
 /// Validates the door's settings, adding every problem to `problems`.
-pub fn validate_admission(
+pub(super) fn validate_admission(
     listen: &super::RawListen,
     limits: &RawLimits,
     login_grace_secs: u64,
@@ -136,7 +136,7 @@ fn parse_cidr(s: &str) -> Option<IpNet> {
 }
 
 /// Reads the admin bearer token: the file's first line, which must not be empty.
-pub fn load_admin_token(admin: &RawAdmin, problems: &mut Vec<String>) -> Option<String> {
+pub(super) fn load_admin_token(admin: &RawAdmin, problems: &mut Vec<String>) -> Option<String> {
     let path = admin.bearer_token_file.as_ref()?;
     match super::read_token_file(path) {
         Ok(token) => {

@@ -48,7 +48,7 @@ impl Default for RawControlPlane {
     }
 }
 
-pub fn validate_control_plane(
+pub(super) fn validate_control_plane(
     raw: &RawControlPlane,
     problems: &mut Vec<String>,
 ) -> Option<ControlPlaneSettings> {

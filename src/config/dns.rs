@@ -41,7 +41,7 @@ impl Default for RawDns {
     }
 }
 
-pub fn validate_dns(raw: &RawDns, problems: &mut Vec<String>) -> DnsSettings {
+pub(super) fn validate_dns(raw: &RawDns, problems: &mut Vec<String>) -> DnsSettings {
     let mut nameservers = Vec::new();
     for (i, ns) in raw.nameservers.iter().enumerate() {
         let parsed = ns.parse::<SocketAddr>().or_else(|_| {

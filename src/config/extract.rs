@@ -16,7 +16,7 @@ const MAX_PROBLEMS: usize = 100;
 ///
 /// # Errors
 /// One line per problem: `auth.max_skew: unknown key (in /etc/x.toml); expected one of …`.
-pub fn extract_all<T: DeserializeOwned>(figment: &Figment) -> Result<T, Vec<String>> {
+pub(crate) fn extract_all<T: DeserializeOwned>(figment: &Figment) -> Result<T, Vec<String>> {
     match extract_lenient(figment)? {
         (t, problems) if problems.is_empty() => Ok(t),
         (_, problems) => Err(problems),
@@ -28,7 +28,7 @@ pub fn extract_all<T: DeserializeOwned>(figment: &Figment) -> Result<T, Vec<Stri
 ///
 /// # Errors
 /// The problems, when the sources cannot be read or nothing extracts.
-pub fn extract_lenient<T: DeserializeOwned>(
+pub(super) fn extract_lenient<T: DeserializeOwned>(
     figment: &Figment,
 ) -> Result<(T, Vec<String>), Vec<String>> {
     // Reading the sources (TOML syntax, a missing file) fails as a whole: nothing to retry.

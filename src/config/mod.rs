@@ -12,7 +12,7 @@ mod extract;
 pub use check::check;
 pub(crate) use extract::extract_all;
 mod raw;
-pub mod watch;
+pub(crate) mod watch;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -27,7 +27,6 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 pub use admission::{RawAdmin, RawLimits, warnings};
-pub use control_plane::RawControlPlane;
 pub use dns::RawDns;
 pub use raw::*;
 
@@ -176,7 +175,7 @@ fn read_token_file(path: &Path) -> std::io::Result<String> {
 }
 
 /// `load_raw` followed by `validate`.
-pub fn load(file: Option<&Path>) -> Result<EdgeConfig, ConfigError> {
+pub(crate) fn load(file: Option<&Path>) -> Result<EdgeConfig, ConfigError> {
     validate(&load_raw(file)?)
 }
 
@@ -411,7 +410,7 @@ fn parse_addr(what: &str, value: Option<&str>, problems: &mut Vec<String>) -> Op
 
 /// Reads a PEM certificate chain and private key, naming the files in every problem.
 /// Shared by the edge's and the issuer's TLS settings.
-pub fn load_pem_pair(
+pub(crate) fn load_pem_pair(
     cert: &Path,
     key: &Path,
     problems: &mut Vec<String>,

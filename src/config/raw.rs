@@ -314,7 +314,7 @@ pub struct RawRoute {
 }
 
 impl RawRemote {
-    pub fn lifetimes(&self) -> crate::route::lifetime::LifetimeSettings {
+    pub(crate) fn lifetimes(&self) -> crate::route::lifetime::LifetimeSettings {
         crate::route::lifetime::LifetimeSettings {
             idle_timeout_secs: self.idle_timeout_secs,
             max_session_secs: self.max_session_secs,
@@ -324,7 +324,7 @@ impl RawRemote {
 }
 
 impl RawRoute {
-    pub fn lifetimes(&self) -> crate::route::lifetime::LifetimeSettings {
+    pub(crate) fn lifetimes(&self) -> crate::route::lifetime::LifetimeSettings {
         crate::route::lifetime::LifetimeSettings {
             idle_timeout_secs: self.idle_timeout_secs,
             max_session_secs: self.max_session_secs,

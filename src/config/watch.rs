@@ -32,7 +32,7 @@ impl Default for RawReload {
 }
 
 /// The config file and every file the configuration names.
-pub fn watched_files(config: &Path, raw: Option<&RawConfig>) -> Vec<PathBuf> {
+pub(crate) fn watched_files(config: &Path, raw: Option<&RawConfig>) -> Vec<PathBuf> {
     let mut files = vec![config.to_path_buf()];
     if let Some(raw) = raw {
         files.extend(raw.tls.cert_file.iter().cloned());
@@ -50,7 +50,7 @@ pub fn watched_files(config: &Path, raw: Option<&RawConfig>) -> Vec<PathBuf> {
 }
 
 /// One hash over the names and contents of `files` (a missing file hashes as missing).
-pub fn fingerprint(files: &[PathBuf]) -> [u8; 32] {
+pub(crate) fn fingerprint(files: &[PathBuf]) -> [u8; 32] {
     let mut hash = Sha256::new();
     for f in files {
         hash.update(f.as_os_str().as_encoded_bytes());
@@ -68,13 +68,13 @@ pub fn fingerprint(files: &[PathBuf]) -> [u8; 32] {
 
 /// Decides when to reload: pure, fed one fingerprint per poll.
 #[derive(Debug)]
-pub struct Debounce {
+pub(crate) struct Debounce {
     applied: [u8; 32],
     last_seen: [u8; 32],
 }
 
 impl Debounce {
-    pub fn new(initial: [u8; 32]) -> Self {
+    pub(crate) fn new(initial: [u8; 32]) -> Self {
         Self {
             applied: initial,
             last_seen: initial,
@@ -84,7 +84,7 @@ impl Debounce {
     /// True when `now` differs from what was applied and is what the previous poll saw too.
     /// The caller reloads then; the new state counts as applied whether or not the reload
     /// succeeded (a broken file is tried again when it changes again).
-    pub fn poll(&mut self, now: [u8; 32]) -> bool {
+    pub(crate) fn poll(&mut self, now: [u8; 32]) -> bool {
         let settled = now == self.last_seen;
         self.last_seen = now;
         if settled && now != self.applied {

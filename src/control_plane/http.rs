@@ -14,11 +14,11 @@ use crate::http_client::{HttpsClient, error_chain};
 use crate::text::escape_untrusted;
 
 /// Largest answer read.
-pub const MAX_ANSWER: usize = 64 * 1024;
+pub(crate) const MAX_ANSWER: usize = 64 * 1024;
 
 /// Why the control plane gave no usable answer. `outcome` is the metric label.
 #[derive(Debug, thiserror::Error)]
-pub enum ControlPlaneError {
+pub(crate) enum ControlPlaneError {
     #[error("cannot reach the control plane: {0}")]
     Unreachable(String),
     #[error("no answer from the control plane within {} ms", .0.as_millis())]
@@ -32,7 +32,7 @@ pub enum ControlPlaneError {
 }
 
 impl ControlPlaneError {
-    pub fn outcome(&self) -> &'static str {
+    pub(crate) fn outcome(&self) -> &'static str {
         match self {
             Self::Unreachable(_) | Self::Url(_) => "unreachable",
             Self::Timeout(_) => "timeout",
@@ -43,7 +43,7 @@ impl ControlPlaneError {
 }
 
 /// One control plane: its base URL, bearer token and the pooled client.
-pub struct ControlPlaneClient {
+pub(crate) struct ControlPlaneClient {
     base: String,
     token: Option<String>,
     timeout: Duration,
@@ -51,7 +51,7 @@ pub struct ControlPlaneClient {
 }
 
 impl ControlPlaneClient {
-    pub fn new(
+    pub(crate) fn new(
         base: &str,
         token: Option<String>,
         roots: rustls::RootCertStore,
@@ -67,14 +67,14 @@ impl ControlPlaneClient {
     }
 
     /// `GET {url}/v1/edge/workloads/{host}`.
-    pub async fn status(&self, host: &str) -> Result<WorkloadStatus, ControlPlaneError> {
+    pub(crate) async fn status(&self, host: &str) -> Result<WorkloadStatus, ControlPlaneError> {
         self.call(Method::GET, &format!("/v1/edge/workloads/{host}"), false)
             .await
     }
 
     /// `POST {url}/v1/edge/workloads/{host}/activate`; the answer is the status after it.
     /// A 409 (the workload cannot be woken) carries a status too.
-    pub async fn activate(&self, host: &str) -> Result<WorkloadStatus, ControlPlaneError> {
+    pub(crate) async fn activate(&self, host: &str) -> Result<WorkloadStatus, ControlPlaneError> {
         self.call(
             Method::POST,
             &format!("/v1/edge/workloads/{host}/activate"),

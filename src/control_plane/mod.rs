@@ -11,8 +11,8 @@
 //! Layout: [`status`] is the pure answer and verdict, [`http`] the client, [`wake`] the
 //! activations.
 
-pub mod http;
-pub mod status;
+pub(crate) mod http;
+pub(crate) mod status;
 mod wake;
 
 use std::path::PathBuf;
@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use tracing::warn;
 
-pub use http::{ControlPlaneClient, ControlPlaneError};
-pub use status::{Verdict, WorkloadState, WorkloadStatus};
+pub(crate) use http::{ControlPlaneClient, ControlPlaneError};
+pub(crate) use status::{Verdict, WorkloadStatus};
 use wake::{Wake, Wakes};
 
 use crate::hostname::Target;
@@ -55,14 +55,14 @@ pub struct ControlPlaneSettings {
 
 /// Why a login was refused by the workload gate: the metric reason and the user's message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GateRefusal {
+pub(crate) struct GateRefusal {
     pub reason: &'static str,
     pub message: String,
 }
 
 /// The gate's answer for an admitted login.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct GateOpen {
+pub(crate) struct GateOpen {
     /// The workload's session expiry (Unix seconds), when it has one.
     pub expires_at: Option<u64>,
 }
@@ -77,7 +77,7 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    pub fn new(
+    pub(crate) fn new(
         settings: ControlPlaneSettings,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>, rustls::Error> {
@@ -98,12 +98,12 @@ impl ControlPlane {
         }))
     }
 
-    pub fn settings(&self) -> &ControlPlaneSettings {
+    pub(crate) fn settings(&self) -> &ControlPlaneSettings {
         &self.settings
     }
 
     /// The workload's status: from the cache when fresh and `fresh` is false, else asked.
-    pub async fn status(
+    pub(crate) async fn status(
         &self,
         host: &str,
         fresh: bool,
@@ -155,7 +155,7 @@ impl ControlPlane {
 
     /// The session expiry now (for an open session's re-read): `None` when the control plane
     /// did not answer (the session keeps the expiry it has).
-    pub async fn current_expiry(&self, host: &str, fresh: bool) -> Option<Option<u64>> {
+    pub(crate) async fn current_expiry(&self, host: &str, fresh: bool) -> Option<Option<u64>> {
         self.status(host, fresh)
             .await
             .ok()
@@ -165,7 +165,7 @@ impl ControlPlane {
     /// The gate for one authenticated login to `target`, whose backend is `backend`: `Ok`
     /// to connect, `Err` with the user's message. `progress` receives lines to show while
     /// the workload wakes.
-    pub async fn admit(
+    pub(crate) async fn admit(
         self: &Arc<Self>,
         target: &Target,
         backend: &str,
@@ -253,4 +253,4 @@ impl ControlPlane {
 }
 
 /// How often a waiting login is told how long it has waited.
-pub const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+pub(crate) const PROGRESS_EVERY: Duration = Duration::from_secs(2);

@@ -10,11 +10,11 @@ use crate::hostname::Target;
 use crate::text::escape_untrusted;
 
 /// Longest control-plane message passed on to a user.
-pub const MAX_MESSAGE: usize = 300;
+pub(crate) const MAX_MESSAGE: usize = 300;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum WorkloadState {
+pub(crate) enum WorkloadState {
     /// Up: connect now.
     Running,
     /// Asleep, woken on demand: the edge asks the control plane to activate it, then waits.
@@ -28,7 +28,7 @@ pub enum WorkloadState {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct WorkloadStatus {
+pub(crate) struct WorkloadStatus {
     pub state: WorkloadState,
     #[serde(default)]
     pub session_expires_at: Option<u64>,
@@ -37,7 +37,7 @@ pub struct WorkloadStatus {
 }
 
 /// Parses an answer body; the error says what was expected.
-pub fn parse_status(body: &[u8]) -> Result<WorkloadStatus, String> {
+pub(crate) fn parse_status(body: &[u8]) -> Result<WorkloadStatus, String> {
     serde_json::from_slice(body).map_err(|e| {
         format!(
             "expected {{\"state\": \"running|activatable|starting|stopped|unknown\", \"session_expires_at\": <unix secs|null>, \"message\": <text|null>}}: {}",
@@ -48,7 +48,7 @@ pub fn parse_status(body: &[u8]) -> Result<WorkloadStatus, String> {
 
 /// What a login does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Connect to the backend.
     Proceed,
     /// Wait for the backend; `activate` = ask the control plane to start it first.
@@ -61,7 +61,7 @@ pub enum Verdict {
 }
 
 /// "training job abc1234", "model m1x2y3": how the user's workload is named in messages.
-pub fn describe(target: &Target) -> String {
+pub(crate) fn describe(target: &Target) -> String {
     let kind = target.kind.replace('-', " ");
     match target.fields.first() {
         Some((_, id)) => format!("{kind} {id}"),
@@ -71,7 +71,7 @@ pub fn describe(target: &Target) -> String {
 
 /// The control plane's message, made safe to show on a terminal: control characters become
 /// spaces (no escape sequences reach the user's terminal), at most [`MAX_MESSAGE`] characters.
-pub fn shown(message: Option<&str>) -> Option<String> {
+pub(crate) fn shown(message: Option<&str>) -> Option<String> {
     message.map(str::trim).filter(|m| !m.is_empty()).map(|m| {
         m.chars()
             .take(MAX_MESSAGE)
@@ -80,7 +80,7 @@ pub fn shown(message: Option<&str>) -> Option<String> {
     })
 }
 
-pub fn verdict(target: &Target, status: &WorkloadStatus) -> Verdict {
+pub(crate) fn verdict(target: &Target, status: &WorkloadStatus) -> Verdict {
     let message = shown(status.message.as_deref());
     match status.state {
         WorkloadState::Running => Verdict::Proceed,
@@ -101,14 +101,14 @@ pub fn verdict(target: &Target, status: &WorkloadStatus) -> Verdict {
 
 /// The banner line shown while a workload wakes (ASCII only: OpenSSH escapes the rest in
 /// the C locale).
-pub fn waking_line(target: &Target, elapsed_secs: u64) -> String {
+pub(crate) fn waking_line(target: &Target, elapsed_secs: u64) -> String {
     format!(
         "ssh-edge: waking {} (on-demand session) ... {elapsed_secs} s\r\n",
         describe(target)
     )
 }
 
-pub fn woke_line(target: &Target, elapsed_secs: u64) -> String {
+pub(crate) fn woke_line(target: &Target, elapsed_secs: u64) -> String {
     format!(
         "ssh-edge: {} is up after {elapsed_secs} s\r\n",
         describe(target)

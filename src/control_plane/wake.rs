@@ -16,7 +16,7 @@ use crate::upstream::Connector;
 
 /// Where one wake-up stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Wake {
+pub(super) enum Wake {
     Pending,
     Ready,
     Failed {
@@ -27,7 +27,7 @@ pub enum Wake {
 
 /// The wake-ups in progress, by host.
 #[derive(Default)]
-pub struct Wakes(Mutex<HashMap<String, watch::Receiver<Wake>>>);
+pub(super) struct Wakes(Mutex<HashMap<String, watch::Receiver<Wake>>>);
 
 /// First and longest pause between backend probes.
 const FIRST_PROBE_PAUSE: Duration = Duration::from_millis(100);
@@ -37,7 +37,7 @@ const STATUS_EVERY: Duration = Duration::from_secs(3);
 
 impl Wakes {
     /// Joins the wake-up of `target`'s host, starting it if none is in progress.
-    pub fn join(
+    pub(super) fn join(
         &self,
         control_plane: &Arc<ControlPlane>,
         target: &Target,

@@ -31,7 +31,7 @@ use crate::upstream::{Connector, LoginContext, Upstream};
 /// Who is asking: the client's address (from a trusted PROXY header, else the TCP peer) and
 /// the listener it came in on.
 #[derive(Debug, Clone, Copy)]
-pub struct Client {
+pub(crate) struct Client {
     pub addr: SocketAddr,
     pub listener: Listener,
 }
@@ -56,7 +56,7 @@ pub struct Admit {
 }
 
 /// A certificate login the edge accepted, with its backend connection.
-pub struct Admitted {
+pub(crate) struct Admitted {
     pub target: Target,
     pub route: Route,
     pub identity: CertIdentity,
@@ -68,7 +68,7 @@ pub struct Admitted {
 }
 
 /// Why a certificate login was not admitted.
-pub enum Denied {
+pub(crate) enum Denied {
     /// The certificate itself was refused (counted in `ssh_edge_auth_failures_total`): the
     /// client hears only "Permission denied", as from sshd.
     Certificate,
@@ -77,7 +77,7 @@ pub enum Denied {
 }
 
 /// A front-B login the edge accepted: the connected backend socket for passthrough.
-pub struct TokenAdmitted {
+pub(crate) struct TokenAdmitted {
     pub backend: TcpStream,
     pub backend_addr: String,
     pub target: Target,
@@ -88,19 +88,19 @@ pub struct TokenAdmitted {
 
 /// A login waiting for its workload: where progress lines go, and its admission ticket (the
 /// login grace stops applying once the certificate is accepted and the wait begins).
-pub struct Waiting<'a> {
+pub(crate) struct Waiting<'a> {
     pub progress: &'a (dyn Fn(String) + Send + Sync),
     pub ticket: &'a Ticket,
 }
 
 impl Admit {
     /// Counts and logs a rejection (see [`reject::record`]).
-    pub fn reject(&self, client: &Client, rejection: &Rejection) {
+    pub(crate) fn reject(&self, client: &Client, rejection: &Rejection) {
         reject::record(&self.metrics, client.listener, client.addr, rejection);
     }
 
     /// A workload host name (SNI, token claim) → target; a bad one is counted.
-    pub fn parse_host(&self, client: &Client, host: &str) -> Result<Target, String> {
+    pub(crate) fn parse_host(&self, client: &Client, host: &str) -> Result<Target, String> {
         self.grammar.parse_host(host).map_err(|e| {
             let message = e.to_string();
             self.reject(client, &Rejection::new(Reason::Host(e.reason()), &message));
@@ -109,7 +109,7 @@ impl Admit {
     }
 
     /// Front C's user name (`<workload>` or the full host) → target; a bad one is counted.
-    pub fn parse_user_target(&self, client: &Client, user: &str) -> Result<Target, String> {
+    pub(crate) fn parse_user_target(&self, client: &Client, user: &str) -> Result<Target, String> {
         self.grammar.parse_user_target(user).map_err(|e| {
             let message = e.to_string();
             self.reject(client, &Rejection::new(Reason::Host(e.reason()), &message));
@@ -153,12 +153,12 @@ impl Admit {
 
     /// A certificate whose CA signature does not verify: russh refuses it before the policy
     /// (`vendor/russh/PATCHES.md`, patch 8) and tells the edge, which records it as the policy would.
-    pub fn bad_signature(&self, client: &Client, target: &str, cert: &Certificate) {
+    pub(crate) fn bad_signature(&self, client: &Client, target: &str, cert: &Certificate) {
         self.certificate_refused(client, target, cert, &CertRejection::bad_signature(cert));
     }
 
     /// Terminating fronts: route → certificate policy → backend login.
-    pub async fn admit_certificate(
+    pub(crate) async fn admit_certificate(
         &self,
         client: &Client,
         target: Target,
@@ -254,7 +254,7 @@ impl Admit {
     }
 
     /// The re-read of a session's workload expiry (none without a control plane).
-    pub fn workload_expiry(&self, host: &str, gate: GateOpen) -> Option<WorkloadExpiry> {
+    pub(crate) fn workload_expiry(&self, host: &str, gate: GateOpen) -> Option<WorkloadExpiry> {
         let cp = self.control_plane.clone()?;
         let every = cp.settings().expiry_refresh;
         let host = host.to_string();
@@ -270,7 +270,7 @@ impl Admit {
 
     /// Front B: verified token → target → route → connected backend socket. Every refusal is
     /// counted here.
-    pub async fn admit_token(
+    pub(crate) async fn admit_token(
         &self,
         client: &Client,
         token: &[u8],

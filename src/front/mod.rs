@@ -6,10 +6,10 @@
 //! - [`ssh`]: the russh handler of the terminating fronts (A and C).
 //! - [`token`]: front B's preamble and passthrough.
 
-pub mod admit;
-pub mod ssh;
-pub mod tls;
-pub mod token;
+pub(crate) mod admit;
+pub(crate) mod ssh;
+pub(crate) mod tls;
+pub(crate) mod token;
 
 use std::sync::Arc;
 
@@ -22,20 +22,17 @@ use token::TokenFront;
 
 /// Which public door a session came through. Labels `ssh_edge_logins_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Front {
+pub(crate) enum Front {
     /// A: TLS with SNI naming the workload, SSH terminated.
     Tls,
-    /// B: a token preamble (over TLS or on the plain token listener), SSH passed through.
-    Token,
     /// C: plain SSH with the workload in the user name, terminated.
     Ssh,
 }
 
 impl Front {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Front::Tls => "tls",
-            Front::Token => "token",
             Front::Ssh => "ssh",
         }
     }
@@ -52,7 +49,7 @@ pub struct Fronts {
 impl Fronts {
     /// Serves one admitted connection by the listener it came in on; records a login-grace
     /// cut when the deadline ended it.
-    pub async fn serve(self: Arc<Self>, entry: Entry, listener: Listener) {
+    pub(crate) async fn serve(self: Arc<Self>, entry: Entry, listener: Listener) {
         let client = Client {
             addr: entry.client,
             listener,
@@ -104,7 +101,7 @@ impl Fronts {
                 );
             }
             // Anything but `S` is the length prefix of a token preamble (front B).
-            FirstByte::Other(_) => {
+            FirstByte::Other => {
                 return Box::pin(self.token.serve(stream, client, entry.ticket)).await;
             }
         }

@@ -38,7 +38,7 @@ impl SshFront {
     /// Runs one SSH connection (front A after TLS, or front C) to its end; the login grace is
     /// enforced beneath. Not an `async fn`, which would keep its arguments (the stream) for
     /// the session's life: what is returned holds only the session and what its end logs.
-    pub fn serve<S>(
+    pub(crate) fn serve<S>(
         &self,
         stream: S,
         client: Client,
@@ -89,7 +89,7 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// One client connection's state.
-pub struct EdgeSession {
+pub(crate) struct EdgeSession {
     admit: Arc<Admit>,
     client: Client,
     front: Front,
@@ -117,7 +117,7 @@ pub struct EdgeSession {
 }
 
 impl EdgeSession {
-    pub fn new(
+    pub(crate) fn new(
         admit: Arc<Admit>,
         client: Client,
         front: Front,

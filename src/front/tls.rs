@@ -17,21 +17,22 @@ use crate::config::TlsSettings;
 use crate::reject::{Reason, Rejection};
 
 /// Builds the rustls acceptor (aws-lc-rs provider, TLS 1.2 and 1.3).
-pub fn acceptor(settings: &TlsSettings) -> Result<TlsAcceptor, rustls::Error> {
+pub(crate) fn acceptor(settings: &TlsSettings) -> Result<TlsAcceptor, rustls::Error> {
     let config =
         crate::tls::server_config(settings.cert_chain.clone(), settings.key.clone_key(), &[])?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 /// What the client sent first after the TLS handshake.
-pub enum FirstByte {
+pub(crate) enum FirstByte {
     Ssh,
-    Other(u8),
+    /// Anything else: a token preamble's length prefix (front B).
+    Other,
     Eof,
 }
 
 /// Reads the first byte of the decrypted stream; the returned stream replays it.
-pub async fn read_first_byte<S: AsyncRead + Unpin>(
+pub(crate) async fn read_first_byte<S: AsyncRead + Unpin>(
     mut stream: S,
 ) -> io::Result<(FirstByte, Prefixed<S>)> {
     let mut byte = [0u8; 1];
@@ -39,13 +40,13 @@ pub async fn read_first_byte<S: AsyncRead + Unpin>(
     let kind = match (n, byte[0]) {
         (0, _) => FirstByte::Eof,
         (_, b'S') => FirstByte::Ssh,
-        (_, other) => FirstByte::Other(other),
+        _ => FirstByte::Other,
     };
     Ok((kind, Prefixed::new(byte[..n].to_vec(), stream)))
 }
 
 /// The decrypted stream a TLS front serves.
-pub type Decrypted<S> = Prefixed<TlsStream<ReadAhead<S>>>;
+pub(crate) type Decrypted<S> = Prefixed<TlsStream<ReadAhead<S>>>;
 
 /// The TLS listener's context.
 pub struct TlsFront {
@@ -56,7 +57,7 @@ pub struct TlsFront {
 impl TlsFront {
     /// Handshake and first byte, each within the handshake timeout. Returns the kind of what
     /// follows, the stream (first byte replayed) and the SNI name, if any.
-    pub async fn accept<S>(
+    pub(crate) async fn accept<S>(
         &self,
         stream: S,
     ) -> Result<(FirstByte, Decrypted<S>, Option<String>), Rejection>
@@ -89,7 +90,7 @@ impl TlsFront {
 
 /// The TCP side of a TLS connection: reads ahead while the socket has data (rustls pulls
 /// ciphertext in 4 KiB steps; see [`crate::read_ahead`]), writes direct.
-pub fn buffered<S: AsyncRead>(stream: S) -> ReadAhead<S> {
+pub(crate) fn buffered<S: AsyncRead>(stream: S) -> ReadAhead<S> {
     ReadAhead::new(stream)
 }
 
@@ -110,7 +111,7 @@ mod tests {
     #[tokio::test]
     async fn detects_preamble_and_eof() {
         let (kind, _) = read_first_byte(&[0u8, 0, 1, 0][..]).await.unwrap();
-        assert!(matches!(kind, FirstByte::Other(0)));
+        assert!(matches!(kind, FirstByte::Other));
         let (kind, _) = read_first_byte(&[][..]).await.unwrap();
         assert!(matches!(kind, FirstByte::Eof));
     }

@@ -21,14 +21,14 @@ use crate::reject::{Reason, Rejection};
 use crate::splice::splice;
 
 /// Longest accepted token.
-pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+pub(crate) const MAX_TOKEN_LEN: usize = 16 * 1024;
 
-pub const ACCEPTED: u8 = 0x00;
-pub const REJECTED: u8 = 0x01;
+pub(crate) const ACCEPTED: u8 = 0x00;
+pub(crate) const REJECTED: u8 = 0x01;
 
 /// The token front's own refusal labels (the preamble's, and the admit step's checks of the
 /// verified token), besides the verifier's and the replay cache's.
-pub const FRONT_REASONS: [&str; 6] = [
+pub(crate) const FRONT_REASONS: [&str; 6] = [
     "bad_length",
     "truncated_preamble",
     "preamble_timeout",
@@ -38,7 +38,7 @@ pub const FRONT_REASONS: [&str; 6] = [
 ];
 
 /// Every `Reason::Token` label, so each series exists at 0 from the start.
-pub fn token_reasons() -> impl Iterator<Item = &'static str> {
+pub(crate) fn token_reasons() -> impl Iterator<Item = &'static str> {
     use crate::auth::token::{ReplayError, TokenRejection};
     FRONT_REASONS
         .into_iter()
@@ -48,7 +48,7 @@ pub fn token_reasons() -> impl Iterator<Item = &'static str> {
 
 /// Creates the token refusal series of the listeners front B serves, at 0: a dashboard or
 /// alert on `replayed` sees a zero from the start, not nothing.
-pub fn create_series(metrics: &crate::metrics::Metrics) {
+pub(crate) fn create_series(metrics: &crate::metrics::Metrics) {
     use crate::reject::Listener;
     for listener in [Listener::Tls, Listener::TokenPlain] {
         for reason in token_reasons() {
@@ -64,7 +64,7 @@ fn refusal(reason: &'static str, detail: impl Into<String>) -> Rejection {
 }
 
 /// Reads the length prefix and the token, bounded in size and time.
-pub async fn read_preamble<S: AsyncRead + Unpin>(
+pub(crate) async fn read_preamble<S: AsyncRead + Unpin>(
     stream: &mut S,
     timeout: Duration,
 ) -> Result<Vec<u8>, Rejection> {
@@ -113,7 +113,7 @@ pub struct TokenFront {
 impl TokenFront {
     /// Serves one front-B connection (its first byte was not `S`, or it came on the plain
     /// token listener).
-    pub async fn serve<S>(&self, mut stream: S, client: Client, ticket: Ticket)
+    pub(crate) async fn serve<S>(&self, mut stream: S, client: Client, ticket: Ticket)
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {

@@ -14,7 +14,7 @@ use hyper::{Method, Request, Uri};
 use crate::http_client::{HttpsClient, error_chain};
 
 /// Largest response body accepted.
-pub const MAX_RESPONSE: usize = 1 << 20;
+pub(crate) const MAX_RESPONSE: usize = 1 << 20;
 /// Longest one request (connect, TLS, answer) may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -32,7 +32,7 @@ pub enum HttpError {
 
 /// A checked base URL: `http` or `https`, a host, an optional port, no path beyond `/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BaseUrl {
+pub(crate) struct BaseUrl {
     /// `scheme://authority`, without a trailing slash.
     origin: String,
 }
@@ -40,7 +40,7 @@ pub struct BaseUrl {
 impl BaseUrl {
     /// # Errors
     /// [`HttpError::BadUrl`] for anything but `http(s)://host[:port][/]`.
-    pub fn parse(url: &str) -> Result<Self, HttpError> {
+    pub(crate) fn parse(url: &str) -> Result<Self, HttpError> {
         let bad = || HttpError::BadUrl(url.to_string());
         let uri: Uri = url.parse().map_err(|_| bad())?;
         let scheme = uri.scheme_str().filter(|s| matches!(*s, "http" | "https"));
@@ -61,19 +61,19 @@ impl BaseUrl {
 
     /// Whether requests go over TLS.
     #[must_use]
-    pub fn tls(&self) -> bool {
+    pub(crate) fn tls(&self) -> bool {
         self.origin.starts_with("https://")
     }
 
     /// The URL of `path` (which starts with `/`) under this base.
     #[must_use]
-    pub fn join(&self, path: &str) -> String {
+    pub(crate) fn join(&self, path: &str) -> String {
         format!("{}{path}", self.origin)
     }
 }
 
 /// The signing API: its base URL and a pooled client trusting the configured CAs.
-pub struct ApiClient {
+pub(crate) struct ApiClient {
     base: BaseUrl,
     client: HttpsClient,
 }
@@ -83,7 +83,7 @@ impl ApiClient {
     ///
     /// # Errors
     /// [`HttpError::Connect`] when no trust anchors can be loaded.
-    pub fn new(base: BaseUrl, ca_file: Option<&Path>) -> Result<Self, HttpError> {
+    pub(crate) fn new(base: BaseUrl, ca_file: Option<&Path>) -> Result<Self, HttpError> {
         let connect = |reason: String| HttpError::Connect {
             url: base.join(""),
             reason,
@@ -104,7 +104,7 @@ impl ApiClient {
     ///
     /// # Errors
     /// [`HttpError`] saying whether the API was unreachable, slow or answered nonsense.
-    pub async fn post_json(
+    pub(crate) async fn post_json(
         &self,
         path: &str,
         api_key: &str,

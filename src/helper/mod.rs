@@ -5,7 +5,7 @@
 //! and speaks the token protocol (see [`crate::connect`]). No token is ever stored: the edge
 //! takes each once, so a shared token file would let concurrent `ssh` runs spend each other's.
 
-pub mod http;
+pub(crate) mod http;
 mod setup;
 mod sign;
 
@@ -76,7 +76,7 @@ pub fn ssh_dir(given: Option<PathBuf>) -> Result<PathBuf, HelperError> {
 }
 
 /// Where the helper keeps its files.
-pub fn state_dir(ssh_dir: &Path) -> PathBuf {
+pub(crate) fn state_dir(ssh_dir: &Path) -> PathBuf {
     ssh_dir.join("ssh-edge")
 }
 

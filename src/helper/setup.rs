@@ -49,7 +49,7 @@ pub fn managed_block(opts: &SetupOptions) -> String {
 }
 
 /// Replaces the managed block in `config` (or appends it); everything else is kept.
-pub fn with_block(config: &str, block: &str) -> String {
+pub(super) fn with_block(config: &str, block: &str) -> String {
     match (config.find(BEGIN), config.find(END)) {
         (Some(start), Some(end)) if end > start => {
             let after = &config[end + END.len()..];

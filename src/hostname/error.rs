@@ -102,7 +102,7 @@ pub enum HostError {
 
 impl HostError {
     /// Short stable label per variant (bounded cardinality, for metrics).
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             HostError::Empty { .. } => "empty",
             HostError::TooLong { .. } => "too_long",

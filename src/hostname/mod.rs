@@ -42,7 +42,7 @@ pub struct KindSpec {
 
 /// A parsed workload host name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     /// Canonical full host name: lowercase, no trailing dot, with suffix.
     pub host: String,
     pub kind: String,
@@ -53,7 +53,7 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn field(&self, name: &str) -> Option<&str> {
+    pub(crate) fn field(&self, name: &str) -> Option<&str> {
         self.fields
             .iter()
             .find(|(k, _)| k == name)
@@ -61,12 +61,12 @@ impl Target {
     }
 
     /// [`DEFAULT_REMOTE`] when `remote` is `None`.
-    pub fn remote_name(&self) -> &str {
+    pub(crate) fn remote_name(&self) -> &str {
         self.remote.as_deref().unwrap_or(DEFAULT_REMOTE)
     }
 
     /// The workload label (first label of `host`).
-    pub fn workload(&self) -> &str {
+    pub(crate) fn workload(&self) -> &str {
         self.host.split('.').next().unwrap_or_default()
     }
 
@@ -81,7 +81,7 @@ impl Target {
     }
 
     /// Substitutes `{field}`, `{kind}`, `{remote}`, `{host}` and `{workload}` in `template`.
-    pub fn expand(&self, template: &str) -> Result<String, ExpandError> {
+    pub(crate) fn expand(&self, template: &str) -> Result<String, ExpandError> {
         let mut out = String::with_capacity(template.len() + 32);
         for (text, name) in pieces(template)? {
             out.push_str(text);
@@ -107,8 +107,9 @@ impl Target {
     }
 }
 
-/// The placeholder names used by `template`, in order, e.g. to check route templates at load.
-pub fn placeholders(template: &str) -> Result<Vec<&str>, ExpandError> {
+/// The placeholder names used by `template`, in order.
+#[cfg(test)]
+pub(crate) fn placeholders(template: &str) -> Result<Vec<&str>, ExpandError> {
     Ok(pieces(template)?
         .into_iter()
         .filter_map(|(_, name)| name)
@@ -222,7 +223,7 @@ pub struct HostGrammar {
 impl HostGrammar {
     /// `remotes` = names of the non-default remotes (tenants) that may appear as the `<remote>`
     /// label. Returns every problem at once.
-    pub fn new(
+    pub(crate) fn new(
         suffix: &str,
         kinds: &[KindSpec],
         remotes: &[String],
@@ -308,23 +309,25 @@ impl HostGrammar {
         })
     }
 
-    pub fn suffix(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn suffix(&self) -> &str {
         &self.suffix
     }
 
     /// Human patterns of all kinds, e.g. `training-job-<job_id>-<node> or model-<model_id>-...`.
-    pub fn expected(&self) -> String {
+    pub(crate) fn expected(&self) -> String {
         self.expected.clone()
     }
 
     /// Field names of `kind` in template order (optional ones included), if the kind exists.
-    pub fn kind_fields(&self, kind: &str) -> Option<Vec<&str>> {
+    #[cfg(test)]
+    pub(crate) fn kind_fields(&self, kind: &str) -> Option<Vec<&str>> {
         let kind = self.kinds.iter().find(|k| k.name == kind)?;
         Some(kind.fields.iter().map(String::as_str).collect())
     }
 
     /// A full host name (SNI, token claim): must end with the suffix.
-    pub fn parse_host(&self, host: &str) -> Result<Target, HostError> {
+    pub(crate) fn parse_host(&self, host: &str) -> Result<Target, HostError> {
         let form = format!("<workload>[.<remote>].{}", self.suffix);
         let (input, name) = normalize(host, &form)?;
         match self.before_suffix(&name) {
@@ -338,7 +341,7 @@ impl HostGrammar {
 
     /// The SSH user name on the plain-SSH front: a full host name, or `<workload>` /
     /// `<workload>.<remote>` without the suffix.
-    pub fn parse_user_target(&self, user: &str) -> Result<Target, HostError> {
+    pub(crate) fn parse_user_target(&self, user: &str) -> Result<Target, HostError> {
         let form = format!(
             "<workload>[.<remote>] or <workload>[.<remote>].{}",
             self.suffix

@@ -54,6 +54,8 @@ pub(super) struct Kind {
     pub(super) prefix: String,
     /// Human form, e.g. `model-<model_id>-<deployment_id>[-<replica_id>]`.
     pub(super) pattern: String,
+    /// The field names in order; read by the grammar's tests (`kind_fields`).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(super) fields: Vec<String>,
     /// Token sequences to try in order: with the optional group, then without.
     alts: Vec<Vec<Tok>>,

@@ -10,7 +10,7 @@ use tokio::process::Command;
 use super::control::{Activation, ControlPlane};
 
 /// Starts `activation`'s command in the background and reports its end to `control`.
-pub fn spawn(control: Arc<ControlPlane>, activation: Activation) {
+pub(crate) fn spawn(control: Arc<ControlPlane>, activation: Activation) {
     tokio::spawn(async move {
         let host = activation.host.as_str();
         tracing::info!(

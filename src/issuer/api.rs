@@ -18,18 +18,18 @@ use crate::hostname::{self, MAX_LABEL, MAX_NAME};
 use crate::text::escape_untrusted;
 
 /// Largest request body accepted (bytes).
-pub const MAX_BODY: usize = 64 * 1024;
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 /// Longest job, project, model or deployment id.
-pub const MAX_ID_LEN: usize = crate::hostname::MAX_LABEL;
+pub(crate) const MAX_ID_LEN: usize = crate::hostname::MAX_LABEL;
 /// Longest node or replica index (decimal digits): the edge's host-name bound.
-pub const MAX_INDEX_DIGITS: usize = crate::hostname::MAX_NUM_DIGITS;
+pub(crate) const MAX_INDEX_DIGITS: usize = crate::hostname::MAX_NUM_DIGITS;
 /// The remote name whose host names carry no remote label.
-pub const DEFAULT_TENANT: &str = crate::hostname::DEFAULT_REMOTE;
+pub(crate) const DEFAULT_TENANT: &str = crate::hostname::DEFAULT_REMOTE;
 
 /// Why a request was refused. `Display` is the `error` text sent to the client: it names the
 /// thing and what was expected, and never echoes a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     #[error("missing API key: expected header \"Authorization: Api-Key <key>\"")]
     MissingApiKey,
     #[error("invalid API key")]
@@ -78,7 +78,7 @@ pub enum ApiError {
 
 impl ApiError {
     /// The HTTP status code of this error.
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             Self::MissingApiKey | Self::BadApiKey => 401,
             Self::UnknownPath { .. }
@@ -127,14 +127,14 @@ pub struct IssueSettings {
 
 /// Who is calling: a tenant and one of its API keys.
 #[derive(Clone, Copy)]
-pub struct Caller<'a> {
+pub(crate) struct Caller<'a> {
     pub tenant: &'a Tenant,
     pub api_key_id: &'a str,
 }
 
 /// The endpoints, with their path parameters (not yet validated).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
+pub(crate) enum Route {
     SearchJobs,
     SignTraining {
         project_id: String,
@@ -147,7 +147,7 @@ pub enum Route {
 }
 
 /// Maps method and path (without query) to an endpoint.
-pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
+pub(crate) fn route(method: &str, path: &str) -> Result<Route, ApiError> {
     let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
     let found = match segments.as_slice() {
         ["v1", "training_jobs", "search"] => Some(Route::SearchJobs),
@@ -192,13 +192,13 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
 }
 
 /// SHA-256 of an API key, as stored in the configuration.
-pub fn digest_api_key(key: &str) -> [u8; 32] {
+pub(crate) fn digest_api_key(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
 /// The credential in an `Authorization: <scheme> <credential>` header value (scheme matched
 /// without regard to case); `None` when absent, malformed or of another scheme.
-pub fn credential_from_header<'a>(value: Option<&'a [u8]>, scheme: &str) -> Option<&'a str> {
+pub(crate) fn credential_from_header<'a>(value: Option<&'a [u8]>, scheme: &str) -> Option<&'a str> {
     let value = std::str::from_utf8(value?).ok()?;
     let (given, credential) = value.trim().split_once(' ')?;
     let credential = credential.trim();
@@ -206,13 +206,16 @@ pub fn credential_from_header<'a>(value: Option<&'a [u8]>, scheme: &str) -> Opti
 }
 
 /// The key in an `Authorization: Api-Key <key>` header value.
-pub fn api_key_from_header(value: Option<&[u8]>) -> Result<&str, ApiError> {
+pub(crate) fn api_key_from_header(value: Option<&[u8]>) -> Result<&str, ApiError> {
     credential_from_header(value, "Api-Key").ok_or(ApiError::MissingApiKey)
 }
 
 /// Finds the tenant and key id for a presented API key. Every configured digest is compared,
 /// each in constant time, so timing does not tell which key (or how much of one) matched.
-pub fn authenticate<'a>(tenants: &'a [Tenant], presented: &str) -> Result<Caller<'a>, ApiError> {
+pub(crate) fn authenticate<'a>(
+    tenants: &'a [Tenant],
+    presented: &str,
+) -> Result<Caller<'a>, ApiError> {
     let digest = digest_api_key(presented);
     let mut found = None;
     for tenant in tenants {
@@ -231,14 +234,14 @@ pub fn authenticate<'a>(tenants: &'a [Tenant], presented: &str) -> Result<Caller
 }
 
 /// A job, project, model or deployment id: 1 to 63 of `a-z0-9`.
-pub fn is_hash_id(s: &str) -> bool {
+pub(crate) fn is_hash_id(s: &str) -> bool {
     (1..=MAX_ID_LEN).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 /// A node or replica index: 1 to 9 decimal digits.
-pub fn is_index(s: &str) -> bool {
+pub(crate) fn is_index(s: &str) -> bool {
     (1..=MAX_INDEX_DIGITS).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
 }
 
@@ -253,7 +256,7 @@ fn check_id(what: &'static str, s: &str) -> Result<(), ApiError> {
 /// A replica or node index as the helpers send it: a JSON string or number.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub enum Index {
+pub(crate) enum Index {
     Text(String),
     Number(u64),
 }
@@ -293,7 +296,7 @@ fn bad_json(expected: &'static str, e: &serde_json::Error) -> ApiError {
 
 /// The workload a certificate is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Workload {
+pub(crate) enum Workload {
     TrainingJob {
         project_id: String,
         job_id: String,
@@ -308,7 +311,7 @@ pub enum Workload {
 
 impl Workload {
     /// The certificate principal: the job id or the model id.
-    pub fn principal(&self) -> &str {
+    pub(crate) fn principal(&self) -> &str {
         match self {
             Self::TrainingJob { job_id, .. } => job_id,
             Self::Model { model_id, .. } => model_id,
@@ -317,7 +320,7 @@ impl Workload {
 
     /// The workload's host name (see [`crate::hostname`]'s formats); no remote label for the
     /// default tenant.
-    pub fn host(&self, tenant: &str, suffix: &str) -> String {
+    pub(crate) fn host(&self, tenant: &str, suffix: &str) -> String {
         let label = match self {
             Self::TrainingJob { job_id, node, .. } => hostname::training_job_label(job_id, node),
             Self::Model {
@@ -332,13 +335,13 @@ impl Workload {
 
 /// A validated sign request.
 #[derive(Debug, Clone)]
-pub struct SignRequest {
+pub(crate) struct SignRequest {
     pub workload: Workload,
     pub public_key: PublicKey,
 }
 
 /// Validates `POST /v1/training_jobs/search`'s body; returns the job id.
-pub fn parse_search(body: &[u8]) -> Result<String, ApiError> {
+pub(crate) fn parse_search(body: &[u8]) -> Result<String, ApiError> {
     const EXPECTED: &str = "{\"job_id\": \"<job id>\"}";
     let parsed: SearchBody = serde_json::from_slice(body).map_err(|e| bad_json(EXPECTED, &e))?;
     match parsed.job_id {
@@ -348,7 +351,7 @@ pub fn parse_search(body: &[u8]) -> Result<String, ApiError> {
 }
 
 /// Validates a sign request for `route` (a sign route) and its body.
-pub fn parse_sign(route: &Route, body: &[u8]) -> Result<SignRequest, ApiError> {
+pub(crate) fn parse_sign(route: &Route, body: &[u8]) -> Result<SignRequest, ApiError> {
     const EXPECTED: &str =
         "{\"public_key\": \"<OpenSSH public key>\", \"replica_id\": \"<index>\"}";
     match route {
@@ -394,7 +397,7 @@ pub fn parse_sign(route: &Route, body: &[u8]) -> Result<SignRequest, ApiError> {
 }
 
 /// The search answer for `job_id` if the caller's tenant owns it.
-pub fn search(tenant: &Tenant, job_id: &str) -> Result<Value, ApiError> {
+pub(crate) fn search(tenant: &Tenant, job_id: &str) -> Result<Value, ApiError> {
     let project = tenant
         .training_jobs
         .get(job_id)
@@ -407,7 +410,7 @@ pub fn search(tenant: &Tenant, job_id: &str) -> Result<Value, ApiError> {
 }
 
 /// Checks that the caller's tenant owns the workload (unknown and foreign look the same).
-pub fn authorize(tenant: &Tenant, workload: &Workload) -> Result<(), ApiError> {
+pub(crate) fn authorize(tenant: &Tenant, workload: &Workload) -> Result<(), ApiError> {
     match workload {
         Workload::TrainingJob {
             project_id, job_id, ..

@@ -212,7 +212,7 @@ pub struct ControlConfig {
 }
 
 /// Reads defaults, then the TOML `file`.
-pub fn load_raw(file: &Path) -> Result<RawIssuerConfig, IssuerConfigError> {
+pub(crate) fn load_raw(file: &Path) -> Result<RawIssuerConfig, IssuerConfigError> {
     if !file.exists() {
         return Err(IssuerConfigError::Invalid(vec![format!(
             "config file {} does not exist",

@@ -16,7 +16,7 @@ use crate::text::{escape_untrusted, quote_untrusted};
 
 /// Why a control-plane request was refused; `Display` is the `error` text sent back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ControlError {
+pub(crate) enum ControlError {
     #[error("control plane not enabled: set control_plane.{setting}")]
     NotEnabled { setting: &'static str },
     #[error("missing bearer token: expected header \"Authorization: Bearer <token>\"")]
@@ -53,7 +53,7 @@ pub enum ControlError {
 }
 
 impl ControlError {
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             Self::NotEnabled { .. } | Self::UnknownPath { .. } | Self::UnknownWorkload { .. } => {
                 404
@@ -68,14 +68,14 @@ impl ControlError {
 
 /// Who may call a route: the edges or an operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
+pub(crate) enum Side {
     Edge,
     Admin,
 }
 
 /// The control-plane endpoints, each with the host from its path (not yet parsed).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ControlRoute {
+pub(crate) enum ControlRoute {
     EdgeStatus { host: String },
     EdgeActivate { host: String },
     AdminStatus { host: String },
@@ -84,7 +84,7 @@ pub enum ControlRoute {
 }
 
 /// Which side a path belongs to; `None` = not a control-plane path (the Api-Key API's).
-pub fn side(path: &str) -> Option<Side> {
+pub(crate) fn side(path: &str) -> Option<Side> {
     if path == "/v1/edge" || path.starts_with("/v1/edge/") {
         Some(Side::Edge)
     } else if path == "/v1/admin" || path.starts_with("/v1/admin/") {
@@ -95,7 +95,7 @@ pub fn side(path: &str) -> Option<Side> {
 }
 
 /// Maps method and path (without query) to a control-plane endpoint.
-pub fn route(method: &str, path: &str) -> Result<ControlRoute, ControlError> {
+pub(crate) fn route(method: &str, path: &str) -> Result<ControlRoute, ControlError> {
     let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
     let host = |h: &str| h.to_string();
     let (found, allowed) = match segments.as_slice() {
@@ -131,12 +131,15 @@ pub fn route(method: &str, path: &str) -> Result<ControlRoute, ControlError> {
 }
 
 /// The token in an `Authorization: Bearer <token>` header value.
-pub fn bearer_from_header(value: Option<&[u8]>) -> Result<&str, ControlError> {
+pub(crate) fn bearer_from_header(value: Option<&[u8]>) -> Result<&str, ControlError> {
     super::api::credential_from_header(value, "Bearer").ok_or(ControlError::MissingBearer)
 }
 
 /// Checks a presented bearer token against the configured SHA-256, in constant time.
-pub fn check_bearer(expected_sha256: &[u8; 32], presented: &str) -> Result<(), ControlError> {
+pub(crate) fn check_bearer(
+    expected_sha256: &[u8; 32],
+    presented: &str,
+) -> Result<(), ControlError> {
     let digest = super::api::digest_api_key(presented);
     aws_lc_rs::constant_time::verify_slices_are_equal(expected_sha256, &digest)
         .map_err(|_| ControlError::BadBearer)
@@ -150,7 +153,7 @@ fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Optio
 /// `POST /v1/admin/workloads/{host}/state`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SetState {
+pub(crate) struct SetState {
     pub state: String,
     /// Missing: keep the current message; `null`: back to the default; text: use it.
     #[serde(default, deserialize_with = "present")]
@@ -160,7 +163,7 @@ pub struct SetState {
 /// `POST /v1/admin/workloads/{host}/expiry`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SetExpiry {
+pub(crate) struct SetExpiry {
     #[serde(default, deserialize_with = "present")]
     pub session_expires_at: Option<Option<u64>>,
     #[serde(default)]
@@ -168,7 +171,7 @@ pub struct SetExpiry {
 }
 
 /// Parses a JSON body of type `T`.
-pub fn parse_body<T: for<'de> Deserialize<'de>>(
+pub(crate) fn parse_body<T: for<'de> Deserialize<'de>>(
     body: &[u8],
     expected: &'static str,
 ) -> Result<T, ControlError> {
@@ -179,7 +182,7 @@ pub fn parse_body<T: for<'de> Deserialize<'de>>(
 }
 
 /// The activate body: empty, or any JSON object (its fields are reserved and ignored).
-pub fn check_activate_body(body: &[u8]) -> Result<(), ControlError> {
+pub(crate) fn check_activate_body(body: &[u8]) -> Result<(), ControlError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(());
     }
@@ -210,7 +213,7 @@ struct Entry {
 /// An `on_activate` run to start: the caller spawns it and reports back with
 /// [`ControlPlane::finish`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Activation {
+pub(crate) struct Activation {
     pub key: WorkloadKey,
     /// The host name asked for (`SSH_EDGE_WORKLOAD_HOST`).
     pub host: String,
@@ -220,7 +223,7 @@ pub struct Activation {
 
 /// What an activate request did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Activated {
+pub(crate) enum Activated {
     /// It was activatable: now starting (with a command to run) or running (without one).
     Started(Option<Activation>),
     /// Already starting or running: nothing new started.
@@ -231,7 +234,7 @@ pub enum Activated {
 
 impl Activated {
     /// 202, 200 or 409.
-    pub fn http_status(&self) -> u16 {
+    pub(crate) fn http_status(&self) -> u16 {
         match self {
             Self::Started(_) => 202,
             Self::Underway => 200,
@@ -241,7 +244,7 @@ impl Activated {
 }
 
 /// The control plane's state: bearer digests and one [`Entry`] per configured workload.
-pub struct ControlPlane {
+pub(crate) struct ControlPlane {
     suffix: String,
     edge_token_sha256: Option<[u8; 32]>,
     admin_token_sha256: Option<[u8; 32]>,
@@ -249,7 +252,7 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    pub fn new(
+    pub(crate) fn new(
         suffix: &str,
         edge_token_sha256: Option<[u8; 32]>,
         admin_token_sha256: Option<[u8; 32]>,
@@ -281,7 +284,7 @@ impl ControlPlane {
     }
 
     /// The token digest for `side`, or why that side is switched off.
-    pub fn token_sha256(&self, side: Side) -> Result<&[u8; 32], ControlError> {
+    pub(crate) fn token_sha256(&self, side: Side) -> Result<&[u8; 32], ControlError> {
         match side {
             Side::Edge => self
                 .edge_token_sha256
@@ -309,7 +312,7 @@ impl ControlPlane {
     }
 
     /// The status of `host` (`unknown` if it names no configured workload).
-    pub fn status(&self, host: &str) -> Status {
+    pub(crate) fn status(&self, host: &str) -> Status {
         let entries = self.lock();
         match self.key(host).and_then(|k| entries.get(&k).map(|e| (k, e))) {
             Some((key, entry)) => status_of(&key.id, entry),
@@ -319,7 +322,7 @@ impl ControlPlane {
 
     /// `POST .../activate`: starts an activation if the workload is activatable, decided under
     /// the lock so that concurrent calls start one.
-    pub fn activate(&self, host: &str) -> (Activated, Status) {
+    pub(crate) fn activate(&self, host: &str) -> (Activated, Status) {
         let Some(key) = self.key(host) else {
             return (Activated::Refused, Status::unknown(host));
         };
@@ -339,7 +342,11 @@ impl ControlPlane {
 
     /// After a successful sign for `key`'s workload at `host`: wakes it if it is an on-demand
     /// workload that is asleep. `Some(None)` = now running (no command), `None` = nothing to do.
-    pub fn activate_on_sign(&self, key: &WorkloadKey, host: &str) -> Option<Option<Activation>> {
+    pub(crate) fn activate_on_sign(
+        &self,
+        key: &WorkloadKey,
+        host: &str,
+    ) -> Option<Option<Activation>> {
         let mut entries = self.lock();
         let entry = entries.get_mut(key)?;
         (entry.trigger == Trigger::OnDemand && entry.state == State::Activatable)
@@ -348,7 +355,7 @@ impl ControlPlane {
 
     /// Records how an activation's command ended (`Err` = why it failed), unless an admin change
     /// or a newer activation overtook it.
-    pub fn finish(&self, activation: &Activation, outcome: Result<(), String>) -> bool {
+    pub(crate) fn finish(&self, activation: &Activation, outcome: Result<(), String>) -> bool {
         let mut entries = self.lock();
         let Some(entry) = entries.get_mut(&activation.key) else {
             return false;
@@ -370,7 +377,7 @@ impl ControlPlane {
     }
 
     /// `POST /v1/admin/workloads/{host}/state`.
-    pub fn set_state(&self, host: &str, req: SetState) -> Result<Status, ControlError> {
+    pub(crate) fn set_state(&self, host: &str, req: SetState) -> Result<Status, ControlError> {
         let state = State::parse(&req.state).ok_or_else(|| ControlError::BadState {
             state: quote_untrusted(&req.state, 40),
         })?;
@@ -388,7 +395,12 @@ impl ControlPlane {
     }
 
     /// `POST /v1/admin/workloads/{host}/expiry`; `now` in unix seconds.
-    pub fn set_expiry(&self, host: &str, req: SetExpiry, now: u64) -> Result<Status, ControlError> {
+    pub(crate) fn set_expiry(
+        &self,
+        host: &str,
+        req: SetExpiry,
+        now: u64,
+    ) -> Result<Status, ControlError> {
         match (req.session_expires_at, req.extend_secs) {
             (Some(at), None) => self.update(host, |entry| entry.session_expires_at = at),
             (None, Some(secs)) => self.update(host, |entry| {

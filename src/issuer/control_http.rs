@@ -19,7 +19,7 @@ use crate::text::quote_untrusted;
 use crate::time::unix_now;
 
 /// Answers a request whose path is on `side` of the control plane.
-pub async fn handle(
+pub(crate) async fn handle(
     control: &Arc<ControlPlane>,
     side: Side,
     req: Request<Incoming>,

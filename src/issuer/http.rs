@@ -28,15 +28,15 @@ use super::workload::{WorkloadId, WorkloadKey};
 use crate::text::quote_untrusted;
 
 /// Time a client has to send a request head.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a client has to send a request body.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time for the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a connection (keep-alive included) may stay open.
-pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
+pub(crate) const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 /// Connections served at once; more wait in the accept queue.
-pub const MAX_CONNECTIONS: usize = 1024;
+pub(crate) const MAX_CONNECTIONS: usize = 1024;
 
 struct State {
     config: IssuerConfig,
@@ -44,7 +44,7 @@ struct State {
 }
 
 /// Builds the rustls acceptor (aws-lc-rs provider, TLS 1.2 and 1.3, ALPN http/1.1).
-pub fn tls_acceptor(tls: &IssuerTls) -> Result<TlsAcceptor, rustls::Error> {
+pub(crate) fn tls_acceptor(tls: &IssuerTls) -> Result<TlsAcceptor, rustls::Error> {
     let config =
         crate::tls::server_config(tls.cert_chain.clone(), tls.key.clone_key(), &[b"http/1.1"])?;
     Ok(TlsAcceptor::from(Arc::new(config)))

@@ -30,14 +30,14 @@
 //! pure logic; [`config`] the typed, validated configuration; [`http`] the thin hyper adapter,
 //! [`control_http`] its control-plane routes; [`activate`] runs `on_activate` commands.
 
-pub mod activate;
-pub mod api;
-pub mod config;
-pub mod control;
-pub mod control_http;
-pub mod http;
+pub(crate) mod activate;
+pub(crate) mod api;
+pub(crate) mod config;
+pub(crate) mod control;
+pub(crate) mod control_http;
+pub(crate) mod http;
 pub mod sign;
-pub mod workload;
+pub(crate) mod workload;
 
 #[cfg(test)]
 mod control_tests;

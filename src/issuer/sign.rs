@@ -13,14 +13,14 @@ use crate::hostname::fits_dns;
 
 /// Everything random or time-dependent in one issuance, so building it stays deterministic.
 #[derive(Debug, Clone)]
-pub struct Issuance {
+pub(crate) struct Issuance {
     pub now: u64,
     pub serial: u64,
     pub jti: String,
 }
 
 impl Issuance {
-    pub fn random(now: u64) -> Self {
+    pub(crate) fn random(now: u64) -> Self {
         Self {
             now,
             serial: rand::random(),
@@ -30,7 +30,7 @@ impl Issuance {
 }
 
 /// The certificate key id: `tenant=<name> api_key=<id> workload=<host>`.
-pub fn key_id(caller: &Caller<'_>, host: &str) -> String {
+pub(crate) fn key_id(caller: &Caller<'_>, host: &str) -> String {
     format!(
         "tenant={} api_key={} workload={host}",
         caller.tenant.name, caller.api_key_id
@@ -38,7 +38,12 @@ pub fn key_id(caller: &Caller<'_>, host: &str) -> String {
 }
 
 /// The token claims for `host`.
-pub fn claims(settings: &IssueSettings, caller: &Caller<'_>, host: &str, at: &Issuance) -> Value {
+pub(crate) fn claims(
+    settings: &IssueSettings,
+    caller: &Caller<'_>,
+    host: &str,
+    at: &Issuance,
+) -> Value {
     json!({
         "iss": settings.token_issuer,
         "aud": settings.token_audience,
@@ -51,7 +56,7 @@ pub fn claims(settings: &IssueSettings, caller: &Caller<'_>, host: &str, at: &Is
 }
 
 /// Signs the user certificate for `public_key`.
-pub fn certificate(
+pub(crate) fn certificate(
     ca: &PrivateKey,
     public_key: &PublicKey,
     principal: &str,
@@ -74,14 +79,14 @@ pub fn certificate(
 }
 
 /// What a successful sign returns, plus facts for the log line.
-pub struct Issued {
+pub(crate) struct Issued {
     pub body: Value,
     pub host: String,
     pub serial: u64,
 }
 
 /// Issues certificate and token for an authorized request.
-pub fn issue(
+pub(crate) fn issue(
     settings: &IssueSettings,
     caller: &Caller<'_>,
     req: &SignRequest,
@@ -124,7 +129,7 @@ pub fn issue(
 
 /// Why issuing failed: a client error, or a server-side signing failure (logged, not sent).
 #[derive(Debug, thiserror::Error)]
-pub enum IssueError {
+pub(crate) enum IssueError {
     #[error(transparent)]
     Api(ApiError),
     #[error("cannot sign the user certificate: {0}")]
@@ -134,7 +139,7 @@ pub enum IssueError {
 }
 
 /// `secs` since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn iso8601_utc(secs: u64) -> String {
+pub(crate) fn iso8601_utc(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // Civil-from-days (H. Hinnant), proleptic Gregorian calendar.

@@ -11,10 +11,12 @@ use super::api::{DEFAULT_TENANT, Workload, is_hash_id, is_index};
 use crate::hostname::{self, fits_dns, is_dns_label};
 
 /// Longest `message` accepted (bytes): it ends up in an SSH disconnect message.
-pub const MAX_MESSAGE: usize = 1024;
+pub(crate) const MAX_MESSAGE: usize = 1024;
 
-/// What makes a workload's SSH session available.
+/// What makes a workload's SSH session available. The variants read as the config values
+/// they parse from (`on_startup`, `on_demand`, `on_failure`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)]
 pub enum Trigger {
     /// Up from the start (the default).
     OnStartup,
@@ -25,9 +27,9 @@ pub enum Trigger {
 }
 
 impl Trigger {
-    pub const NAMES: &'static str = "on_startup, on_demand, on_failure";
+    pub(crate) const NAMES: &'static str = "on_startup, on_demand, on_failure";
 
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s {
             "on_startup" => Some(Self::OnStartup),
             "on_demand" => Some(Self::OnDemand),
@@ -37,7 +39,7 @@ impl Trigger {
     }
 
     /// The state a workload starts in when the config names none.
-    pub fn initial_state(self) -> State {
+    pub(crate) fn initial_state(self) -> State {
         match self {
             Self::OnStartup => State::Running,
             Self::OnDemand => State::Activatable,
@@ -56,9 +58,9 @@ pub enum State {
 }
 
 impl State {
-    pub const NAMES: &'static str = "running, activatable, starting, stopped";
+    pub(crate) const NAMES: &'static str = "running, activatable, starting, stopped";
 
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s {
             "running" => Some(Self::Running),
             "activatable" => Some(Self::Activatable),
@@ -68,7 +70,7 @@ impl State {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Running => "running",
             Self::Activatable => "activatable",
@@ -92,7 +94,7 @@ pub enum WorkloadId {
 
 impl WorkloadId {
     /// How messages name it: `training job <id>` or `model <m> deployment <d>`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Self::TrainingJob { job_id } => format!("training job {job_id}"),
             Self::Model {
@@ -103,7 +105,7 @@ impl WorkloadId {
     }
 
     /// `SSH_EDGE_WORKLOAD` for `on_activate`: the job id, or `<model>-<deployment>`.
-    pub fn env_name(&self) -> String {
+    pub(crate) fn env_name(&self) -> String {
         match self {
             Self::TrainingJob { job_id } => job_id.clone(),
             Self::Model {
@@ -143,7 +145,7 @@ pub struct WorkloadKey {
 /// `model-<model>-<deployment>[-<replica>][.<tenant>].<suffix>` (`suffix` lowercase, without a
 /// trailing dot). Like the edge, it ignores case and one trailing dot; everything else must fit
 /// exactly, and a `default` label is refused because the default tenant's hosts carry none.
-pub fn parse_host(host: &str, suffix: &str) -> Option<WorkloadKey> {
+pub(crate) fn parse_host(host: &str, suffix: &str) -> Option<WorkloadKey> {
     let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
     if !fits_dns(&host) {
         return None;
@@ -183,7 +185,7 @@ pub fn parse_host(host: &str, suffix: &str) -> Option<WorkloadKey> {
 
 /// Text shown to users: non-empty, bounded, without control characters (it is printed on
 /// their terminal).
-pub fn check_message(s: &str) -> Result<(), String> {
+pub(crate) fn check_message(s: &str) -> Result<(), String> {
     if s.trim().is_empty() {
         Err("empty; omit it for the default text".into())
     } else if s.len() > MAX_MESSAGE {
@@ -207,7 +209,7 @@ pub struct Spec {
 
 /// The activation fields of a `[[tenants.training_jobs]]` or `[[tenants.models]]` entry.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RawSpec<'a> {
+pub(crate) struct RawSpec<'a> {
     pub trigger: Option<&'a str>,
     pub state: Option<&'a str>,
     pub message: Option<&'a str>,
@@ -216,7 +218,7 @@ pub struct RawSpec<'a> {
 }
 
 /// Validates the activation fields of the entry at `at`, adding every problem to `problems`.
-pub fn validate_spec(at: &str, raw: RawSpec<'_>, problems: &mut Vec<String>) -> Spec {
+pub(crate) fn validate_spec(at: &str, raw: RawSpec<'_>, problems: &mut Vec<String>) -> Spec {
     let trigger = match raw.trigger {
         None => Trigger::OnStartup,
         Some(t) => Trigger::parse(t).unwrap_or_else(|| {
@@ -256,7 +258,7 @@ pub fn validate_spec(at: &str, raw: RawSpec<'_>, problems: &mut Vec<String>) -> 
 
 /// What the edges and admins are told about one host.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Status {
+pub(crate) struct Status {
     /// `None` = unknown.
     pub state: Option<State>,
     pub session_expires_at: Option<u64>,
@@ -267,7 +269,7 @@ pub struct Status {
 
 impl Status {
     /// A host that does not parse or names no configured workload.
-    pub fn unknown(host: &str) -> Self {
+    pub(crate) fn unknown(host: &str) -> Self {
         Self {
             state: None,
             session_expires_at: None,
@@ -281,7 +283,7 @@ impl Status {
     }
 
     /// `{"state", "session_expires_at", "message"}`: what `GET /v1/edge/workloads/{host}` answers.
-    pub fn edge_json(&self) -> Value {
+    pub(crate) fn edge_json(&self) -> Value {
         json!({
             "state": self.state.map_or("unknown", State::as_str),
             "session_expires_at": self.session_expires_at,
@@ -290,7 +292,7 @@ impl Status {
     }
 
     /// The edge JSON plus `activations` and `activate_requests`.
-    pub fn admin_json(&self) -> Value {
+    pub(crate) fn admin_json(&self) -> Value {
         let mut v = self.edge_json();
         v["activations"] = json!(self.activations);
         v["activate_requests"] = json!(self.activate_requests);
@@ -300,7 +302,7 @@ impl Status {
 
 /// The message for a known workload in `state`: the configured one while stopped, otherwise a
 /// default that says what happens next; `None` while running.
-pub fn message(
+pub(crate) fn message(
     id: &WorkloadId,
     trigger: Trigger,
     state: State,

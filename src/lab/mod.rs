@@ -21,11 +21,11 @@ use crate::ssh_cert::{
 };
 
 /// Token key ids of the lab's two remotes (front B).
-pub const TOKEN_KIDS: [(&str, &str); 2] =
+pub(crate) const TOKEN_KIDS: [(&str, &str); 2] =
     [("default", "lab-default-1"), ("tenant-b", "lab-tenant-b-1")];
 
 /// The token key id of a lab remote ("" for none).
-pub fn token_kid(remote: &str) -> &'static str {
+pub(crate) fn token_kid(remote: &str) -> &'static str {
     TOKEN_KIDS
         .iter()
         .find(|(r, _)| *r == remote)
@@ -72,7 +72,7 @@ pub struct Lab {
 }
 
 /// Writes an OpenSSH private key file with mode 0600 and its `.pub` beside it.
-pub fn write_key(path: &Path, key: &PrivateKey) -> Result<(), LabError> {
+pub(crate) fn write_key(path: &Path, key: &PrivateKey) -> Result<(), LabError> {
     crate::ssh_cert::write_key(path, key).map_err(|e| LabError::File {
         path: e.path,
         reason: e.reason,

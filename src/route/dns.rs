@@ -30,7 +30,7 @@ use crate::metrics::Metrics;
 /// One place to connect to: the name it was found under (what the backend's host key or host
 /// certificate must be for) and the address.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     pub host: String,
     pub port: u16,
     pub addr: SocketAddr,
@@ -38,7 +38,7 @@ pub struct Endpoint {
 
 /// A route's backend address, parsed (pure).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BackendAddr {
+pub(crate) enum BackendAddr {
     Socket(SocketAddr),
     Host { host: String, port: u16 },
     Srv(String),
@@ -46,7 +46,7 @@ pub enum BackendAddr {
 
 /// Why a backend name gave no address. Messages name the backend and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ResolveError {
+pub(crate) enum ResolveError {
     #[error("no such workload: backend {name} is not in DNS")]
     NotFound { name: String },
     #[error("cannot resolve backend {name}: {reason}")]
@@ -56,7 +56,7 @@ pub enum ResolveError {
 }
 
 impl BackendAddr {
-    pub fn parse(addr: &str) -> Result<Self, ResolveError> {
+    pub(crate) fn parse(addr: &str) -> Result<Self, ResolveError> {
         let invalid = || ResolveError::Invalid {
             addr: addr.to_string(),
         };
@@ -99,7 +99,7 @@ pub struct DnsSettings {
 type Answer = Result<(Vec<Endpoint>, Duration), ResolveError>;
 
 /// The resolver of one configuration generation.
-pub struct BackendResolver {
+pub(crate) struct BackendResolver {
     resolver: Result<TokioResolver, String>,
     cache: Mutex<DnsCache<Vec<Endpoint>>>,
     inflight: Mutex<HashMap<String, Shared<BoxFuture<'static, Answer>>>>,
@@ -108,7 +108,7 @@ pub struct BackendResolver {
 
 /// A hickory resolver builder for `nameservers` (UDP and TCP, each on its own port), or for
 /// the system's `/etc/resolv.conf` when the list is empty. Shared with `ssh-edge sessions`.
-pub fn resolver_builder(
+pub(crate) fn resolver_builder(
     nameservers: &[SocketAddr],
 ) -> Result<hickory_resolver::ResolverBuilder<TokioRuntimeProvider>, String> {
     if nameservers.is_empty() {
@@ -142,7 +142,7 @@ fn build_resolver(settings: &DnsSettings) -> Result<TokioResolver, String> {
 }
 
 impl BackendResolver {
-    pub fn new(settings: &DnsSettings, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(settings: &DnsSettings, metrics: Arc<Metrics>) -> Self {
         let resolver = build_resolver(settings);
         if let Err(e) = &resolver {
             tracing::error!(error = %e, "no DNS resolver: backend names will not resolve");
@@ -160,7 +160,7 @@ impl BackendResolver {
     }
 
     /// The places `backend` names, in the order to try them.
-    pub async fn resolve(&self, backend: &str) -> Result<Vec<Endpoint>, ResolveError> {
+    pub(crate) async fn resolve(&self, backend: &str) -> Result<Vec<Endpoint>, ResolveError> {
         let parsed = BackendAddr::parse(backend)?;
         if let BackendAddr::Socket(addr) = parsed {
             return Ok(vec![Endpoint {

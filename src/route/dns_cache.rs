@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 /// What the cache knows about a key at some instant.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cached<V> {
+pub(crate) enum Cached<V> {
     /// Within its TTL.
     Fresh(V),
     /// Past its TTL, but within the stale window: ask again, fall back to this on failure.
@@ -39,28 +39,25 @@ enum Entry<V> {
 }
 
 #[derive(Debug)]
-pub struct DnsCache<V> {
+pub(crate) struct DnsCache<V> {
     settings: CacheSettings,
     entries: HashMap<String, Entry<V>>,
 }
 
 impl<V: Clone> DnsCache<V> {
-    pub fn new(settings: CacheSettings) -> Self {
+    pub(crate) fn new(settings: CacheSettings) -> Self {
         Self {
             settings,
             entries: HashMap::new(),
         }
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    pub fn get(&self, key: &str, now: Instant) -> Cached<V> {
+    pub(crate) fn get(&self, key: &str, now: Instant) -> Cached<V> {
         match self.entries.get(key) {
             Some(Entry::Positive { value, fresh_until }) => {
                 if now < *fresh_until {
@@ -77,7 +74,7 @@ impl<V: Clone> DnsCache<V> {
     }
 
     /// Remembers an answer valid for `ttl` (capped at `max_ttl`).
-    pub fn put(&mut self, key: &str, value: V, ttl: Duration, now: Instant) {
+    pub(crate) fn put(&mut self, key: &str, value: V, ttl: Duration, now: Instant) {
         let ttl = ttl.min(self.settings.max_ttl);
         self.make_room(now);
         self.entries.insert(
@@ -90,7 +87,7 @@ impl<V: Clone> DnsCache<V> {
     }
 
     /// Remembers that `key` does not exist.
-    pub fn put_missing(&mut self, key: &str, now: Instant) {
+    pub(crate) fn put_missing(&mut self, key: &str, now: Instant) {
         self.make_room(now);
         self.entries.insert(
             key.to_string(),

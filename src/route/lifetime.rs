@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// The three settings as written, on a remote or a route (all optional).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LifetimeSettings {
+pub(crate) struct LifetimeSettings {
     /// End a session with no channel data either way for this long (0 = never).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout_secs: Option<u64>,
@@ -23,7 +23,7 @@ pub struct LifetimeSettings {
 
 impl LifetimeSettings {
     /// `self` where set, else `fallback`.
-    pub fn or(self, fallback: LifetimeSettings) -> LifetimeSettings {
+    pub(crate) fn or(self, fallback: LifetimeSettings) -> LifetimeSettings {
         LifetimeSettings {
             idle_timeout_secs: self.idle_timeout_secs.or(fallback.idle_timeout_secs),
             max_session_secs: self.max_session_secs.or(fallback.max_session_secs),
@@ -33,7 +33,7 @@ impl LifetimeSettings {
         }
     }
 
-    pub fn resolve(self) -> Lifetimes {
+    pub(crate) fn resolve(self) -> Lifetimes {
         let secs = |s: Option<u64>| s.filter(|&s| s > 0).map(Duration::from_secs);
         Lifetimes {
             idle: secs(self.idle_timeout_secs),
@@ -45,7 +45,7 @@ impl LifetimeSettings {
 
 /// The limits one session runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lifetimes {
+pub(crate) struct Lifetimes {
     pub idle: Option<Duration>,
     pub max: Option<Duration>,
     pub at_cert_expiry: bool,
@@ -60,7 +60,7 @@ impl Default for Lifetimes {
 /// A session's time-based end: how long after its start, the metric label, and what the user
 /// is told before and at the end.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Deadline {
+pub(crate) struct Deadline {
     pub after: Duration,
     pub label: &'static str,
     /// Why, for the warning ("your certificate expires at 14:05 UTC").
@@ -76,7 +76,7 @@ fn utc_clock(unix: u64) -> String {
 }
 
 /// "5 minutes", "1 minute", "42 s".
-pub fn human(d: Duration) -> String {
+pub(crate) fn human(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         0..=59 => format!("{s} s"),
@@ -87,7 +87,11 @@ pub fn human(d: Duration) -> String {
 
 /// The earliest time-based end: the maximum session time, or the certificate's expiry
 /// (`cert_valid_before`, Unix seconds) when the lifetimes say so. `now_unix` is the start.
-pub fn deadline(l: &Lifetimes, cert_valid_before: Option<u64>, now_unix: u64) -> Option<Deadline> {
+pub(crate) fn deadline(
+    l: &Lifetimes,
+    cert_valid_before: Option<u64>,
+    now_unix: u64,
+) -> Option<Deadline> {
     let max = l.max.map(|m| Deadline {
         after: m,
         label: "max_duration",
@@ -114,7 +118,7 @@ pub fn deadline(l: &Lifetimes, cert_valid_before: Option<u64>, now_unix: u64) ->
 }
 
 /// The earlier of two deadlines (the first on a tie).
-pub fn earliest(a: Option<&Deadline>, b: Option<&Deadline>) -> Option<Deadline> {
+pub(crate) fn earliest(a: Option<&Deadline>, b: Option<&Deadline>) -> Option<Deadline> {
     match (a, b) {
         (Some(a), Some(b)) => Some(if b.after < a.after { b } else { a }.clone()),
         (a, b) => a.or(b).cloned(),
@@ -123,7 +127,7 @@ pub fn earliest(a: Option<&Deadline>, b: Option<&Deadline>) -> Option<Deadline> 
 
 /// The workload's session expiry (`at`, Unix seconds) as a deadline of a session that started
 /// at `start_unix`.
-pub fn workload_expiry(at: u64, start_unix: u64) -> Deadline {
+pub(crate) fn workload_expiry(at: u64, start_unix: u64) -> Deadline {
     Deadline {
         after: Duration::from_secs(at.saturating_sub(start_unix)),
         label: "workload_expiry",
@@ -137,12 +141,12 @@ pub fn workload_expiry(at: u64, start_unix: u64) -> Deadline {
 
 /// How long before a time-based end the user is warned: 5 minutes, or half the session for a
 /// shorter one.
-pub fn warn_before(after: Duration) -> Duration {
+pub(crate) fn warn_before(after: Duration) -> Duration {
     (after / 2).min(Duration::from_secs(300))
 }
 
 /// The warning written to the session's stderr.
-pub fn warning(remaining: Duration, d: &Deadline) -> String {
+pub(crate) fn warning(remaining: Duration, d: &Deadline) -> String {
     // Whole seconds, rounded up: 1.99 s left is "2 s".
     let remaining = Duration::from_secs(remaining.as_millis().div_ceil(1000) as u64);
     format!(

@@ -2,9 +2,9 @@
 //! principal the user's certificate must carry. Pure: no I/O; address resolution is the
 //! caller's job (see `upstream`).
 
-pub mod dns;
-pub mod dns_cache;
-pub mod lifetime;
+pub(crate) mod dns;
+pub(crate) mod dns_cache;
+pub(crate) mod lifetime;
 
 use std::collections::HashMap;
 
@@ -23,14 +23,14 @@ pub struct Forwarding {
 }
 
 impl Forwarding {
-    pub const ALL: Forwarding = Forwarding {
+    pub(crate) const ALL: Forwarding = Forwarding {
         local: true,
         remote: true,
         agent: true,
     };
 
     /// What both allow.
-    pub fn and(self, other: Forwarding) -> Forwarding {
+    pub(crate) fn and(self, other: Forwarding) -> Forwarding {
         Forwarding {
             local: self.local && other.local,
             remote: self.remote && other.remote,
@@ -41,7 +41,7 @@ impl Forwarding {
 
 /// One `[[routes]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteRule {
+pub(crate) struct RouteRule {
     pub kind: String,
     /// `None` = any remote.
     pub remote: Option<String>,
@@ -58,7 +58,7 @@ pub struct RouteRule {
 
 /// A route resolved for one target: templates expanded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
+pub(crate) struct Route {
     /// `host:port`, still to be resolved.
     pub backend_addr: String,
     pub login_user: String,
@@ -73,7 +73,7 @@ pub struct Route {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RouteError {
+pub(crate) enum RouteError {
     #[error("no route for {host} (kind {kind}, remote {remote})")]
     NoRoute {
         host: String,
@@ -90,7 +90,7 @@ pub enum RouteError {
 
 impl RouteError {
     /// Stable label for metrics.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             RouteError::NoRoute { .. } => "no_route",
             RouteError::Template { .. } => "route_template",
@@ -109,7 +109,10 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    pub fn new(rules: Vec<RouteRule>, remote_forwarding: HashMap<String, Forwarding>) -> Self {
+    pub(crate) fn new(
+        rules: Vec<RouteRule>,
+        remote_forwarding: HashMap<String, Forwarding>,
+    ) -> Self {
         Self {
             rules,
             remote_forwarding,
@@ -118,12 +121,15 @@ impl RouteTable {
     }
 
     /// The same table with per-remote lifetime settings.
-    pub fn with_lifetimes(mut self, remotes: HashMap<String, lifetime::LifetimeSettings>) -> Self {
+    pub(crate) fn with_lifetimes(
+        mut self,
+        remotes: HashMap<String, lifetime::LifetimeSettings>,
+    ) -> Self {
         self.remote_lifetimes = remotes;
         self
     }
 
-    pub fn resolve(&self, target: &Target) -> Result<Route, RouteError> {
+    pub(crate) fn resolve(&self, target: &Target) -> Result<Route, RouteError> {
         let rule = self
             .rules
             .iter()

@@ -14,7 +14,7 @@ use crate::time::unix_now;
 
 /// The workload's session expiry from the control plane, re-read while the session lives so
 /// that an extension moves the end (and a cut brings it forward).
-pub struct WorkloadExpiry {
+pub(crate) struct WorkloadExpiry {
     /// Unix seconds, as known when the session started (`None`: none yet).
     pub at: Option<u64>,
     /// How often it is read again.

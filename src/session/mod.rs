@@ -18,12 +18,12 @@ mod enforce;
 
 use crate::route::lifetime::{Deadline, Lifetimes};
 use crate::time::unix_now;
-pub use enforce::WorkloadExpiry;
+pub(crate) use enforce::WorkloadExpiry;
 use enforce::{Ends, enforce};
 
 /// What the registry shows about one session (the admin API's JSON).
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct SessionInfo {
+pub(crate) struct SessionInfo {
     pub id: u64,
     /// "tls" (front A), "token" (front B), "ssh" (front C).
     pub front: String,
@@ -60,7 +60,7 @@ pub struct SessionInfo {
 /// A session's counts: bytes (added to on the hot path, see `bytes_count`) and open
 /// channels by type (at open and close).
 #[derive(Debug, Default)]
-pub struct SessionStats {
+pub(crate) struct SessionStats {
     pub up: Arc<AtomicU64>,
     pub down: Arc<AtomicU64>,
     channels: std::sync::Mutex<std::collections::BTreeMap<&'static str, u32>>,
@@ -74,11 +74,11 @@ impl SessionStats {
     }
 
     /// A channel of `kind` opened (once per channel, not per packet).
-    pub fn channel_opened(&self, kind: &'static str) {
+    pub(crate) fn channel_opened(&self, kind: &'static str) {
         *self.channels().entry(kind).or_default() += 1;
     }
 
-    pub fn channel_closed(&self, kind: &'static str) {
+    pub(crate) fn channel_closed(&self, kind: &'static str) {
         let mut channels = self.channels();
         if let Some(n) = channels.get_mut(kind) {
             *n = n.saturating_sub(1);
@@ -88,14 +88,14 @@ impl SessionStats {
         }
     }
 
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.up.load(Ordering::Relaxed) + self.down.load(Ordering::Relaxed)
     }
 }
 
 /// Which sessions a kill request means; every field set must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Selector {
+pub(crate) struct Selector {
     pub key_id: Option<String>,
     pub serial: Option<u64>,
     /// The workload host (full name, or its first label).
@@ -106,12 +106,12 @@ pub struct Selector {
 }
 
 impl Selector {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         *self == Selector::default()
     }
 
     /// Pure match of one session's facts.
-    pub fn matches(&self, s: &SessionInfo) -> bool {
+    pub(crate) fn matches(&self, s: &SessionInfo) -> bool {
         let workload_ok = self.workload.as_deref().is_none_or(|w| {
             let w = w.to_ascii_lowercase();
             s.target == w || s.target.split('.').next() == Some(w.as_str())
@@ -159,7 +159,7 @@ impl Entry {
 }
 
 /// End reasons of `ssh_edge_sessions_ended_total`, all exported from the start.
-pub const END_REASONS: [&str; 10] = [
+pub(crate) const END_REASONS: [&str; 10] = [
     "client",
     "backend",
     "drain",
@@ -183,7 +183,7 @@ pub struct Sessions {
 }
 
 /// One open session; dropping it closes it (and removes it from the registry).
-pub struct SessionGuard {
+pub(crate) struct SessionGuard {
     sessions: Arc<Sessions>,
     id: u64,
     killed: watch::Receiver<Option<String>>,
@@ -191,18 +191,18 @@ pub struct SessionGuard {
 }
 
 impl SessionGuard {
-    pub fn id(&self) -> u64 {
+    pub(crate) fn id(&self) -> u64 {
         self.id
     }
 
     /// The session's byte and channel counts, for the forwarding path to add to.
-    pub fn stats(&self) -> &Arc<SessionStats> {
+    pub(crate) fn stats(&self) -> &Arc<SessionStats> {
         &self.stats
     }
 
     /// Why the session ended, when it ends by itself (`client`, `backend`); an end the edge
     /// decided (kill, lifetime) keeps its own reason.
-    pub fn set_end_reason(&self, label: &'static str) {
+    pub(crate) fn set_end_reason(&self, label: &'static str) {
         if let Some(mut e) = self.sessions.entries.get_mut(&self.id)
             && e.ended_by.is_none()
         {
@@ -210,15 +210,10 @@ impl SessionGuard {
         }
     }
 
-    /// Ends the session from inside (a lifetime ran out), counted under `label`.
-    pub fn end(&self, label: &'static str, reason: &str) {
-        self.sessions.end(self.id, label, reason);
-    }
-
     /// Runs the session's lifetimes in a task of its own: idle (no bytes either way for
     /// `lifetimes.idle`) and the time-based `deadline`, with `warn` called once, ahead of the
     /// latter. The task ends with the session.
-    pub fn spawn_lifetimes(
+    pub(crate) fn spawn_lifetimes(
         &self,
         lifetimes: Lifetimes,
         deadline: Option<Deadline>,
@@ -237,7 +232,9 @@ impl SessionGuard {
 
     /// Resolves with the message once the edge ends this session, or with `None` once
     /// the session has ended by itself (so a task waiting on it does not outlive it).
-    pub fn killed(&self) -> impl std::future::Future<Output = Option<String>> + Send + 'static {
+    pub(crate) fn killed(
+        &self,
+    ) -> impl std::future::Future<Output = Option<String>> + Send + 'static {
         let mut rx = self.killed.clone();
         async move {
             loop {
@@ -278,13 +275,14 @@ impl Drop for SessionGuard {
 }
 
 impl Sessions {
-    pub fn new(gauge: IntGauge) -> Arc<Self> {
+    #[cfg(test)]
+    pub(crate) fn new(gauge: IntGauge) -> Arc<Self> {
         Self::observed(gauge, None, Arc::new(crate::audit::Audit::off()))
     }
 
     /// As [`Self::new`], counting ends by reason in `ended` (label `reason`) and recording
     /// starts, ends and kills in `audit`.
-    pub fn observed(
+    pub(crate) fn observed(
         gauge: IntGauge,
         ended: Option<IntCounterVec>,
         audit: Arc<crate::audit::Audit>,
@@ -326,7 +324,7 @@ impl Sessions {
     }
 
     /// Ends every open session (the edge is stopping): returns how many.
-    pub fn end_all(&self, label: &'static str, message: &str) -> usize {
+    pub(crate) fn end_all(&self, label: &'static str, message: &str) -> usize {
         let ids: Vec<u64> = self.entries.iter().map(|e| *e.key()).collect();
         ids.into_iter()
             .filter(|id| self.end(*id, label, message))
@@ -334,7 +332,7 @@ impl Sessions {
     }
 
     /// Registers a session (its id and start time are filled in) until the guard drops.
-    pub fn open(self: &Arc<Self>, mut info: SessionInfo) -> SessionGuard {
+    pub(crate) fn open(self: &Arc<Self>, mut info: SessionInfo) -> SessionGuard {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         info.id = id;
         info.started = unix_now();
@@ -369,7 +367,7 @@ impl Sessions {
     }
 
     /// The sessions `selector` matches (all with an empty one), oldest first.
-    pub fn list(&self, selector: &Selector) -> Vec<SessionInfo> {
+    pub(crate) fn list(&self, selector: &Selector) -> Vec<SessionInfo> {
         let mut all: Vec<_> = self
             .entries
             .iter()
@@ -380,23 +378,24 @@ impl Sessions {
         all
     }
 
-    pub fn get(&self, id: u64) -> Option<SessionInfo> {
+    pub(crate) fn get(&self, id: u64) -> Option<SessionInfo> {
         self.entries.get(&id).map(|e| e.snapshot())
     }
 
     /// The audit stream sessions report to.
-    pub fn audit(&self) -> &crate::audit::Audit {
+    pub(crate) fn audit(&self) -> &crate::audit::Audit {
         &self.audit
     }
 
+    #[cfg(test)]
     /// Ends one session with `reason` (an administrator's kill); false when there is no such
     /// session.
-    pub fn kill(&self, id: u64, reason: &str) -> bool {
+    pub(crate) fn kill(&self, id: u64, reason: &str) -> bool {
         self.kill_by(id, reason, "")
     }
 
     /// As [`Self::kill`], recording `by` (the admin request) in the audit stream.
-    pub fn kill_by(&self, id: u64, reason: &str, by: &str) -> bool {
+    pub(crate) fn kill_by(&self, id: u64, reason: &str, by: &str) -> bool {
         let ended = self.end(
             id,
             "killed",
@@ -413,7 +412,7 @@ impl Sessions {
 
     /// Ends one session, counted under `label` (one of [`END_REASONS`]); `message` is what
     /// the client is told (after `ssh-edge: `).
-    pub fn end(&self, id: u64, label: &'static str, message: &str) -> bool {
+    pub(crate) fn end(&self, id: u64, label: &'static str, message: &str) -> bool {
         let reason = message;
         match self.entries.get_mut(&id) {
             Some(mut e) => {
@@ -426,7 +425,12 @@ impl Sessions {
     }
 
     /// Ends every session `selector` matches (none for an empty selector); returns them.
-    pub fn kill_matching(&self, selector: &Selector, reason: &str, by: &str) -> Vec<SessionInfo> {
+    pub(crate) fn kill_matching(
+        &self,
+        selector: &Selector,
+        reason: &str,
+        by: &str,
+    ) -> Vec<SessionInfo> {
         if selector.is_empty() {
             return Vec::new();
         }
@@ -442,12 +446,12 @@ impl Sessions {
     }
 
     /// The open-session count as it changes.
-    pub fn watch_count(&self) -> watch::Receiver<usize> {
+    pub(crate) fn watch_count(&self) -> watch::Receiver<usize> {
         self.open.subscribe()
     }
 
     /// Waits until no session is open, at most `timeout`; true when they all ended.
-    pub async fn wait_empty(&self, timeout: Duration) -> bool {
+    pub(crate) async fn wait_empty(&self, timeout: Duration) -> bool {
         let mut open = self.open.subscribe();
         tokio::time::timeout(timeout, open.wait_for(|n| *n == 0))
             .await

@@ -16,11 +16,11 @@ use crate::http_client::error_chain;
 use crate::text::escape_untrusted;
 
 /// The largest answer read (a list of some hundred thousand sessions).
-pub const MAX_RESPONSE: usize = 64 * 1024 * 1024;
+pub(super) const MAX_RESPONSE: usize = 64 * 1024 * 1024;
 
 /// Why one replica gave no usable answer. Messages say what was expected.
 #[derive(Debug, thiserror::Error)]
-pub enum ReplicaError {
+pub(crate) enum ReplicaError {
     #[error("{reason}")]
     Resolve { reason: String },
     #[error("cannot connect: {0}")]
@@ -51,7 +51,7 @@ pub enum ReplicaError {
 
 /// An HTTP answer: status and whole body.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Answer<'a> {
+pub(super) struct Answer<'a> {
     pub status: u16,
     pub body: &'a [u8],
 }
@@ -66,7 +66,7 @@ fn message(body: &[u8]) -> String {
 }
 
 /// The body of a 2xx answer; other statuses as errors (pure).
-pub fn check_status(answer: Answer<'_>, token_sent: bool) -> Result<&[u8], ReplicaError> {
+pub(super) fn check_status(answer: Answer<'_>, token_sent: bool) -> Result<&[u8], ReplicaError> {
     match answer.status {
         200..=299 => Ok(answer.body),
         401 if token_sent => Err(ReplicaError::TokenRefused),
@@ -136,7 +136,7 @@ async fn exchange(
 
 /// `method path` on one replica, within `timeout` (connect, send and the whole answer); the
 /// body of a 2xx answer.
-pub async fn call(
+pub(super) async fn call(
     target: &Target,
     method: &str,
     path: &str,

@@ -17,9 +17,9 @@ mod http;
 mod output;
 mod targets;
 
-pub use http::ReplicaError;
-pub use output::{Merged, Session};
-pub use targets::{Failure, ReplicasSpec, Target, TargetError};
+pub(crate) use http::ReplicaError;
+pub(crate) use output::{Merged, Session};
+pub(crate) use targets::{Failure, Target, TargetError};
 
 /// Exit status when some replica did not answer: the list is incomplete, or some sessions
 /// may still be open. (1 is a plain error; clap uses 2 for bad usage.)
@@ -112,7 +112,7 @@ pub struct FilterArgs {
 }
 
 impl FilterArgs {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         *self == FilterArgs::default()
     }
 
@@ -140,7 +140,7 @@ impl FilterArgs {
 /// What went wrong before any replica could answer (or with the one replica of `--id`).
 /// Messages name the argument or replica and what was expected.
 #[derive(Debug, thiserror::Error)]
-pub enum SessionsError {
+pub(crate) enum SessionsError {
     #[error(
         "say which replicas to ask: --admin URL (repeatable) or --replicas NAME[:PORT] / srv:NAME"
     )]
@@ -162,12 +162,15 @@ pub enum SessionsError {
 }
 
 /// `/sessions?…` for `list` (pure).
-pub fn list_path(filter: &FilterArgs) -> String {
+pub(crate) fn list_path(filter: &FilterArgs) -> String {
     with_query("/sessions", &filter.pairs())
 }
 
 /// `/sessions/kill?…` for `kill` by fields; refuses an empty selector (pure).
-pub fn kill_path(filter: &FilterArgs, reason: Option<&str>) -> Result<String, SessionsError> {
+pub(crate) fn kill_path(
+    filter: &FilterArgs,
+    reason: Option<&str>,
+) -> Result<String, SessionsError> {
     if filter.is_empty() {
         return Err(SessionsError::NoSelector);
     }
@@ -179,7 +182,7 @@ pub fn kill_path(filter: &FilterArgs, reason: Option<&str>) -> Result<String, Se
 }
 
 /// `/sessions/{id}?reason=…` for `kill --id` (pure).
-pub fn delete_path(id: u64, reason: Option<&str>) -> String {
+pub(crate) fn delete_path(id: u64, reason: Option<&str>) -> String {
     let pairs: Vec<_> = reason
         .map(|r| ("reason", r.to_string()))
         .into_iter()
@@ -198,7 +201,7 @@ fn with_query(path: &str, pairs: &[(&str, String)]) -> String {
 }
 
 /// The first line of the token file: a bearer token is printable ASCII without spaces.
-pub fn read_token(path: &std::path::Path) -> Result<String, SessionsError> {
+pub(crate) fn read_token(path: &std::path::Path) -> Result<String, SessionsError> {
     let err = |reason: String| SessionsError::TokenFile {
         path: path.display().to_string(),
         reason,
@@ -285,7 +288,7 @@ async fn ask_all(
 
 /// What a run printed, and whether every replica answered.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Printed {
+pub(crate) struct Printed {
     pub stdout: String,
     pub stderr: String,
     pub complete: bool,
@@ -411,7 +414,7 @@ async fn kill(
 }
 
 /// Runs one `sessions` command; what to print.
-pub async fn execute(args: &SessionsArgs) -> Result<Printed, SessionsError> {
+pub(crate) async fn execute(args: &SessionsArgs) -> Result<Printed, SessionsError> {
     match &args.action {
         Action::List {
             targets,

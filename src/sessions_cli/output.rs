@@ -10,7 +10,7 @@ use crate::text::escape_untrusted;
 
 /// One session as a replica's admin API shows it, plus the replica.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Session {
+pub(crate) struct Session {
     pub id: u64,
     #[serde(default)]
     pub front: String,
@@ -55,14 +55,14 @@ fn body_error(expected: &'static str, e: &serde_json::Error) -> ReplicaError {
 }
 
 /// The body of `GET /sessions`.
-pub fn parse_list(body: &[u8]) -> Result<Vec<Session>, ReplicaError> {
+pub(super) fn parse_list(body: &[u8]) -> Result<Vec<Session>, ReplicaError> {
     serde_json::from_slice::<ListBody>(body)
         .map(|b| b.sessions)
         .map_err(|e| body_error("{\"sessions\": [{\"id\": N, ...}]}", &e))
 }
 
 /// The body of `POST /sessions/kill` and `DELETE /sessions/{id}`.
-pub fn parse_killed(body: &[u8]) -> Result<Vec<Session>, ReplicaError> {
+pub(super) fn parse_killed(body: &[u8]) -> Result<Vec<Session>, ReplicaError> {
     serde_json::from_slice::<KilledBody>(body)
         .map(|b| b.killed)
         .map_err(|e| body_error("{\"killed\": [{\"id\": N, ...}]}", &e))
@@ -70,7 +70,7 @@ pub fn parse_killed(body: &[u8]) -> Result<Vec<Session>, ReplicaError> {
 
 /// Every replica's answer in one place.
 #[derive(Debug, Default)]
-pub struct Merged {
+pub(crate) struct Merged {
     /// In the replicas' order, each replica's by id.
     pub sessions: Vec<Session>,
     /// The replicas that answered, and how many sessions each gave.
@@ -80,7 +80,7 @@ pub struct Merged {
 
 /// Tags each session with its replica and puts the answers together; `failures` are replicas
 /// that could not even be asked (an SRV target that did not resolve).
-pub fn merge(
+pub(super) fn merge(
     answers: Vec<(Target, Result<Vec<Session>, ReplicaError>)>,
     failures: Vec<Failure>,
 ) -> Merged {
@@ -117,7 +117,7 @@ fn unreachable_json(failures: &[Failure]) -> Value {
 }
 
 /// `list --json`: `{"sessions": [..., "replica": R], "unreachable": [{"replica", "error"}]}`.
-pub fn list_json(merged: &Merged) -> Value {
+pub(super) fn list_json(merged: &Merged) -> Value {
     json!({
         "sessions": merged.sessions,
         "unreachable": unreachable_json(&merged.unreachable),
@@ -125,7 +125,7 @@ pub fn list_json(merged: &Merged) -> Value {
 }
 
 /// `kill --json`: the sessions ended, how many on each replica, who did not answer.
-pub fn kill_json(merged: &Merged) -> Value {
+pub(super) fn kill_json(merged: &Merged) -> Value {
     let replicas: Vec<_> = merged
         .answered
         .iter()
@@ -139,7 +139,7 @@ pub fn kill_json(merged: &Merged) -> Value {
 }
 
 /// How long ago: `42s`, `5m7s`, `3h12m`, `2d4h`.
-pub fn age(seconds: u64) -> String {
+pub(super) fn age(seconds: u64) -> String {
     let (d, h, m, s) = (
         seconds / 86_400,
         seconds / 3600 % 24,
@@ -163,7 +163,7 @@ fn cell(s: &str) -> String {
 }
 
 /// The human table: replica, id, front, client, key id (or token subject), target, age.
-pub fn table(sessions: &[Session], now: u64) -> String {
+pub(super) fn table(sessions: &[Session], now: u64) -> String {
     let header = [
         "REPLICA",
         "ID",
@@ -217,7 +217,7 @@ fn plural(n: usize, one: &str) -> String {
 }
 
 /// `kill`: how many sessions each replica ended (and their ids), then the total.
-pub fn kill_report(merged: &Merged) -> String {
+pub(super) fn kill_report(merged: &Merged) -> String {
     let mut out = String::new();
     for (replica, n) in &merged.answered {
         let ids: Vec<String> = merged
@@ -253,7 +253,7 @@ pub fn kill_report(merged: &Merged) -> String {
 }
 
 /// For stderr: one line per replica that did not answer, and what that means.
-pub fn unreachable_report(failures: &[Failure], consequence: &str) -> String {
+pub(super) fn unreachable_report(failures: &[Failure], consequence: &str) -> String {
     failures
         .iter()
         .map(|f| {

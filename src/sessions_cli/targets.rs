@@ -15,11 +15,11 @@ use super::http::ReplicaError;
 use crate::text::escape_untrusted;
 
 /// The admin port when a URL or `--replicas` name gives none (the usual `listen.admin`).
-pub const DEFAULT_ADMIN_PORT: u16 = 9100;
+pub(super) const DEFAULT_ADMIN_PORT: u16 = 9100;
 
 /// One replica's admin endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     /// How the output names it (and the `Host` header): `HOST:PORT`, `[v6]:PORT`.
     pub replica: String,
     /// Where to connect: a name or an IP literal (no brackets).
@@ -39,14 +39,14 @@ impl Target {
 
 /// A replica that could not be asked, and why.
 #[derive(Debug)]
-pub struct Failure {
+pub(crate) struct Failure {
     pub replica: String,
     pub error: ReplicaError,
 }
 
 /// `--replicas`, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReplicasSpec {
+pub(crate) enum ReplicasSpec {
     Addr(SocketAddr),
     Host { host: String, port: u16 },
     Srv(String),
@@ -54,7 +54,7 @@ pub enum ReplicasSpec {
 
 /// Why the replicas could not be found. Messages name the argument and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TargetError {
+pub(crate) enum TargetError {
     #[error(
         "invalid admin address \"{url}\": expected http://HOST[:PORT] or HOST[:PORT] (plain HTTP, no path)"
     )]
@@ -105,7 +105,7 @@ fn display_name(host: &str, port: u16) -> String {
 }
 
 /// An `--admin` (or `--replica`) value: `http://HOST[:PORT][/]` or `HOST[:PORT][/]`.
-pub fn parse_admin_url(url: &str) -> Result<Target, TargetError> {
+pub(super) fn parse_admin_url(url: &str) -> Result<Target, TargetError> {
     let invalid = || TargetError::InvalidUrl {
         url: escape_untrusted(url, 100),
     };
@@ -136,7 +136,7 @@ pub fn parse_admin_url(url: &str) -> Result<Target, TargetError> {
 }
 
 /// `--replicas NAME[:PORT]`, `IP[:PORT]`, `[v6]:PORT` or `srv:NAME`.
-pub fn parse_replicas(spec: &str) -> Result<ReplicasSpec, TargetError> {
+pub(super) fn parse_replicas(spec: &str) -> Result<ReplicasSpec, TargetError> {
     let invalid = || TargetError::InvalidReplicas {
         spec: escape_untrusted(spec, 100),
     };
@@ -169,7 +169,7 @@ pub fn parse_replicas(spec: &str) -> Result<ReplicasSpec, TargetError> {
 }
 
 /// `--dns-server IP[:PORT]` (port 53 when left out).
-pub fn parse_dns_server(addr: &str) -> Result<SocketAddr, TargetError> {
+pub(super) fn parse_dns_server(addr: &str) -> Result<SocketAddr, TargetError> {
     addr.parse::<SocketAddr>()
         .or_else(|_| addr.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
         .map_err(|_| TargetError::InvalidDnsServer {
@@ -186,7 +186,7 @@ fn sorted(mut found: Vec<SocketAddr>) -> Vec<Target> {
 }
 
 /// `targets` without repeats, in their first order.
-pub fn dedup(targets: Vec<Target>) -> Vec<Target> {
+pub(super) fn dedup(targets: Vec<Target>) -> Vec<Target> {
     let mut seen = std::collections::HashSet::new();
     targets
         .into_iter()
@@ -251,7 +251,7 @@ async fn addresses(
 
 /// The replicas `spec` names. An SRV target that does not resolve is a replica that cannot
 /// be asked: it comes back as a failure, not as an error for the whole command.
-pub async fn resolve(
+pub(super) async fn resolve(
     spec: &ReplicasSpec,
     dns_servers: &[SocketAddr],
     timeout: Duration,

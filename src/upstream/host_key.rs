@@ -10,7 +10,7 @@ use crate::config::HostKeyPolicy;
 
 /// Checks one backend's host key and remembers why it was refused, so the user's error
 /// message can say "host key rejected: …" instead of a generic handshake failure.
-pub struct BackendKeyCheck {
+pub(crate) struct BackendKeyCheck {
     policy: HostKeyPolicy,
     host: String,
     port: u16,
@@ -19,7 +19,7 @@ pub struct BackendKeyCheck {
 
 impl BackendKeyCheck {
     /// `host` is the name (or address) the connection went to, without the port.
-    pub fn new(policy: HostKeyPolicy, host: &str, port: u16) -> Self {
+    pub(crate) fn new(policy: HostKeyPolicy, host: &str, port: u16) -> Self {
         let host = host.to_string();
         Self {
             policy,
@@ -30,11 +30,11 @@ impl BackendKeyCheck {
     }
 
     /// Shared slot holding the refusal reason, if any.
-    pub fn verdict(&self) -> Arc<Mutex<Option<String>>> {
+    pub(crate) fn verdict(&self) -> Arc<Mutex<Option<String>>> {
         self.verdict.clone()
     }
 
-    pub fn check(&self, presented: &PublicKeyOrCertificate) -> bool {
+    pub(crate) fn check(&self, presented: &PublicKeyOrCertificate) -> bool {
         let key = match presented {
             PublicKeyOrCertificate::PublicKey { key, .. } => key,
             PublicKeyOrCertificate::Certificate(cert) => {

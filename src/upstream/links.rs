@@ -50,7 +50,7 @@ impl<L: Clone> ClientLinks<L> {
     }
 
     /// Registers a user connection; returns its id.
-    pub fn add(&self, link: L) -> u64 {
+    pub(crate) fn add(&self, link: L) -> u64 {
         let id = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -67,14 +67,14 @@ impl<L: Clone> ClientLinks<L> {
 
     /// Unregisters a user connection; returns the remote forwards it still had, which the
     /// caller cancels if the backend connection lives on.
-    pub fn remove(&self, id: u64) -> Vec<(String, u32)> {
+    pub(crate) fn remove(&self, id: u64) -> Vec<(String, u32)> {
         self.with(|e| match e.iter().position(|x| x.id == id) {
             Some(i) => e.remove(i).remote_forwards,
             None => Vec::new(),
         })
     }
 
-    pub fn note_remote_forward(&self, id: u64, address: &str, port: u32) {
+    pub(crate) fn note_remote_forward(&self, id: u64, address: &str, port: u32) {
         self.with(|e| {
             if let Some(x) = e.iter_mut().find(|x| x.id == id) {
                 x.remote_forwards.push((address.to_string(), port));
@@ -82,7 +82,7 @@ impl<L: Clone> ClientLinks<L> {
         })
     }
 
-    pub fn forget_remote_forward(&self, id: u64, address: &str, port: u32) {
+    pub(crate) fn forget_remote_forward(&self, id: u64, address: &str, port: u32) {
         self.with(|e| {
             if let Some(x) = e.iter_mut().find(|x| x.id == id) {
                 x.remote_forwards
@@ -91,7 +91,7 @@ impl<L: Clone> ClientLinks<L> {
         })
     }
 
-    pub fn note_agent(&self, id: u64) {
+    pub(crate) fn note_agent(&self, id: u64) {
         self.with(|e| {
             if let Some(x) = e.iter_mut().find(|x| x.id == id) {
                 x.agent = true;
@@ -102,7 +102,7 @@ impl<L: Clone> ClientLinks<L> {
     /// The user who asked for a listener on `address:port`. sshd reports the address as
     /// requested, but a client may have asked for `localhost` and see it as another spelling,
     /// so a port-only match is the fallback.
-    pub fn for_forwarded_tcpip(&self, address: &str, port: u32) -> Option<L> {
+    pub(crate) fn for_forwarded_tcpip(&self, address: &str, port: u32) -> Option<L> {
         self.with(|e| {
             let exact = e.iter().find(|x| {
                 x.remote_forwards
@@ -119,15 +119,17 @@ impl<L: Clone> ClientLinks<L> {
     }
 
     /// The newest user who forwarded an agent.
-    pub fn for_agent(&self) -> Option<L> {
+    pub(crate) fn for_agent(&self) -> Option<L> {
         self.with(|e| e.iter().rev().find(|x| x.agent).map(|x| x.link.clone()))
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.with(|e| e.len())
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

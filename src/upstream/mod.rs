@@ -14,10 +14,10 @@ use russh::keys::PrivateKeyWithHashAlg;
 use russh::{ChannelOpenFailure, Preferred, cipher};
 use tokio::net::TcpStream;
 
-pub use host_key::BackendKeyCheck;
+pub(crate) use host_key::BackendKeyCheck;
 pub use links::{ClientLink, ClientLinks};
 pub use mint::{MintRequest, mint_backend_certificate, random_ed25519_key};
-pub use pool::{BackendConn, Pool, ShareKey, Upstream};
+pub(crate) use pool::{BackendConn, Pool, ShareKey, Upstream};
 
 use crate::bridge::REQUEST_REPLY_TIMEOUT;
 use crate::config::{BackendLogin, BackendSettings, SshSettings};
@@ -27,7 +27,7 @@ use crate::route::dns::{BackendResolver, Endpoint, ResolveError};
 
 /// Why a backend could not be used. Shown to the user (it names the target, never secrets).
 #[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
+pub(crate) enum UpstreamError {
     #[error("cannot resolve backend address {addr}: {reason}")]
     Resolve { addr: String, reason: String },
     /// The backend's name does not exist (NXDOMAIN): the workload is not there.
@@ -49,7 +49,7 @@ pub enum UpstreamError {
 
 impl UpstreamError {
     /// Stable label for metrics.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             UpstreamError::Resolve { .. } => "resolve",
             UpstreamError::NotFound(_) => "not_found",
@@ -66,7 +66,7 @@ impl UpstreamError {
 /// Who is behind a backend login, written into the minted certificate's key id so that the
 /// backend's own logs name the user.
 #[derive(Debug, Clone)]
-pub struct LoginContext {
+pub(crate) struct LoginContext {
     pub user_key_id: String,
     pub user_serial: u64,
     /// SHA256 fingerprint of the user's certificate key; with key id and serial it decides
@@ -90,7 +90,7 @@ pub struct Connector {
 /// no compression. Offering only GCM matters on the server side: SSH picks the first cipher in
 /// the *client's* list that the server supports, and OpenSSH clients list chacha20 and the CTR
 /// modes before GCM. Every OpenSSH since 6.2 (2013) speaks AES-GCM.
-pub fn preferred_algorithms() -> Preferred {
+pub(crate) fn preferred_algorithms() -> Preferred {
     Preferred {
         cipher: std::borrow::Cow::Borrowed(&[cipher::AES_128_GCM, cipher::AES_256_GCM]),
         compression: std::borrow::Cow::Borrowed(&[russh::compression::NONE]),
@@ -99,7 +99,11 @@ pub fn preferred_algorithms() -> Preferred {
 }
 
 impl Connector {
-    pub fn new(settings: Arc<BackendSettings>, ssh: &SshSettings, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        settings: Arc<BackendSettings>,
+        ssh: &SshSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let mut preferred = preferred_algorithms();
         if !settings.host_keys.host_cas.is_empty() {
             // Ask backends for their host certificates (the plain-key algorithms' cert
@@ -131,15 +135,10 @@ impl Connector {
         }
     }
 
-    /// Backend connections kept for sharing (0 without multiplexing).
-    pub fn pooled_connections(&self) -> usize {
-        self.pool.as_ref().map_or(0, |p| p.len())
-    }
-
     /// A logged-in backend connection for this user: a shared one when multiplexing finds
     /// one for the same login, else a new one (connected and logged in within the connect
     /// timeout, and offered for sharing).
-    pub async fn connect(
+    pub(crate) async fn connect(
         &self,
         route: &Route,
         who: &LoginContext,
@@ -210,14 +209,14 @@ impl Connector {
 
     /// A plain TCP connection to a backend for passthrough (front B): resolved and connected
     /// within the connect timeout, timed and counted like SSH logins.
-    pub async fn connect_stream(&self, addr: &str) -> Result<TcpStream, UpstreamError> {
+    pub(crate) async fn connect_stream(&self, addr: &str) -> Result<TcpStream, UpstreamError> {
         self.timed(addr, async { self.tcp(addr).await.map(|(s, _)| s) })
             .await
     }
 
     /// Whether the backend accepts a TCP connection now (a waking workload's readiness probe):
     /// within the connect timeout, not counted as a backend failure.
-    pub async fn probe(&self, addr: &str) -> bool {
+    pub(crate) async fn probe(&self, addr: &str) -> bool {
         matches!(
             tokio::time::timeout(self.settings.connect_timeout, self.tcp(addr)).await,
             Ok(Ok(_))
@@ -331,7 +330,7 @@ impl Connector {
 /// russh client handler for backend connections: verifies the host key and carries channels
 /// the backend opens (remote-forwarded connections, agent requests) back to the user when the
 /// user's certificate permits them; everything else the backend opens is refused.
-pub struct BackendHandler {
+pub(crate) struct BackendHandler {
     key_check: BackendKeyCheck,
     /// The user connections this backend connection serves.
     links: Arc<ClientLinks>,

@@ -22,7 +22,7 @@ use super::{BackendHandler, LoginContext};
 use crate::route::Route;
 
 /// One logged-in backend connection, used by one or (multiplexed) several user connections.
-pub struct BackendConn {
+pub(crate) struct BackendConn {
     pub handle: client::Handle<BackendHandler>,
     pub addr: String,
     pub links: Arc<ClientLinks>,
@@ -31,7 +31,7 @@ pub struct BackendConn {
 }
 
 impl BackendConn {
-    pub fn new(
+    pub(crate) fn new(
         handle: client::Handle<BackendHandler>,
         addr: String,
         links: Arc<ClientLinks>,
@@ -47,7 +47,7 @@ impl BackendConn {
 
 /// What must match for two user connections to share a backend connection.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ShareKey {
+pub(crate) struct ShareKey {
     backend_addr: String,
     login_user: String,
     backend_principal: String,
@@ -57,7 +57,7 @@ pub struct ShareKey {
 }
 
 impl ShareKey {
-    pub fn new(route: &Route, who: &LoginContext) -> Self {
+    pub(crate) fn new(route: &Route, who: &LoginContext) -> Self {
         Self {
             backend_addr: route.backend_addr.clone(),
             login_user: route.login_user.clone(),
@@ -70,14 +70,14 @@ impl ShareKey {
 }
 
 /// The shared backend connections of one edge.
-pub struct Pool {
+pub(crate) struct Pool {
     conns: Mutex<HashMap<ShareKey, Vec<Arc<BackendConn>>>>,
     idle: Duration,
     max_clients: usize,
 }
 
 impl Pool {
-    pub fn new(idle: Duration, max_clients: usize) -> Arc<Self> {
+    pub(crate) fn new(idle: Duration, max_clients: usize) -> Arc<Self> {
         Arc::new(Self {
             conns: Mutex::new(HashMap::new()),
             idle,
@@ -92,7 +92,7 @@ impl Pool {
     }
 
     /// A live connection for `key` with room for one more user, counted as used.
-    pub fn checkout(&self, key: &ShareKey) -> Option<Arc<BackendConn>> {
+    pub(crate) fn checkout(&self, key: &ShareKey) -> Option<Arc<BackendConn>> {
         let mut conns = self.lock();
         let list = conns.get_mut(key)?;
         list.retain(|c| !c.handle.is_closed());
@@ -105,17 +105,8 @@ impl Pool {
     }
 
     /// Offers a new connection (with its first user) for sharing.
-    pub fn insert(&self, key: ShareKey, conn: Arc<BackendConn>) {
+    pub(crate) fn insert(&self, key: ShareKey, conn: Arc<BackendConn>) {
         self.lock().entry(key).or_default().push(conn);
-    }
-
-    /// Backend connections currently pooled (for the gauge and tests).
-    pub fn len(&self) -> usize {
-        self.lock().values().map(Vec::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// A user left `conn`; when it was the last, close it after the idle time unless a new
@@ -158,7 +149,7 @@ impl Pool {
 /// One user connection's use of a backend connection. Dropping it releases the connection:
 /// closed at once when not shared, else kept for the idle time with this user's `ssh -R`
 /// listeners cancelled.
-pub struct Upstream {
+pub(crate) struct Upstream {
     conn: Arc<BackendConn>,
     link_id: Option<u64>,
     pooled: Option<(Arc<Pool>, ShareKey)>,
@@ -167,7 +158,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(
+    pub(crate) fn new(
         conn: Arc<BackendConn>,
         pooled: Option<(Arc<Pool>, ShareKey)>,
         reused: bool,
@@ -180,34 +171,34 @@ impl Upstream {
         }
     }
 
-    pub fn handle(&self) -> &client::Handle<BackendHandler> {
+    pub(crate) fn handle(&self) -> &client::Handle<BackendHandler> {
         &self.conn.handle
     }
 
-    pub fn addr(&self) -> &str {
+    pub(crate) fn addr(&self) -> &str {
         &self.conn.addr
     }
 
     /// Lets channels the backend opens (`-R`, agent) reach this user's connection.
-    pub fn attach(&mut self, link: ClientLink) {
+    pub(crate) fn attach(&mut self, link: ClientLink) {
         if self.link_id.is_none() {
             self.link_id = Some(self.conn.links.add(link));
         }
     }
 
-    pub fn note_remote_forward(&self, address: &str, port: u32) {
+    pub(crate) fn note_remote_forward(&self, address: &str, port: u32) {
         if let Some(id) = self.link_id {
             self.conn.links.note_remote_forward(id, address, port);
         }
     }
 
-    pub fn forget_remote_forward(&self, address: &str, port: u32) {
+    pub(crate) fn forget_remote_forward(&self, address: &str, port: u32) {
         if let Some(id) = self.link_id {
             self.conn.links.forget_remote_forward(id, address, port);
         }
     }
 
-    pub fn note_agent(&self) {
+    pub(crate) fn note_agent(&self) {
         if let Some(id) = self.link_id {
             self.conn.links.note_agent(id);
         }

@@ -8,7 +8,7 @@ use super::{ES256_SIGNATURE_LEN, MAX_LOGGED_AUDIENCES, MAX_LOGGED_CHARS};
 
 /// Why a configured token key could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenKeyError {
+pub(crate) enum TokenKeyError {
     #[error("token key id is empty")]
     EmptyKid,
     #[error(
@@ -29,7 +29,7 @@ pub enum TokenKeyError {
 
 /// Why a token was refused. `Display` is an operator log line; never send it to the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenRejection {
+pub(crate) enum TokenRejection {
     #[error("token is {len} bytes, over the {max}-byte limit")]
     TooLong { len: usize, max: usize },
 
@@ -101,7 +101,7 @@ pub enum TokenRejection {
 
 impl TokenRejection {
     /// Every label [`TokenRejection::reason`] gives, so their metric series can exist at 0.
-    pub const REASONS: [&'static str; 13] = [
+    pub(crate) const REASONS: [&'static str; 13] = [
         "too_long",
         "malformed",
         "alg_none",
@@ -119,7 +119,7 @@ impl TokenRejection {
 
     /// Stable `snake_case` label for metrics (bounded cardinality).
     #[must_use]
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             Self::TooLong { .. } => "too_long",
             Self::Malformed { .. } => "malformed",

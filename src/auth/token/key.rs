@@ -42,7 +42,7 @@ impl TokenKey {
     ///
     /// # Errors
     /// [`TokenKeyError`] saying what is wrong with the key.
-    pub fn from_pem(kid: &str, pem: &str) -> Result<Self, TokenKeyError> {
+    pub(crate) fn from_pem(kid: &str, pem: &str) -> Result<Self, TokenKeyError> {
         if kid.is_empty() {
             return Err(TokenKeyError::EmptyKid);
         }
@@ -62,7 +62,7 @@ impl TokenKey {
     ///
     /// # Errors
     /// [`TokenKeyError`] saying what is wrong with the key.
-    pub fn from_spki_der(kid: &str, der: &[u8]) -> Result<Self, TokenKeyError> {
+    pub(crate) fn from_spki_der(kid: &str, der: &[u8]) -> Result<Self, TokenKeyError> {
         if kid.is_empty() {
             return Err(TokenKeyError::EmptyKid);
         }

@@ -70,9 +70,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 
-pub use error::{TokenError, TokenKeyError, TokenRejection};
-pub use key::TokenKey;
-pub use replay::{DEFAULT_REPLAY_CACHE_ENTRIES, ReplayCache, ReplayError};
+pub(crate) use error::{TokenError, TokenKeyError, TokenRejection};
+pub(crate) use key::TokenKey;
+pub(crate) use replay::{DEFAULT_REPLAY_CACHE_ENTRIES, ReplayCache, ReplayError};
 use verify::{
     RawClaims, RawHeader, check_claims, check_header, claims_from_raw, parse_json_object,
     split_token, verify_signature,
@@ -82,17 +82,17 @@ use verify::{
 /// by default: one number, so the two agree unless an operator changes one of them.
 pub const DEFAULT_TOKEN_LIFETIME_SECS: u64 = 600;
 /// Longest token accepted, in bytes.
-pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+pub(crate) const MAX_TOKEN_LEN: usize = 16 * 1024;
 /// Longest `host` claim, in bytes (a DNS name).
-pub const MAX_HOST_LEN: usize = crate::hostname::MAX_NAME;
+pub(crate) const MAX_HOST_LEN: usize = crate::hostname::MAX_NAME;
 /// Longest `sub` claim, in bytes.
-pub const MAX_SUB_LEN: usize = 256;
+pub(crate) const MAX_SUB_LEN: usize = 256;
 /// Longest `jti` claim, in bytes.
-pub const MAX_JTI_LEN: usize = 256;
+pub(crate) const MAX_JTI_LEN: usize = 256;
 /// The only accepted JWS algorithm.
-pub const ALG_ES256: &str = "ES256";
+pub(crate) const ALG_ES256: &str = "ES256";
 /// The only accepted `typ` header value.
-pub const TYP_JWT: &str = "JWT";
+pub(crate) const TYP_JWT: &str = "JWT";
 
 /// Longest token-controlled text (in output characters) copied into a log line.
 const MAX_LOGGED_CHARS: usize = 128;
@@ -119,7 +119,7 @@ pub struct TokenPolicy {
 /// The `aud` claim: one audience or several.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(untagged)]
-pub enum Audience {
+pub(crate) enum Audience {
     One(String),
     Many(Vec<String>),
 }
@@ -127,7 +127,7 @@ pub enum Audience {
 impl Audience {
     /// All audiences, in token order.
     #[must_use]
-    pub fn as_slice(&self) -> &[String] {
+    pub(crate) fn as_slice(&self) -> &[String] {
         match self {
             Self::One(aud) => std::slice::from_ref(aud),
             Self::Many(auds) => auds,
@@ -136,14 +136,14 @@ impl Audience {
 
     /// Whether `audience` is one of them (exact, case-sensitive match).
     #[must_use]
-    pub fn contains(&self, audience: &str) -> bool {
+    pub(crate) fn contains(&self, audience: &str) -> bool {
         self.as_slice().iter().any(|a| a == audience)
     }
 }
 
 /// Claims the edge uses: the protocol's claim set (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-pub struct TokenClaims {
+pub(crate) struct TokenClaims {
     /// Issuer.
     pub iss: String,
     /// Audience(s).
@@ -170,7 +170,7 @@ pub struct TokenClaims {
 ///
 /// # Errors
 /// The first [`TokenRejection`] that applies.
-pub fn verify_token(
+pub(crate) fn verify_token(
     policy: &TokenPolicy,
     token: &[u8],
     now_unix: u64,

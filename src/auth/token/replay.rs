@@ -15,11 +15,11 @@ use sha2::{Digest, Sha256};
 
 /// Default number of remembered tokens: about 11 MB when full (a 41-byte map slot and a
 /// 40-byte expiry entry per token, table and heap rounded up to powers of two).
-pub const DEFAULT_REPLAY_CACHE_ENTRIES: usize = 100_000;
+pub(crate) const DEFAULT_REPLAY_CACHE_ENTRIES: usize = 100_000;
 
 /// Why a token was not admitted by the replay cache.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReplayError {
+pub(crate) enum ReplayError {
     #[error("token id already used on this replica (remembered until {forget_at})")]
     Replayed { forget_at: u64 },
     #[error("replay cache full ({capacity} live tokens): refusing new tokens until some expire")]
@@ -28,11 +28,11 @@ pub enum ReplayError {
 
 impl ReplayError {
     /// Every label [`ReplayError::reason`] gives.
-    pub const REASONS: [&'static str; 2] = ["replayed", "replay_cache_full"];
+    pub(crate) const REASONS: [&'static str; 2] = ["replayed", "replay_cache_full"];
 
     /// Stable `snake_case` label for metrics (bounded cardinality).
     #[must_use]
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             Self::Replayed { .. } => "replayed",
             Self::Full { .. } => "replay_cache_full",
@@ -54,7 +54,7 @@ pub struct ReplayCache {
 
 impl ReplayCache {
     #[must_use]
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             seen: HashMap::new(),
             by_expiry: BinaryHeap::new(),
@@ -64,18 +64,20 @@ impl ReplayCache {
 
     /// A reload may change the size; entries already held stay (a smaller size refuses new
     /// tokens until enough expire).
-    pub fn set_capacity(&mut self, capacity: usize) {
+    pub(crate) fn set_capacity(&mut self, capacity: usize) {
         self.capacity = capacity;
     }
 
+    #[cfg(test)]
     /// Live entries.
     #[must_use]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.seen.len()
     }
 
+    #[cfg(test)]
     #[must_use]
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.seen.is_empty()
     }
 
@@ -85,7 +87,7 @@ impl ReplayCache {
     /// # Errors
     /// [`ReplayError::Replayed`] if it was used before and is still remembered;
     /// [`ReplayError::Full`] if `capacity` live tokens are held.
-    pub fn check_and_record(
+    pub(crate) fn check_and_record(
         &mut self,
         remote: &str,
         jti: &str,
