@@ -43,6 +43,8 @@ pub mod connect;
 pub mod control_plane;
 pub mod edge;
 pub mod front;
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod helper;
 pub mod hostname;
 pub mod issuer;
