@@ -120,13 +120,22 @@ pub fn token_preamble(data: &[u8]) {
         &mut stream,
         Duration::from_secs(5),
     ));
-    if let Ok(token) = read {
-        assert!(!token.is_empty() && token.len() <= crate::front::token::MAX_TOKEN_LEN);
-        let announced = data
-            .get(..4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-        assert_eq!(announced, u32::try_from(token.len()).ok());
-        verify(&token);
+    // The frame as the protocol defines it: 4-byte length 1..=16 KiB, then that many bytes.
+    let framed = data.split_first_chunk::<4>().and_then(|(len, rest)| {
+        let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
+        let max = crate::front::token::MAX_TOKEN_LEN;
+        (1..=max).contains(&len).then(|| rest.get(..len)).flatten()
+    });
+    match (read, framed) {
+        (Ok(token), Some(expected)) => {
+            assert_eq!(
+                token, expected,
+                "the preamble's token is not the framed bytes"
+            );
+            let _ = verify(&token);
+        }
+        (Err(_), None) => {}
+        (read, framed) => panic!("read_preamble {read:?} for a frame {framed:?}"),
     }
 }
 
@@ -166,7 +175,7 @@ pub fn token_policy() -> &'static TokenPolicy {
     })
 }
 
-fn verify(token: &[u8]) {
+fn verify(token: &[u8]) -> Option<crate::auth::token::TokenClaims> {
     match verify_token(token_policy(), token, NOW) {
         Ok(claims) => {
             assert!(token.len() <= MAX_TOKEN_LEN);
@@ -174,12 +183,42 @@ fn verify(token: &[u8]) {
             assert_eq!(claims.iss, ISSUER);
             assert!(claims.exp.saturating_add(60) >= NOW);
             let _ = grammar().parse_host(&claims.host);
+            Some(claims)
         }
         Err(rejection) => {
             let _ = rejection.to_string();
             let _ = rejection.reason();
+            None
         }
     }
+}
+
+/// An accepted token's header and claims, read again by a plain JSON parser, say the same.
+fn agrees_with_json(header: &[u8], payload: &[u8], claims: &crate::auth::token::TokenClaims) {
+    use serde_json::Value;
+    let header: Value = serde_json::from_slice(header).expect("an accepted header is JSON");
+    assert_eq!(header["alg"], "ES256");
+    assert!(
+        header["kid"] == "k1",
+        "signed with k1, accepted under {}",
+        header["kid"]
+    );
+    let payload: Value = serde_json::from_slice(payload).expect("accepted claims are JSON");
+    for (name, value) in [
+        ("iss", &claims.iss),
+        ("sub", &claims.sub),
+        ("jti", &claims.jti),
+        ("host", &claims.host),
+    ] {
+        assert!(
+            payload[name] == **value,
+            "claim {name}: {} read as {value:?}",
+            payload[name]
+        );
+    }
+    assert_eq!(payload["exp"].as_u64(), Some(claims.exp));
+    assert_eq!(payload["iat"].as_u64(), Some(claims.iat));
+    assert_eq!(payload["nbf"].as_u64(), claims.nbf);
 }
 
 /// JWT verification with a fixed key set and clock: mode 0 a compact token as sent; mode 1 a
@@ -188,7 +227,7 @@ fn verify(token: &[u8]) {
 pub fn jwt(data: &[u8]) {
     let (mode, rest) = mode(data);
     if mode % 2 == 0 {
-        verify(rest);
+        let _ = verify(rest);
         return;
     }
     let (header, payload) = match rest.iter().position(|b| *b == b'\n') {
@@ -203,14 +242,17 @@ pub fn jwt(data: &[u8]) {
     };
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut token);
-    verify(token.as_bytes());
+    if let Some(claims) = verify(token.as_bytes()) {
+        agrees_with_json(header, payload, &claims);
+    }
 }
 
 /// Token-signing public keys as configured: mode 0 PEM text; mode 1 DER bytes, wrapped in a
 /// PEM block here so they reach the `SubjectPublicKeyInfo` parser whatever the input.
 pub fn token_key(data: &[u8]) {
     let (mode, rest) = mode(data);
-    let parsed = if mode % 2 == 0 {
+    let der_mode = mode % 2 == 1;
+    let parsed = if !der_mode {
         let Ok(pem) = std::str::from_utf8(rest) else {
             return;
         };
@@ -229,12 +271,29 @@ pub fn token_key(data: &[u8]) {
         Ok(key) => {
             assert_eq!(key.public_key.len(), 65);
             assert_eq!(key.public_key[0], 0x04);
+            // Strict DER: the one encoding of a P-256 SubjectPublicKeyInfo, nothing after it.
+            if der_mode {
+                assert_eq!(
+                    rest.len(),
+                    P256_SPKI_PREFIX.len() + 65,
+                    "non-canonical DER accepted"
+                );
+                assert_eq!(&rest[..P256_SPKI_PREFIX.len()], P256_SPKI_PREFIX);
+                assert_eq!(&rest[P256_SPKI_PREFIX.len()..], key.public_key.as_slice());
+            }
         }
         Err(e) => {
             let _ = e.to_string();
         }
     }
 }
+
+/// DER of a P-256 `SubjectPublicKeyInfo` up to its point: SEQUENCE { SEQUENCE { id-ecPublicKey,
+/// prime256v1 }, BIT STRING (no unused bits) }.
+const P256_SPKI_PREFIX: &[u8] = &[
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
 
 /// Drops every setting that names a file, so validation reads none (their contents are other
 /// parsers' business: keys and certificates are fuzzed by their own targets or libraries).
@@ -289,6 +348,23 @@ pub fn issuer_json(data: &[u8]) {
                     .parse_host(&host)
                     .expect("a host name the issuer makes parses at the edge");
                 assert_eq!(t.remote.as_deref(), Some("acme"));
+                let fields = match &req.workload {
+                    api::Workload::TrainingJob { job_id, node, .. } => {
+                        vec![("job_id", Some(job_id)), ("node", Some(node))]
+                    }
+                    api::Workload::Model {
+                        model_id,
+                        deployment_id,
+                        replica,
+                    } => vec![
+                        ("model_id", Some(model_id)),
+                        ("deployment_id", Some(deployment_id)),
+                        ("replica_id", replica.as_ref()),
+                    ],
+                };
+                for (name, value) in fields {
+                    assert_eq!(t.field(name), value.map(String::as_str), "{name} of {host}");
+                }
             }
         }
     };
@@ -354,7 +430,8 @@ pub fn proxy(data: &[u8]) {
         2 => ProxyMode::V2,
         _ => ProxyMode::Off,
     };
-    if let Ok(Parsed::Header { len, .. }) = proxy::parse(rest, mode) {
+    let whole = proxy::parse(rest, mode);
+    if let Ok(Parsed::Header { len, .. }) = whole {
         assert!(len <= rest.len(), "header longer than its input");
         assert!(len <= proxy::MAX_HEADER_LEN);
     }
@@ -370,6 +447,13 @@ pub fn proxy(data: &[u8]) {
             assert!(header.rest.len() <= consumed);
             let header_len = consumed - header.rest.len();
             assert_eq!(&rest[header_len..consumed], header.rest.as_slice());
+            // Read in pieces or parsed whole, the same header.
+            let expected = Parsed::Header {
+                len: header_len,
+                source: header.source,
+                version: header.version,
+            };
+            assert_eq!(whole, Ok(expected), "read_header and parse disagree");
         }
         Err(e) => {
             let _ = (e.to_string(), e.is_missing());
