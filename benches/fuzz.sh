@@ -63,8 +63,13 @@ for t in "${targets[@]}"; do
     # The last status line, e.g. "#123 DONE cov: 456 ft: 789 corp: 42/3Kb ... exec/s: 99".
     last=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
     field() { sed -nE "s/.* $1 ([^ ]+).*/\1/p" <<<"$last"; }
-    printf '%-15s %10s %8s %6s %7s %14s %7s\n' "$t" "$(stat number_of_executed_units)" \
-        "$(stat average_exec_per_sec)" "$(field cov:)" "$(field ft:)" \
+    # The final stats, or (when libFuzzer's output was cut at exit) the last status line's.
+    execs=$(stat number_of_executed_units)
+    [ -n "$execs" ] || execs=$(sed -nE 's/^#([0-9]+).*/\1/p' <<<"$last")
+    rate=$(stat average_exec_per_sec)
+    [ -n "$rate" ] || rate=$(field exec/s:)
+    printf '%-15s %10s %8s %6s %7s %14s %7s\n' "$t" "$execs" \
+        "$rate" "$(field cov:)" "$(field ft:)" \
         "$(field corp:)" \
         "$crashes"
     if [ "$status" -ne 0 ] || [ "$crashes" -gt 0 ]; then
