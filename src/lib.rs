@@ -42,8 +42,8 @@
 #![deny(unsafe_code)]
 #![warn(unreachable_pub)]
 
-pub(crate) mod admin;
-pub(crate) mod admission;
+pub mod admin;
+pub mod admission;
 pub mod audit;
 pub mod auth;
 pub(crate) mod bridge;
@@ -53,6 +53,8 @@ pub mod connect;
 pub mod control_plane;
 pub mod edge;
 pub(crate) mod front;
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod helper;
 pub mod hostname;
 pub mod http_client;

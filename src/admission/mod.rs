@@ -8,8 +8,8 @@
 //! - [`proxy`]: the pure PROXY v1/v2 parser and its socket reader.
 //! - [`stream`]: the deadline beneath TLS and russh, and the replay of bytes read ahead.
 
-pub(crate) mod limits;
-pub(crate) mod proxy;
+pub mod limits;
+pub mod proxy;
 pub(crate) mod stream;
 
 use std::net::SocketAddr;

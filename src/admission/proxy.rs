@@ -41,7 +41,7 @@ const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
 
 /// What the first bytes of a connection say.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Parsed {
+pub enum Parsed {
     /// Could still become a header: read more.
     Incomplete,
     /// A whole header of `len` bytes. `source` is the client's address; `None` for v2 `LOCAL`
@@ -56,7 +56,7 @@ pub(crate) enum Parsed {
 
 /// Why the first bytes are not an acceptable header. Messages name what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum ProxyError {
+pub enum ProxyError {
     #[error("expected a PROXY protocol {expected} header, got {got:?}")]
     NotAHeader { expected: &'static str, got: String },
     #[error("PROXY protocol {got} header where only {expected} is accepted")]
@@ -130,7 +130,7 @@ fn v2_source(header: &v2::Header<'_>) -> Result<Option<SocketAddr>, ProxyError> 
 }
 
 /// Parses the start of a connection as a PROXY header of the versions `mode` accepts.
-pub(crate) fn parse(input: &[u8], mode: ProxyMode) -> Result<Parsed, ProxyError> {
+pub fn parse(input: &[u8], mode: ProxyMode) -> Result<Parsed, ProxyError> {
     let is_v1 = agrees(input, V1_PREFIX);
     let is_v2 = agrees(input, V2_SIGNATURE);
     let not_a_header = || ProxyError::NotAHeader {

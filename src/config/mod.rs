@@ -137,6 +137,14 @@ pub fn load_raw(file: Option<&Path>) -> Result<RawConfig, ConfigError> {
     load_over(RawConfig::default(), file)
 }
 
+/// TOML text over the defaults, without the environment and without touching the file system
+/// (the fuzz target's entry; `load_raw` reads a file and the environment).
+pub fn load_raw_str(toml: &str) -> Result<RawConfig, ConfigError> {
+    let figment =
+        Figment::from(Serialized::defaults(RawConfig::default())).merge(Toml::string(toml));
+    extract::extract_all(&figment).map_err(ConfigError::Invalid)
+}
+
 /// `base` with `SSH_EDGE_*` variables on top (the demo's generated config, for example).
 pub fn with_env_overrides(base: RawConfig) -> Result<RawConfig, ConfigError> {
     load_over(base, None)

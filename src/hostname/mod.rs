@@ -42,7 +42,7 @@ pub struct KindSpec {
 
 /// A parsed workload host name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Target {
+pub struct Target {
     /// Canonical full host name: lowercase, no trailing dot, with suffix.
     pub host: String,
     pub kind: String,
@@ -108,7 +108,6 @@ impl Target {
 }
 
 /// The placeholder names used by `template`, in order.
-#[cfg(test)]
 pub(crate) fn placeholders(template: &str) -> Result<Vec<&str>, ExpandError> {
     Ok(pieces(template)?
         .into_iter()
@@ -327,7 +326,7 @@ impl HostGrammar {
     }
 
     /// A full host name (SNI, token claim): must end with the suffix.
-    pub(crate) fn parse_host(&self, host: &str) -> Result<Target, HostError> {
+    pub fn parse_host(&self, host: &str) -> Result<Target, HostError> {
         let form = format!("<workload>[.<remote>].{}", self.suffix);
         let (input, name) = normalize(host, &form)?;
         match self.before_suffix(&name) {

@@ -29,7 +29,7 @@ pub(crate) const DEFAULT_TENANT: &str = crate::hostname::DEFAULT_REMOTE;
 /// Why a request was refused. `Display` is the `error` text sent to the client: it names the
 /// thing and what was expected, and never echoes a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum ApiError {
+pub enum ApiError {
     #[error("missing API key: expected header \"Authorization: Api-Key <key>\"")]
     MissingApiKey,
     #[error("invalid API key")]
@@ -134,7 +134,7 @@ pub(crate) struct Caller<'a> {
 
 /// The endpoints, with their path parameters (not yet validated).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Route {
+pub enum Route {
     SearchJobs,
     SignTraining {
         project_id: String,
@@ -296,7 +296,7 @@ fn bad_json(expected: &'static str, e: &serde_json::Error) -> ApiError {
 
 /// The workload a certificate is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Workload {
+pub enum Workload {
     TrainingJob {
         project_id: String,
         job_id: String,
@@ -335,7 +335,7 @@ impl Workload {
 
 /// A validated sign request.
 #[derive(Debug, Clone)]
-pub(crate) struct SignRequest {
+pub struct SignRequest {
     pub workload: Workload,
     pub public_key: PublicKey,
 }
@@ -351,7 +351,7 @@ pub(crate) fn parse_search(body: &[u8]) -> Result<String, ApiError> {
 }
 
 /// Validates a sign request for `route` (a sign route) and its body.
-pub(crate) fn parse_sign(route: &Route, body: &[u8]) -> Result<SignRequest, ApiError> {
+pub fn parse_sign(route: &Route, body: &[u8]) -> Result<SignRequest, ApiError> {
     const EXPECTED: &str =
         "{\"public_key\": \"<OpenSSH public key>\", \"replica_id\": \"<index>\"}";
     match route {

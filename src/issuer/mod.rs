@@ -30,8 +30,8 @@
 //! pure logic; [`config`] the typed, validated configuration; [`http`] the thin hyper adapter,
 //! [`control_http`] its control-plane routes; [`activate`] runs `on_activate` commands.
 
-pub(crate) mod activate;
-pub(crate) mod api;
+pub mod activate;
+pub mod api;
 pub(crate) mod config;
 pub(crate) mod control;
 pub(crate) mod control_http;

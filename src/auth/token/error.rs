@@ -8,7 +8,7 @@ use super::{ES256_SIGNATURE_LEN, MAX_LOGGED_AUDIENCES, MAX_LOGGED_CHARS};
 
 /// Why a configured token key could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum TokenKeyError {
+pub enum TokenKeyError {
     #[error("token key id is empty")]
     EmptyKid,
     #[error(
@@ -29,7 +29,7 @@ pub(crate) enum TokenKeyError {
 
 /// Why a token was refused. `Display` is an operator log line; never send it to the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum TokenRejection {
+pub enum TokenRejection {
     #[error("token is {len} bytes, over the {max}-byte limit")]
     TooLong { len: usize, max: usize },
 

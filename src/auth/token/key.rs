@@ -42,7 +42,7 @@ impl TokenKey {
     ///
     /// # Errors
     /// [`TokenKeyError`] saying what is wrong with the key.
-    pub(crate) fn from_pem(kid: &str, pem: &str) -> Result<Self, TokenKeyError> {
+    pub fn from_pem(kid: &str, pem: &str) -> Result<Self, TokenKeyError> {
         if kid.is_empty() {
             return Err(TokenKeyError::EmptyKid);
         }

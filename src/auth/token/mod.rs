@@ -71,7 +71,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 
 pub(crate) use error::{TokenError, TokenKeyError, TokenRejection};
-pub(crate) use key::TokenKey;
+pub use key::TokenKey;
 pub(crate) use replay::{DEFAULT_REPLAY_CACHE_ENTRIES, ReplayCache, ReplayError};
 use verify::{
     RawClaims, RawHeader, check_claims, check_header, claims_from_raw, parse_json_object,
@@ -119,7 +119,7 @@ pub struct TokenPolicy {
 /// The `aud` claim: one audience or several.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(untagged)]
-pub(crate) enum Audience {
+pub enum Audience {
     One(String),
     Many(Vec<String>),
 }
@@ -143,7 +143,7 @@ impl Audience {
 
 /// Claims the edge uses: the protocol's claim set (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-pub(crate) struct TokenClaims {
+pub struct TokenClaims {
     /// Issuer.
     pub iss: String,
     /// Audience(s).
@@ -170,7 +170,7 @@ pub(crate) struct TokenClaims {
 ///
 /// # Errors
 /// The first [`TokenRejection`] that applies.
-pub(crate) fn verify_token(
+pub fn verify_token(
     policy: &TokenPolicy,
     token: &[u8],
     now_unix: u64,

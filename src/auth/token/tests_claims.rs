@@ -452,3 +452,38 @@ fn every_reason_label_is_stable_and_listed() {
     listed.sort_unstable();
     assert_eq!(given, listed);
 }
+
+/// Found by fuzzing: an unknown claim holding bytes that are not UTF-8 passed, since serde_json
+/// skips such a field without checking it; the payload is not JSON, and the token is refused.
+#[test]
+fn payload_not_utf8_rejected_even_in_an_ignored_claim() {
+    use aws_lc_rs::rand::SystemRandom;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    let (kp, policy) = setup();
+    let good = claims().to_string();
+    let mut payload = good
+        .strip_suffix('}')
+        .expect("an object")
+        .as_bytes()
+        .to_vec();
+    payload.extend_from_slice(b",\"note\":\"\xa9\xa9\"}");
+    let header = br#"{"alg":"ES256","kid":"k1","typ":"JWT"}"#;
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(&payload)
+    );
+    let sig = kp.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
+    let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()));
+    let err = assert_reason(&policy, &token, "malformed");
+    assert!(err.to_string().contains("payload is not UTF-8"), "{err}");
+    // The same claim in valid UTF-8 is ignored, as before.
+    let fine = format!("{},\"note\":\"\u{a9}\"}}", good.strip_suffix('}').unwrap());
+    verify(
+        &policy,
+        &sign_raw(&kp, r#"{"alg":"ES256","kid":"k1","typ":"JWT"}"#, &fine),
+    )
+    .expect("a valid token with an extra claim");
+}

@@ -69,19 +69,25 @@ fn decode_part(part: &[u8], name: &str) -> Result<Vec<u8>, TokenRejection> {
     })
 }
 
-/// Parses a JSON object strictly: the top level must be an object (not an array standing in for
-/// a struct), known fields may not repeat, and nothing may follow it.
+/// Parses a JSON object strictly: UTF-8 throughout, the top level an object (not an array
+/// standing in for a struct), known fields not repeated, and nothing after it.
 pub(super) fn parse_json_object<'de, T: Deserialize<'de>>(
     bytes: &'de [u8],
     name: &str,
 ) -> Result<T, TokenRejection> {
-    let first = bytes
-        .iter()
-        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
-    if first != Some(&b'{') {
+    // serde_json checks UTF-8 only in the strings it keeps: a field it skips (an unknown claim)
+    // could hold any bytes, and a token other JSON parsers reject would pass here (found by
+    // fuzzing). JSON is UTF-8 (RFC 8259), so all of it is checked first.
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Err(malformed(format!("{name} is not UTF-8")));
+    };
+    if !text
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
+    {
         return Err(malformed(format!("{name} is not a JSON object")));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
+    serde_json::from_str(text).map_err(|e| {
         malformed(format!(
             "{name} is not valid JSON ({})",
             clean(&e.to_string())
