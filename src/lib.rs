@@ -40,6 +40,8 @@
 //! - [`text`]: untrusted text escaped to printable ASCII and capped for log lines and errors.
 // One exception, commented where it is: `memory::release` (glibc's malloc_trim).
 #![deny(unsafe_code)]
+// `pub` is the crate's API (what the binary, the tests, the load generator and the fuzz
+// targets use); everything else is `pub(crate)`, and this lint (an error in CI) keeps it so.
 #![warn(unreachable_pub)]
 
 pub mod admin;
