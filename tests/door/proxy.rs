@@ -224,11 +224,11 @@ fn headers_from_untrusted_peers_and_missing_headers_are_refused() {
         !got.starts_with(b"SSH-"),
         "an untrusted peer got an SSH banner"
     );
-    assert_eq!(
-        door.metric(
-            "ssh_edge_connections_rejected_total{listener=\"ssh\",reason=\"proxy_untrusted\"}"
-        ),
-        1
+    // Each refusal is counted just after the close the client saw: awaited, exactly.
+    door.wait_metric(
+        "ssh_edge_connections_rejected_total{listener=\"ssh\",reason=\"proxy_untrusted\"}",
+        Duration::from_secs(10),
+        |n| n == 1,
     );
     // The trusted balancer's address without a header: refused as missing. (The harness's
     // start-up probe, a bare connect from 127.0.0.1, already counted as one.)
@@ -239,18 +239,17 @@ fn headers_from_untrusted_peers_and_missing_headers_are_refused() {
         !got.starts_with(b"SSH-"),
         "a headerless connection got an SSH banner"
     );
-    assert_eq!(door.metric(missing), before + 1);
+    door.wait_metric(missing, Duration::from_secs(10), |n| n == before + 1);
     // A garbled header from the trusted address: malformed.
     let _ = direct(
         &door,
         "127.0.0.1",
         b"PROXY TCP4 1.2.3.999 127.0.0.1 1 2\r\n",
     );
-    assert_eq!(
-        door.metric(
-            "ssh_edge_connections_rejected_total{listener=\"ssh\",reason=\"proxy_malformed\"}"
-        ),
-        1
+    door.wait_metric(
+        "ssh_edge_connections_rejected_total{listener=\"ssh\",reason=\"proxy_malformed\"}",
+        Duration::from_secs(10),
+        |n| n == 1,
     );
     // A real ssh straight to the edge cannot get in either.
     let out = door.ssh(&door.user_key, &[], "echo in");
