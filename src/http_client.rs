@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::Request;
 use hyper::body::Bytes;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -43,6 +44,51 @@ pub(crate) fn build(tls: rustls::ClientConfig, connect_timeout: Duration) -> Htt
 pub(crate) fn plain(connect_timeout: Duration) -> Result<HttpsClient, rustls::Error> {
     let tls = crate::tls::client_config(rustls::RootCertStore::empty())?;
     Ok(build(tls, connect_timeout))
+}
+
+/// Why a request got no whole answer (its status is for the caller to judge).
+#[derive(Debug)]
+pub(crate) enum ExchangeError {
+    /// No connection: refused, unreachable, the connect timeout.
+    Connect(String),
+    /// Connected, but the request or the answer's head failed.
+    Request(String),
+    /// The answer's body passed the size cap.
+    TooLarge,
+    /// The answer's body could not be read to its end.
+    Body(String),
+}
+
+/// Sends `request` and reads the answer to its end (whatever its framing), at most `max_body`
+/// bytes of body: its status and body. The caller bounds the time.
+///
+/// # Errors
+/// [`ExchangeError`]: which step failed, with hyper's error chain (escaped).
+pub(crate) async fn exchange(
+    client: &HttpsClient,
+    request: Request<Full<Bytes>>,
+    max_body: usize,
+) -> Result<(u16, Bytes), ExchangeError> {
+    let response = client.request(request).await.map_err(|e| {
+        if e.is_connect() {
+            ExchangeError::Connect(error_chain(&e))
+        } else {
+            ExchangeError::Request(error_chain(&e))
+        }
+    })?;
+    let status = response.status().as_u16();
+    let body = Limited::new(response.into_body(), max_body)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ExchangeError::TooLarge
+            } else {
+                ExchangeError::Body(error_chain(e.as_ref()))
+            }
+        })?
+        .to_bytes();
+    Ok((status, body))
 }
 
 /// "client error (Connect): tcp connect error: Connection refused": hyper's error with its

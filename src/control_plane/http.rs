@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request};
 
 use super::status::{WorkloadStatus, parse_status};
-use crate::http_client::{HttpsClient, error_chain};
+use crate::http_client::{ExchangeError, HttpsClient};
 use crate::text::escape_untrusted;
 
 /// Largest answer read.
@@ -100,18 +100,17 @@ impl ControlPlaneClient {
             .body(Full::new(Bytes::from_static(body.as_bytes())))
             .map_err(|e| ControlPlaneError::Url(escape_untrusted(&e.to_string(), 200)))?;
         let exchange = async {
-            let response = self
-                .client
-                .request(request)
+            crate::http_client::exchange(&self.client, request, MAX_ANSWER)
                 .await
-                .map_err(|e| ControlPlaneError::Unreachable(error_chain(&e)))?;
-            let status = response.status().as_u16();
-            let body = Limited::new(response.into_body(), MAX_ANSWER)
-                .collect()
-                .await
-                .map_err(|e| ControlPlaneError::BadAnswer(escape_untrusted(&e.to_string(), 200)))?
-                .to_bytes();
-            Ok::<_, ControlPlaneError>((status, body))
+                .map_err(|e| match e {
+                    ExchangeError::Connect(reason) | ExchangeError::Request(reason) => {
+                        ControlPlaneError::Unreachable(reason)
+                    }
+                    ExchangeError::TooLarge => ControlPlaneError::BadAnswer(format!(
+                        "answer larger than {MAX_ANSWER} bytes"
+                    )),
+                    ExchangeError::Body(reason) => ControlPlaneError::BadAnswer(reason),
+                })
         };
         let (status, body) = tokio::time::timeout(self.timeout, exchange)
             .await

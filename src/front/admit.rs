@@ -5,7 +5,6 @@
 //! the routes, the per-remote certificate and token policies, the connector and the metrics of
 //! one configuration generation.
 
-use crate::time::unix_now;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::reject::{self, Listener, Reason, Rejection};
 use crate::route::{Forwarding, Route, RouteTable};
 use crate::session::{Sessions, WorkloadExpiry};
+use crate::time::unix_now;
 use crate::upstream::{Connector, LoginContext, Upstream};
 
 /// Who is asking: the client's address (from a trusted PROXY header, else the TCP peer) and

@@ -6,12 +6,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, Uri};
 
-use crate::http_client::{HttpsClient, error_chain};
+use crate::http_client::{ExchangeError, HttpsClient};
 
 /// Largest response body accepted.
 pub(crate) const MAX_RESPONSE: usize = 1 << 20;
@@ -120,27 +120,24 @@ impl ApiClient {
             .body(Full::new(Bytes::from(body.to_string())))
             .map_err(|_| HttpError::BadUrl(url.clone()))?;
         let exchange = async {
-            let response = self
-                .client
-                .request(request)
+            let (status, body) = crate::http_client::exchange(&self.client, request, MAX_RESPONSE)
                 .await
-                .map_err(|e| HttpError::Connect {
-                    url: url.clone(),
-                    reason: error_chain(&e),
-                })?;
-            let status = response.status().as_u16();
-            let body = Limited::new(response.into_body(), MAX_RESPONSE)
-                .collect()
-                .await
-                .map_err(|e| HttpError::Malformed {
-                    url: url.clone(),
-                    reason: if e.is::<http_body_util::LengthLimitError>() {
-                        format!("response larger than {MAX_RESPONSE} bytes")
-                    } else {
-                        error_chain(e.as_ref())
+                .map_err(|e| match e {
+                    ExchangeError::Connect(reason) | ExchangeError::Request(reason) => {
+                        HttpError::Connect {
+                            url: url.clone(),
+                            reason,
+                        }
+                    }
+                    ExchangeError::TooLarge => HttpError::Malformed {
+                        url: url.clone(),
+                        reason: format!("response larger than {MAX_RESPONSE} bytes"),
                     },
-                })?
-                .to_bytes();
+                    ExchangeError::Body(reason) => HttpError::Malformed {
+                        url: url.clone(),
+                        reason,
+                    },
+                })?;
             let json = parse_json(&body).map_err(|reason| HttpError::Malformed {
                 url: url.clone(),
                 reason: reason.to_string(),

@@ -387,9 +387,9 @@ impl Sessions {
         &self.audit
     }
 
-    #[cfg(test)]
     /// Ends one session with `reason` (an administrator's kill); false when there is no such
     /// session.
+    #[cfg(test)]
     pub(crate) fn kill(&self, id: u64, reason: &str) -> bool {
         self.kill_by(id, reason, "")
     }

@@ -6,13 +6,13 @@
 
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::header::{ACCEPT, AUTHORIZATION, CONNECTION, USER_AGENT};
 use hyper::{Method, Request};
 
 use super::targets::Target;
-use crate::http_client::error_chain;
+use crate::http_client::ExchangeError;
 use crate::text::escape_untrusted;
 
 /// The largest answer read (a list of some hundred thousand sessions).
@@ -105,25 +105,15 @@ async fn exchange(
         .map_err(|e| ReplicaError::Exchange(escape_untrusted(&e.to_string(), 200)))?;
     let client =
         crate::http_client::plain(timeout).map_err(|e| ReplicaError::Connect(e.to_string()))?;
-    let response = client.request(request).await.map_err(|e| {
-        if e.is_connect() {
-            ReplicaError::Connect(error_chain(&e))
-        } else {
-            ReplicaError::Exchange(error_chain(&e))
-        }
-    })?;
-    let status = response.status().as_u16();
-    let body = Limited::new(response.into_body(), MAX_RESPONSE)
-        .collect()
+    let (status, body) = crate::http_client::exchange(&client, request, MAX_RESPONSE)
         .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                ReplicaError::TooLarge
-            } else {
-                ReplicaError::Exchange(error_chain(e.as_ref()))
+        .map_err(|e| match e {
+            ExchangeError::Connect(reason) => ReplicaError::Connect(reason),
+            ExchangeError::Request(reason) | ExchangeError::Body(reason) => {
+                ReplicaError::Exchange(reason)
             }
-        })?
-        .to_bytes();
+            ExchangeError::TooLarge => ReplicaError::TooLarge,
+        })?;
     let body = check_status(
         Answer {
             status,

@@ -68,8 +68,8 @@ impl ReplayCache {
         self.capacity = capacity;
     }
 
-    #[cfg(test)]
     /// Live entries.
+    #[cfg(test)]
     #[must_use]
     pub(crate) fn len(&self) -> usize {
         self.seen.len()
