@@ -559,10 +559,10 @@ fn the_demo_wakes_its_sleeping_workload_on_the_first_ssh() {
 /// carries the peer's address, key id and serial.
 #[test]
 fn a_tampered_certificate_is_counted_and_logged_with_the_peer_in_plain_text() {
-    use cert_login::{fresh_cert, login_with_cert, now_unix, tamper_signature};
+    use cert_login::{fresh_cert, login_with_cert, tamper_signature};
 
     let edge = RunningEdge::start();
-    let now = now_unix();
+    let now = ssh_edge::time::unix_now();
     let (key, cert) = fresh_cert(&edge.lab.user_ca, "abc1234", false, now - 60, now + 600);
     let (accepted, peer) = login_with_cert(
         ([127, 0, 0, 1], edge.ssh).into(),

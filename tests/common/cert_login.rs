@@ -86,14 +86,6 @@ pub fn fresh_cert(
     (key, cert)
 }
 
-/// Seconds since the epoch.
-pub fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
-}
-
 /// `cert` with one byte of its CA signature flipped (the last byte of the encoded blob, inside
 /// the signature), as an attacker would edit the base64 of an `ssh-keygen`-signed certificate.
 pub fn tamper_signature(cert: &Certificate) -> Certificate {

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::Output;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use ssh_edge::config::RawRoute;
@@ -30,13 +30,6 @@ pub struct Wakeable {
     pub sleepy_pid_file: PathBuf,
     /// A certificate for sleepy1, done1, ghost1 and abc1234.
     pub key: PathBuf,
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 fn port_open(port: u16) -> bool {
@@ -305,7 +298,7 @@ fn the_installed_helper_lands_on_a_sleeping_workload_on_the_first_or_the_next_tr
 fn the_workload_expiry_warns_then_ends_a_session_and_an_extension_moves_it() {
     let k = Wakeable::start(0);
     // Expires in 20 s: a warning at about 10 s, the end at 20 s.
-    let expires = now_unix() + 20;
+    let expires = ssh_edge::time::unix_now() + 20;
     k.admin(
         "POST",
         &format!("/v1/admin/workloads/{HOST}/expiry"),
@@ -332,7 +325,7 @@ fn the_workload_expiry_warns_then_ends_a_session_and_an_extension_moves_it() {
     );
 
     // Again, 20 s; once the session is open, extend it by 40 s: it outlives the first cut-off.
-    let expires = now_unix() + 20;
+    let expires = ssh_edge::time::unix_now() + 20;
     k.admin(
         "POST",
         &format!("/v1/admin/workloads/{HOST}/expiry"),

@@ -1,7 +1,7 @@
 //! The certificate matrix: every certificate the edge must refuse, issued by the real
 //! `ssh-keygen`, refused through a real `ssh` client, and counted.
 
-use crate::cert_login::{fresh_cert, login_with_cert, now_unix, tamper_signature};
+use crate::cert_login::{fresh_cert, login_with_cert, tamper_signature};
 use crate::world::*;
 
 /// Runs `ssh … true` with `key` and returns (exit code, stderr).
@@ -225,7 +225,7 @@ fn russh_login_with_cert(w: &World, host_type: bool, valid_after: u64, valid_bef
 #[test]
 fn certificates_openssh_would_not_present_are_refused_and_counted() {
     let w = World::start();
-    let now = now_unix();
+    let now = ssh_edge::time::unix_now();
     assert!(
         !russh_login_with_cert(&w, true, now - 60, now + 600),
         "a host certificate opened a user session"

@@ -225,10 +225,7 @@ fn unsigned(header: &str, claims: &serde_json::Value) -> String {
 #[test]
 fn bad_preambles_get_status_1_and_a_counted_reason() {
     let w = World::start_with(|raw| raw.token.preamble_timeout_secs = 1);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = ssh_edge::time::unix_now();
     let claims = |host: &str, iat: u64, exp: u64| serde_json::json!({"iss": "ssh-edge", "aud": "ssh-edge", "sub": "u", "jti": "j", "host": host, "iat": iat, "exp": exp});
     let good = w
         .lab
