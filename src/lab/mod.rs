@@ -95,12 +95,48 @@ fn public_line(key: &PrivateKey) -> Result<String, LabError> {
         .map_err(|e| LabError::Key(e.to_string()))
 }
 
-/// A free loopback TCP port (bound then released; the caller binds it again at once).
+/// A free loopback port for a listener the caller starts at once (free for TCP and UDP when
+/// checked).
+///
+/// Taken from below the kernel's ephemeral range, never handed out twice by one process: a
+/// port from `bind(0)` is one the kernel also gives to outgoing connections, so under a busy
+/// test run a client's socket could take it before the server that was meant to bind it.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static HANDED_OUT: AtomicU32 = AtomicU32::new(0);
+    const LOWEST: u32 = 20_000;
+    let below = ephemeral_range_start().unwrap_or(32_768);
+    if below > LOWEST + 1_000 {
+        let span = below - LOWEST;
+        // Spread processes over the range so two test binaries rarely walk the same ports.
+        let start = std::process::id().wrapping_mul(7_919) % span;
+        for _ in 0..span {
+            let n = HANDED_OUT.fetch_add(1, Ordering::Relaxed);
+            let Ok(port) = u16::try_from(LOWEST + (start + n) % span) else {
+                continue;
+            };
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+                && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            {
+                return port;
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or(0)
+}
+
+/// The first port of the kernel's ephemeral range (Linux), where outgoing connections take
+/// their local ports.
+fn ephemeral_range_start() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The name of the user this process runs as.
