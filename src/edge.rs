@@ -298,7 +298,11 @@ impl Edge {
                 }
                 self.fronts.clone().serve(entry, listener).await
             }
-            Err((rejection, client)) => reject::record(&self.metrics, listener, client, &rejection),
+            Err(refused) => {
+                reject::record(&self.metrics, listener, refused.client, &refused.rejection);
+                // Closed once counted: whoever sees the close finds the count already there.
+                drop(refused.connection);
+            }
         }
     }
 }

@@ -100,6 +100,16 @@ pub(crate) struct Entry {
     pub proxy: Option<&'static str>,
 }
 
+/// A connection admission turned away. The socket is still open so that the caller counts the
+/// rejection before the client sees the close (an operator or a test reading the count right
+/// after the refusal finds it), then drops it.
+pub(crate) struct Refused {
+    pub rejection: Rejection,
+    /// The client's address (from the PROXY header once it was read).
+    pub client: SocketAddr,
+    pub connection: TcpStream,
+}
+
 /// The pipeline's settings and live counts; one per edge, kept across reloads unless the
 /// limits change.
 pub struct Admission {
@@ -135,36 +145,41 @@ impl Admission {
             .any(|net| net.contains(&peer.ip()))
     }
 
-    /// Runs one accepted connection through the pipeline. A refused connection is closed
-    /// (front C first hears one line saying why, as OpenSSH's MaxStartups does); the caller
-    /// records the rejection.
+    /// Runs one accepted connection through the pipeline. A refused connection is handed back
+    /// for the caller to record, then close (front C first hears one line saying why, as
+    /// OpenSSH's MaxStartups does).
     pub(crate) async fn admit(
         &self,
         stream: TcpStream,
         peer: SocketAddr,
         listener: Listener,
-    ) -> Result<Entry, (Rejection, SocketAddr)> {
+    ) -> Result<Entry, Refused> {
         let deadline = Instant::now() + self.settings.login_grace;
         let ticket = Ticket::new();
         // The hard global cap first: under a flood the cheapest drop is before reading anything.
-        let global = self.limits.admit_global().map_err(|r| {
-            refuse(&stream, listener, r);
-            (
-                Rejection::new(r, "too many unauthenticated connections"),
-                peer,
-            )
-        })?;
+        let global = match self.limits.admit_global() {
+            Ok(global) => global,
+            Err(r) => {
+                refuse(&stream, listener, r);
+                return Err(Refused {
+                    rejection: Rejection::new(r, "too many unauthenticated connections"),
+                    client: peer,
+                    connection: stream,
+                });
+            }
+        };
         let mut stream = GraceStream::new(stream, ticket.clone(), deadline);
         let (client, rest, proxy) = if self.settings.proxy_mode == ProxyMode::Off {
             (peer, Vec::new(), None)
         } else if !self.trusted(peer) {
-            return Err((
-                Rejection::new(
+            return Err(Refused {
+                rejection: Rejection::new(
                     Reason::ProxyUntrusted,
                     format!("{peer} is not in listen.proxy_trusted_cidrs"),
                 ),
-                peer,
-            ));
+                client: peer,
+                connection: stream.into_inner(),
+            });
         } else {
             let timeout = deadline.saturating_duration_since(Instant::now());
             match proxy::read_header(&mut stream, self.settings.proxy_mode, timeout).await {
@@ -178,31 +193,43 @@ impl Admission {
                     } else {
                         Reason::ProxyMalformed
                     };
-                    return Err((Rejection::new(reason, format!("from {peer}: {e}")), peer));
+                    return Err(Refused {
+                        rejection: Rejection::new(reason, format!("from {peer}: {e}")),
+                        client: peer,
+                        connection: stream.into_inner(),
+                    });
                 }
             }
         };
-        let source = self
+        let source = match self
             .limits
             .admit_source(client.ip(), std::time::Instant::now())
-            .map_err(|r| {
+        {
+            Ok(source) => source,
+            Err(r) => {
                 let detail = match r {
                     Reason::Rate => "source opens connections too fast",
                     _ => "too many unauthenticated connections from this source",
                 };
                 refuse(stream.get_ref(), listener, r);
-                (Rejection::new(r, detail), client)
-            })?;
+                return Err(Refused {
+                    rejection: Rejection::new(r, detail),
+                    client,
+                    connection: stream.into_inner(),
+                });
+            }
+        };
         // Random early drop, now that the source is known (see `limits`).
         if global.early_drop(source.pending_before(), rand::random::<f64>()) {
             refuse(stream.get_ref(), listener, Reason::PreauthFull);
-            return Err((
-                Rejection::new(
+            return Err(Refused {
+                rejection: Rejection::new(
                     Reason::PreauthFull,
                     "random early drop: many unauthenticated connections, and this source has more pending",
                 ),
                 client,
-            ));
+                connection: stream.into_inner(),
+            });
         }
         ticket.hold(Some(global), Some(source));
         Ok(Entry {

@@ -40,6 +40,10 @@ impl<S> GraceStream<S> {
         &self.inner
     }
 
+    pub(crate) fn into_inner(self) -> S {
+        self.inner
+    }
+
     /// `Err(TimedOut)` once the deadline passed before authentication; registers the waker
     /// so a pending read or write is woken at the deadline.
     fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {

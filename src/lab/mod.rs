@@ -102,6 +102,11 @@ fn public_line(key: &PrivateKey) -> Result<String, LabError> {
 /// port from `bind(0)` is one the kernel also gives to outgoing connections, so under a busy
 /// test run a client's socket could take it before the server that was meant to bind it.
 pub fn free_port() -> u16 {
+    free_port_on(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+}
+
+/// As [`free_port`], free on `ip` (another loopback address, say 127.0.0.2).
+pub fn free_port_on(ip: std::net::IpAddr) -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static HANDED_OUT: AtomicU32 = AtomicU32::new(0);
     const LOWEST: u32 = 20_000;
@@ -115,14 +120,14 @@ pub fn free_port() -> u16 {
             let Ok(port) = u16::try_from(LOWEST + (start + n) % span) else {
                 continue;
             };
-            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-                && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            if std::net::TcpListener::bind((ip, port)).is_ok()
+                && std::net::UdpSocket::bind((ip, port)).is_ok()
             {
                 return port;
             }
         }
     }
-    std::net::TcpListener::bind("127.0.0.1:0")
+    std::net::TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or(0)

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::process::Bounded;
 use ssh_edge::config::RawConfig;
-use ssh_edge::lab::Lab;
+use ssh_edge::lab::{Lab, free_port_on};
 
 pub const JOB: &str = "abc1234";
 pub const USER: &str = "training-job-abc1234-0";
@@ -71,7 +71,7 @@ impl Door {
             .map(|p| std::fs::read_to_string(p).unwrap().trim().to_string());
         let file = lab.write_config(&raw).unwrap();
         let log = lab.path("edge.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_ssh-edge"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ssh-edge"))
             .args(["run", "--config"])
             .arg(&file)
             .args(args)
@@ -80,10 +80,15 @@ impl Door {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        assert!(
-            wait_for(SocketAddr::new(ip, ssh), Duration::from_secs(20)),
-            "edge did not start"
-        );
+        if !wait_for(SocketAddr::new(ip, ssh), Duration::from_secs(20)) {
+            let status = child.try_wait();
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "edge did not start listening on {ip}:{ssh} (process: {status:?}); its log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
         let user_key = lab
             .issue_user_certificate("k", "door-user", &[JOB], Duration::from_secs(600))
             .unwrap();
@@ -264,14 +269,6 @@ pub fn metric_in(text: &str, series: &str) -> Option<u64> {
             .and_then(|rest| rest.trim().parse::<f64>().ok())
             .map(|v| v as u64)
     })
-}
-
-/// A port nobody listens on at `ip` just now.
-pub fn free_port_on(ip: IpAddr) -> u16 {
-    std::net::TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
 }
 
 /// Waits until something accepts connections at `addr`, at most `timeout`.
