@@ -30,11 +30,19 @@ use stream::{GraceStream, Prefixed};
 #[derive(Clone, Default)]
 pub(crate) struct Ticket(Arc<TicketState>);
 
+/// Counts and logs a login-grace cut (set by the front that knows the client).
+type ExpiryRecorder = Box<dyn FnOnce() + Send>;
+
 #[derive(Default)]
 struct TicketState {
     authenticated: AtomicBool,
     expired: AtomicBool,
     permits: Mutex<(Option<GlobalPermit>, Option<SourcePermit>)>,
+    on_expiry: Mutex<Option<ExpiryRecorder>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Ticket {
@@ -43,24 +51,24 @@ impl Ticket {
     }
 
     fn hold(&self, global: Option<GlobalPermit>, source: Option<SourcePermit>) {
-        *self
-            .0
-            .permits
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = (global, source);
+        *locked(&self.0.permits) = (global, source);
     }
 
     /// The client authenticated: the deadline stops applying and the pre-auth slots free up.
     pub(crate) fn authenticated(&self) {
         self.0.authenticated.store(true, Ordering::Release);
-        let released = std::mem::take(
-            &mut *self
-                .0
-                .permits
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let released = std::mem::take(&mut *locked(&self.0.permits));
         drop(released);
+        drop(locked(&self.0.on_expiry).take());
+    }
+
+    /// What records a login-grace cut of this connection. It runs when the deadline fires,
+    /// before the stream reports the cut, so the count is there before the client sees the
+    /// close.
+    pub(crate) fn on_expiry(&self, record: impl FnOnce() + Send + 'static) {
+        if !self.is_authenticated() {
+            *locked(&self.0.on_expiry) = Some(Box::new(record));
+        }
     }
 
     pub(crate) fn is_authenticated(&self) -> bool {
@@ -68,12 +76,17 @@ impl Ticket {
     }
 
     pub(crate) fn mark_expired(&self) {
-        self.0.expired.store(true, Ordering::Relaxed);
+        if !self.0.expired.swap(true, Ordering::AcqRel) {
+            let record = locked(&self.0.on_expiry).take();
+            if let Some(record) = record {
+                record();
+            }
+        }
     }
 
     /// The login-grace deadline cut this connection.
     pub(crate) fn expired(&self) -> bool {
-        self.0.expired.load(Ordering::Relaxed)
+        self.0.expired.load(Ordering::Acquire)
     }
 }
 

@@ -187,14 +187,22 @@ mod tests {
             ticket.clone(),
             Instant::now() + Duration::from_secs(5),
         );
+        let recorded = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = recorded.clone();
+        ticket.on_expiry(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
         let mut buf = [0u8; 8];
         let started = Instant::now();
         let err = s.read(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert_eq!(started.elapsed(), Duration::from_secs(5));
         assert!(ticket.expired());
+        // Recorded when the cut was reported, before anyone could close the stream; once.
+        assert_eq!(recorded.load(std::sync::atomic::Ordering::SeqCst), 1);
         // Writes fail too once it has passed.
         assert!(s.write_all(b"x").await.is_err());
+        assert_eq!(recorded.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[tokio::test(start_paused = true)]
@@ -206,6 +214,7 @@ mod tests {
             ticket.clone(),
             Instant::now() + Duration::from_secs(5),
         );
+        ticket.on_expiry(|| panic!("an authenticated stream was recorded as cut"));
         ticket.authenticated();
         tokio::time::sleep(Duration::from_secs(60)).await;
         far.write_all(b"late").await.unwrap();

@@ -47,14 +47,23 @@ pub struct Fronts {
 }
 
 impl Fronts {
-    /// Serves one admitted connection by the listener it came in on; records a login-grace
-    /// cut when the deadline ended it.
+    /// Serves one admitted connection by the listener it came in on; a login-grace cut is
+    /// recorded when the deadline fires.
     pub(crate) async fn serve(self: Arc<Self>, entry: Entry, listener: Listener) {
         let client = Client {
             addr: entry.client,
             listener,
         };
-        let ticket = entry.ticket.clone();
+        let admit = self.ssh.admit.clone();
+        entry.ticket.on_expiry(move || {
+            admit.reject(
+                &client,
+                &Rejection::new(
+                    Reason::Grace,
+                    "not authenticated within the login grace time",
+                ),
+            );
+        });
         // Each front boxed: the connection's task then holds only the front it runs, not the
         // largest of the three (it lives, mostly idle, as long as the session).
         match listener {
@@ -67,15 +76,6 @@ impl Fronts {
                 Box::pin(self.token.serve(entry.stream, client, entry.ticket)).await
             }
             Listener::Tls => Box::pin(self.serve_tls(entry, client)).await,
-        }
-        if ticket.expired() {
-            self.ssh.admit.reject(
-                &client,
-                &Rejection::new(
-                    Reason::Grace,
-                    "not authenticated within the login grace time",
-                ),
-            );
         }
     }
 
