@@ -30,7 +30,8 @@
 //!   at once (`--admin` URLs or DNS: A/AAAA or SRV records).
 //! - [`metrics`]: Prometheus registry owned by a struct; [`admin`] serves it over HTTP.
 //! - [`connect`]: `ssh-edge connect`, the TLS ProxyCommand.
-//! - [`http_client`]: the one HTTP(S) client builder (hyper, hyper-rustls).
+//! - [`http_client`]: the one HTTP(S) client builder (hyper, hyper-rustls); [`http_auth`] the
+//!   `Authorization` header every HTTP server here reads.
 //! - [`helper`]: `ssh-edge setup` / `sign`, our own client helper for the signing API.
 //! - [`lab`]: throwaway keys, CAs and a loopback sshd for `ssh-edge demo` and the tests.
 //! - [`time`]: seconds since the epoch, the one clock reading.
@@ -59,6 +60,7 @@ pub(crate) mod front;
 pub mod fuzz_entry;
 pub mod helper;
 pub mod hostname;
+pub(crate) mod http_auth;
 pub mod http_client;
 pub mod issuer;
 pub mod lab;

@@ -78,15 +78,13 @@ pub(crate) async fn serve(
 /// Whether the headers carry `Authorization: Bearer <token>` (compared in constant time).
 fn authorized(headers: &HeaderMap, token: &str) -> bool {
     headers.get_all(AUTHORIZATION).iter().any(|value| {
-        let value = value.as_bytes();
-        let Some(presented) = value
-            .get(..7)
-            .filter(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
-            .map(|_| value[7..].trim_ascii())
-        else {
-            return false;
-        };
-        aws_lc_rs::constant_time::verify_slices_are_equal(presented, token.as_bytes()).is_ok()
+        crate::http_auth::credential(Some(value.as_bytes()), "Bearer").is_some_and(|presented| {
+            aws_lc_rs::constant_time::verify_slices_are_equal(
+                presented.as_bytes(),
+                token.as_bytes(),
+            )
+            .is_ok()
+        })
     })
 }
 

@@ -196,18 +196,9 @@ pub(crate) fn digest_api_key(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
-/// The credential in an `Authorization: <scheme> <credential>` header value (scheme matched
-/// without regard to case); `None` when absent, malformed or of another scheme.
-pub(crate) fn credential_from_header<'a>(value: Option<&'a [u8]>, scheme: &str) -> Option<&'a str> {
-    let value = std::str::from_utf8(value?).ok()?;
-    let (given, credential) = value.trim().split_once(' ')?;
-    let credential = credential.trim();
-    (given.eq_ignore_ascii_case(scheme) && !credential.is_empty()).then_some(credential)
-}
-
 /// The key in an `Authorization: Api-Key <key>` header value.
 pub(crate) fn api_key_from_header(value: Option<&[u8]>) -> Result<&str, ApiError> {
-    credential_from_header(value, "Api-Key").ok_or(ApiError::MissingApiKey)
+    crate::http_auth::credential(value, "Api-Key").ok_or(ApiError::MissingApiKey)
 }
 
 /// Finds the tenant and key id for a presented API key. Every configured digest is compared,

@@ -132,7 +132,7 @@ pub(crate) fn route(method: &str, path: &str) -> Result<ControlRoute, ControlErr
 
 /// The token in an `Authorization: Bearer <token>` header value.
 pub(crate) fn bearer_from_header(value: Option<&[u8]>) -> Result<&str, ControlError> {
-    super::api::credential_from_header(value, "Bearer").ok_or(ControlError::MissingBearer)
+    crate::http_auth::credential(value, "Bearer").ok_or(ControlError::MissingBearer)
 }
 
 /// Checks a presented bearer token against the configured SHA-256, in constant time.
