@@ -44,6 +44,8 @@
 // `pub` is the crate's API (what the binary, the tests, the load generator and the fuzz
 // targets use); everything else is `pub(crate)`, and this lint (an error in CI) keeps it so.
 #![warn(unreachable_pub)]
+// The module map above is for readers of the source, crate-private modules included.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod admin;
 pub mod admission;

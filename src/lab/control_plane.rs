@@ -43,7 +43,7 @@ fn sha256_hex(s: &str) -> String {
 }
 
 impl Lab {
-    /// A sleeping backend on `port` (e.g. [`free_port`]) accepting certificates for
+    /// A sleeping backend on `port` (e.g. [`free_port`](super::free_port)) accepting certificates for
     /// `principal` (besides the lab's own): its config and host key entry are written, it is
     /// not started. Stopped when the lab drops.
     pub fn sleeping_backend(
