@@ -82,15 +82,15 @@ impl Fronts {
     async fn serve_tls(&self, entry: Entry, client: Client) {
         let Some(tls) = &self.tls else { return };
         let admit = &self.ssh.admit;
-        let (first, stream, sni) = match Box::pin(tls.accept(entry.stream)).await {
-            Ok(accepted) => accepted,
-            Err(rejection) => {
-                // A cut by the grace deadline is recorded as such by the caller.
-                if !entry.ticket.expired() {
-                    admit.reject(&client, &rejection);
-                }
-                return;
+        let ticket = &entry.ticket;
+        let refused = |rejection: Rejection| {
+            // A cut by the grace deadline is recorded as such when it fires.
+            if !ticket.expired() {
+                admit.reject(&client, &rejection);
             }
+        };
+        let Some((first, stream, sni)) = Box::pin(tls.accept(entry.stream, refused)).await else {
+            return;
         };
         match first {
             FirstByte::Ssh => {}

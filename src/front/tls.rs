@@ -31,12 +31,16 @@ pub(crate) enum FirstByte {
     Eof,
 }
 
-/// Reads the first byte of the decrypted stream; the returned stream replays it.
+/// Reads the first byte of the decrypted stream; the returned stream replays it. A read error
+/// hands the stream back (still open).
 pub(crate) async fn read_first_byte<S: AsyncRead + Unpin>(
     mut stream: S,
-) -> io::Result<(FirstByte, Prefixed<S>)> {
+) -> Result<(FirstByte, Prefixed<S>), (io::Error, S)> {
     let mut byte = [0u8; 1];
-    let n = stream.read(&mut byte).await?;
+    let n = match stream.read(&mut byte).await {
+        Ok(n) => n,
+        Err(e) => return Err((e, stream)),
+    };
     let kind = match (n, byte[0]) {
         (0, _) => FirstByte::Eof,
         (_, b'S') => FirstByte::Ssh,
@@ -56,34 +60,50 @@ pub struct TlsFront {
 
 impl TlsFront {
     /// Handshake and first byte, each within the handshake timeout. Returns the kind of what
-    /// follows, the stream (first byte replayed) and the SNI name, if any.
+    /// follows, the decrypted stream (replaying that byte) and the SNI. A refusal is handed to
+    /// `refused` while the socket is still open, so it is counted before the client sees the
+    /// close.
     pub(crate) async fn accept<S>(
         &self,
         stream: S,
-    ) -> Result<(FirstByte, Decrypted<S>, Option<String>), Rejection>
+        refused: impl FnOnce(Rejection),
+    ) -> Option<(FirstByte, Decrypted<S>, Option<String>)>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let timeout = self.handshake_timeout;
-        let tls = match tokio::time::timeout(timeout, self.acceptor.accept(buffered(stream))).await
-        {
+        // Pinned here, not moved into the timeout: when the time is up the socket inside it
+        // stays open until the refusal is recorded.
+        let mut handshake = std::pin::pin!(self.acceptor.accept(buffered(stream)).into_fallible());
+        let tls = match tokio::time::timeout(timeout, &mut handshake).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(Rejection::new(Reason::TlsHandshake, e.to_string())),
+            Ok(Err((e, _socket))) => {
+                refused(Rejection::new(Reason::TlsHandshake, e.to_string()));
+                return None;
+            }
             Err(_) => {
-                return Err(Rejection::new(
+                refused(Rejection::new(
                     Reason::TlsTimeout,
                     "no TLS handshake in time",
                 ));
+                return None;
             }
         };
         let sni = tls.get_ref().1.server_name().map(str::to_owned);
-        match tokio::time::timeout(timeout, read_first_byte(tls)).await {
-            Ok(Ok((first, stream))) => Ok((first, stream, sni)),
-            Ok(Err(e)) => Err(Rejection::new(Reason::ReadError, e.to_string())),
-            Err(_) => Err(Rejection::new(
-                Reason::SilentClient,
-                "nothing sent after the TLS handshake",
-            )),
+        let mut first = std::pin::pin!(read_first_byte(tls));
+        match tokio::time::timeout(timeout, &mut first).await {
+            Ok(Ok((first, stream))) => Some((first, stream, sni)),
+            Ok(Err((e, _socket))) => {
+                refused(Rejection::new(Reason::ReadError, e.to_string()));
+                None
+            }
+            Err(_) => {
+                refused(Rejection::new(
+                    Reason::SilentClient,
+                    "nothing sent after the TLS handshake",
+                ));
+                None
+            }
         }
     }
 }
