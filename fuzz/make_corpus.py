@@ -121,6 +121,8 @@ def seeds_key():
     comp_spki = spki[:26 - 3] + bytes([0x03, len(compressed) + 1, 0x00]) + compressed
     comp_spki = bytes([0x30, len(comp_spki) - 2]) + comp_spki[2:]
     off_curve = spki[:-1] + bytes([spki[-1] ^ 1])
+    # X9.62 hybrid form of the same point (0x06 | Y's parity): aws-lc-rs takes it, we must not.
+    hybrid = spki[:26] + bytes([0x06 | (spki[-1] & 1)]) + spki[27:]
     return {
         "pem_valid": b"\x00" + pem(spki).encode(),
         "pem_crlf_indented": b"\x00  " + pem(spki).replace("\n", "\r\n").encode(),
@@ -132,6 +134,7 @@ def seeds_key():
         "der_trailing": b"\x01" + spki + b"\x00",
         "der_off_curve": b"\x01" + off_curve,
         "der_compressed": b"\x01" + comp_spki,
+        "der_hybrid": b"\x01" + hybrid,
         "der_long_form_len": b"\x01" + b"\x30\x81\x59" + spki[2:],
         "der_truncated": b"\x01" + spki[:40],
         "der_p384": b"\x01" + p384,

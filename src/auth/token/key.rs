@@ -24,6 +24,9 @@ const P256_SPKI_PREFIX: [u8; 26] = [
 ];
 /// Uncompressed P-256 point: 0x04 ‖ X ‖ Y.
 const P256_POINT_LEN: usize = 65;
+/// SEC 1's tag of an uncompressed point. aws-lc-rs also accepts X9.62's "hybrid" form (0x06 /
+/// 0x07 ‖ X ‖ Y), the same point written another way: refused here (found by fuzzing).
+const UNCOMPRESSED: u8 = 0x04;
 
 /// One trusted token-signing key of a remote (tenant); several per remote allow rotation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,13 +78,14 @@ impl TokenKey {
             return Err(refusal(der));
         };
         match der.strip_prefix(&P256_SPKI_PREFIX[..]) {
-            Some(point) if point.len() == P256_POINT_LEN => Ok(Self {
+            Some(point) if point.len() == P256_POINT_LEN && point[0] == UNCOMPRESSED => Ok(Self {
                 kid: kid.to_owned(),
                 public_key: point.to_vec(),
             }),
-            // A valid key in another encoding: a compressed point, or bytes after the key.
+            // A valid key in another encoding: a compressed or hybrid point, or bytes after
+            // the key.
             _ => Err(TokenKeyError::BadPoint {
-                detail: "expected an uncompressed point and nothing after it",
+                detail: "expected an uncompressed point (0x04 ‖ X ‖ Y) and nothing after it",
             }),
         }
     }

@@ -157,6 +157,11 @@ fn garbage_pem_rejected() {
     };
     let mut compressed = vec![0x02];
     compressed.extend_from_slice(&point[1..33]);
+    // X9.62's hybrid form of the same point: 0x06 | (Y's parity), then X and Y.
+    let mut hybrid = point.clone();
+    hybrid[0] = 0x06 | (point[64] & 1);
+    let mut hybrid_wrong_parity = hybrid.clone();
+    hybrid_wrong_parity[0] ^= 1;
     let mut off_curve = vec![0x04];
     off_curve.extend_from_slice(&[0u8; 64]);
     let mut unused_bits = bits(&point);
@@ -178,6 +183,8 @@ fn garbage_pem_rejected() {
         (spki(OID_EC_PUBLIC_KEY, &[0x30, 0x00], &bits(&point)), "der"),
         // A valid key in another encoding.
         (spki(OID_EC_PUBLIC_KEY, &p256, &bits(&compressed)), "point"),
+        // aws-lc-rs takes the hybrid form; only 0x04 is accepted (a fuzzing find).
+        (spki(OID_EC_PUBLIC_KEY, &p256, &bits(&hybrid)), "point"),
         (spki(OID_EC_PUBLIC_KEY, &p256, &bits(&off_curve)), "der"),
         (spki(OID_EC_PUBLIC_KEY, &p256, &bits(&point[..64])), "der"),
         (spki(OID_EC_PUBLIC_KEY, &p256, &unused_bits), "der"),
@@ -187,6 +194,8 @@ fn garbage_pem_rejected() {
         let err = TokenKey::from_pem("k", &pem_wrap(&der)).unwrap_err();
         assert_eq!(kind(&err), expected, "case {i}: {err}");
     }
+    let wrong = spki(OID_EC_PUBLIC_KEY, &p256, &bits(&hybrid_wrong_parity));
+    assert!(TokenKey::from_pem("k", &pem_wrap(&wrong)).is_err());
 }
 
 #[test]
