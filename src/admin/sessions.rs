@@ -31,10 +31,12 @@ fn parse_query(query: &str) -> Result<(Selector, Option<String>), String> {
         match k.as_ref() {
             "key_id" => selector.key_id = Some(v.into_owned()),
             "serial" => {
-                selector.serial = Some(
-                    v.parse()
-                        .map_err(|_| format!("serial: \"{v}\" is not a number"))?,
-                )
+                selector.serial = Some(v.parse().map_err(|_| {
+                    format!(
+                        "serial: \"{}\" is not a number",
+                        crate::text::escape_untrusted(&v, 40)
+                    )
+                })?)
             }
             "workload" => selector.workload = Some(v.into_owned()),
             "remote" => selector.remote = Some(v.into_owned()),
@@ -141,6 +143,13 @@ mod tests {
             route(&s, "GET", "/sessions?serial=x").unwrap().0,
             StatusCode::BAD_REQUEST
         );
+        // What the caller sent comes back escaped and capped, as in every other message.
+        let (_, _, body) = route(&s, "GET", "/sessions?serial=1%1B%5B31m%0Aforged").unwrap();
+        assert!(
+            !body.contains('\x1b') && !body.contains("\\u001b"),
+            "{body}"
+        );
+        assert!(body.contains("serial: "), "{body}");
         assert_eq!(
             route(&s, "GET", "/sessions?color=red").unwrap().0,
             StatusCode::BAD_REQUEST
