@@ -295,20 +295,14 @@ impl RunningEdge {
         raw.listen.admin = Some(format!("127.0.0.1:{admin}"));
         let file = lab.write_config(&raw).unwrap();
         let log = tmp.path().join("edge.log");
-        let mut child = ssh_edge()
+        let child = ssh_edge()
             .args(["run", "--config"])
             .arg(&file)
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
         if !wait_for_port(ssh, Duration::from_secs(20)) {
-            let status = child.try_wait();
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "edge did not start listening on {ssh} (process: {status:?}); its log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
+            process::never_listened(child, &format!("the edge on port {ssh}"), &log);
         }
         let key = lab
             .issue_user_certificate("k", "edge-user", &["abc1234"], Duration::from_secs(600))

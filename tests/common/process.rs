@@ -173,3 +173,15 @@ impl Bounded for Command {
         run_with_timeout(self, COMMAND_TIMEOUT).status
     }
 }
+
+/// Fails the test for a server that never started listening on `what`: stops the child and
+/// shows its exit status and its log (a bind error, say), so the failure explains itself.
+pub fn never_listened(mut child: Child, what: &str, log: &std::path::Path) -> ! {
+    let status = child.try_wait();
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!(
+        "{what} did not start listening (process: {status:?}); its log:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}

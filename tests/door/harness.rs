@@ -71,7 +71,7 @@ impl Door {
             .map(|p| std::fs::read_to_string(p).unwrap().trim().to_string());
         let file = lab.write_config(&raw).unwrap();
         let log = lab.path("edge.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ssh-edge"))
+        let child = Command::new(env!("CARGO_BIN_EXE_ssh-edge"))
             .args(["run", "--config"])
             .arg(&file)
             .args(args)
@@ -81,13 +81,7 @@ impl Door {
             .spawn()
             .unwrap();
         if !wait_for(SocketAddr::new(ip, ssh), Duration::from_secs(20)) {
-            let status = child.try_wait();
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "edge did not start listening on {ip}:{ssh} (process: {status:?}); its log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
+            crate::process::never_listened(child, &format!("the edge on {ip}:{ssh}"), &log);
         }
         let user_key = lab
             .issue_user_certificate("k", "door-user", &[JOB], Duration::from_secs(600))
@@ -127,7 +121,7 @@ impl Door {
                 .replace("[127.0.0.1]:", &format!("[{ip}]:"));
             std::fs::write(&known, hosts).unwrap();
         }
-        Door {
+        let door = Door {
             child,
             lab,
             tls,
@@ -140,6 +134,34 @@ impl Door {
             log,
             admin_token,
             _tmp: tmp,
+        };
+        door.wait_for_the_probe();
+        door
+    }
+
+    /// The start-up probe above (a bare connect to the SSH listener) holds a pre-auth slot of
+    /// 127.0.0.1 from the edge's accept until the edge sees it close, and is counted as a
+    /// rejection then. A loaded machine can leave it unaccepted for a while: tests start once
+    /// it is counted and no slot is held, so their own counts and caps begin from a known state.
+    fn wait_for_the_probe(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let prefix = "ssh_edge_connections_rejected_total{listener=\"ssh\",";
+        loop {
+            let text = self.metrics();
+            let counted = text
+                .lines()
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>();
+            let held = metric_in(&text, "ssh_edge_unauthenticated_connections");
+            if counted >= 1.0 && held == Some(0) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the start-up probe was not counted as a rejection within 20 s:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
