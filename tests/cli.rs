@@ -596,3 +596,84 @@ fn a_tampered_certificate_is_counted_and_logged_with_the_peer_in_plain_text() {
     }
     assert!(!log.contains('\x1b'), "colour codes in a log file:\n{log}");
 }
+
+/// The keys one table of the config accepts, as the config's own "unknown key" problem lists
+/// them (`toml` is a table holding one unknown key `zz`, at `at`).
+fn accepted_keys(toml: &str, at: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, toml).unwrap();
+    let Err(ssh_edge::config::ConfigError::Invalid(problems)) =
+        ssh_edge::config::check(Some(&file), false)
+    else {
+        panic!("{toml:?} was accepted");
+    };
+    let line = problems
+        .iter()
+        .find(|p| p.starts_with(&format!("{at}: unknown key")))
+        .unwrap_or_else(|| panic!("no unknown-key problem for {at} in {problems:?}"));
+    let (_, keys) = line
+        .split_once("expected one of ")
+        .unwrap_or_else(|| panic!("{line}"));
+    keys.split(", ").map(str::to_owned).collect()
+}
+
+/// Every key the config accepts has a row in the README's configuration reference, so a key
+/// added without documentation fails here.
+#[test]
+fn every_config_key_is_in_the_readme_reference() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("## Configuration reference").unwrap();
+    let end = start + readme[start..].find("\n## ").unwrap();
+    let reference = &readme[start..end];
+    // A key is documented on a row that names its table: `listen.backlog`, or a row of
+    // several keys of one table (`remotes.<name>.idle_timeout_secs`, `max_session_secs`, …).
+    let documented = |table: &str, key: &str| {
+        reference.lines().any(|row| {
+            row.starts_with(&format!("| `{table}."))
+                && row.split('|').nth(1).is_some_and(|names| {
+                    names.contains(&format!("{table}.{key}`"))
+                        || names.contains(&format!("`{key}`"))
+                })
+        })
+    };
+    let tables = accepted_keys("zz = 1\n", "zz");
+    assert!(tables.len() >= 10, "{tables:?}");
+    let mut missing = Vec::new();
+    for table in &tables {
+        let (toml, at, row_table) = match table.as_str() {
+            "remotes" => (
+                "[remotes.x]\nzz = 1\n".to_string(),
+                "remotes.x.zz".to_string(),
+                "remotes.<name>".to_string(),
+            ),
+            "routes" => (
+                "[[routes]]\nzz = 1\n".to_string(),
+                "routes.0.zz".to_string(),
+                "routes[]".to_string(),
+            ),
+            t => (format!("[{t}]\nzz = 1\n"), format!("{t}.zz"), t.to_string()),
+        };
+        for key in accepted_keys(&toml, &at) {
+            // Route lifetimes are documented once, on the remotes row ("the same keys on
+            // [[routes]] win").
+            let lifetime = [
+                "idle_timeout_secs",
+                "max_session_secs",
+                "disconnect_at_cert_expiry",
+            ];
+            let documented = documented(&row_table, &key)
+                || (table == "routes"
+                    && lifetime.contains(&key.as_str())
+                    && documented("remotes.<name>", &key));
+            if !documented {
+                missing.push(format!("{row_table}.{key}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not in README's configuration reference: {missing:?}"
+    );
+}
