@@ -677,3 +677,81 @@ fn every_config_key_is_in_the_readme_reference() {
         "not in README's configuration reference: {missing:?}"
     );
 }
+
+/// The keys one table of the issuer's config accepts, as `issuer --check` lists them for an
+/// unknown key `zz` at `at`.
+fn issuer_accepted_keys(toml: &str, at: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("issuer.toml");
+    std::fs::write(&file, toml).unwrap();
+    let out = ssh_edge()
+        .args(["issuer", "--check", "--config"])
+        .arg(&file)
+        .output_bounded();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("- ")?
+                .strip_prefix(&format!("{at}: unknown key"))
+        })
+        .unwrap_or_else(|| panic!("no unknown-key problem for {at} in:\n{stderr}"));
+    let (_, keys) = line
+        .split_once("expected one of ")
+        .unwrap_or_else(|| panic!("{line}"));
+    keys.split(", ").map(str::to_owned).collect()
+}
+
+/// The README says the issuer's annotated example lists every field: each key the issuer's
+/// config accepts is set (or shown commented out) in `config/issuer.example.toml`.
+#[test]
+fn every_issuer_config_key_is_in_the_annotated_example() {
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/issuer.example.toml"
+    ))
+    .unwrap();
+    let tables = [
+        ("zz = 1\n", "zz"),
+        ("[tls]\nzz = 1\n", "tls.zz"),
+        ("[certificate]\nzz = 1\n", "certificate.zz"),
+        ("[token]\nzz = 1\n", "token.zz"),
+        ("[control_plane]\nzz = 1\n", "control_plane.zz"),
+        ("[[tenants]]\nzz = 1\n", "tenants.0.zz"),
+        (
+            "[[tenants]]\n[[tenants.api_keys]]\nzz = 1\n",
+            "tenants.0.api_keys.0.zz",
+        ),
+        (
+            "[[tenants]]\n[[tenants.training_jobs]]\nzz = 1\n",
+            "tenants.0.training_jobs.0.zz",
+        ),
+        (
+            "[[tenants]]\n[[tenants.models]]\nzz = 1\n",
+            "tenants.0.models.0.zz",
+        ),
+    ];
+    let mut missing = Vec::new();
+    for (toml, at) in tables {
+        for key in issuer_accepted_keys(toml, at) {
+            // `key = …` on a line of its own (maybe commented out), inline (`{ key = …`) or a
+            // table header (`[key]`, `[[key]]`).
+            let shown = example.lines().any(|l| {
+                let l = l.trim_start_matches(['#', ' ']);
+                l.starts_with(&format!("{key} ="))
+                    || l.starts_with(&format!("[{key}]"))
+                    || l.starts_with(&format!("[[{key}]]"))
+                    || l.contains(&format!("{{ {key} ="))
+                    || l.contains(&format!(", {key} ="))
+            });
+            if !shown {
+                missing.push(format!("{}{key}", at.trim_end_matches("zz")));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not in config/issuer.example.toml: {missing:?}"
+    );
+}
