@@ -618,8 +618,8 @@ fn accepted_keys(toml: &str, at: &str) -> Vec<String> {
     keys.split(", ").map(str::to_owned).collect()
 }
 
-/// Every key the config accepts has a row in the README's configuration reference, so a key
-/// added without documentation fails here.
+/// Every key the config accepts has a row in the README's configuration reference and is shown
+/// in `config/example.toml`, so a key added without documentation fails here.
 #[test]
 fn every_config_key_is_in_the_readme_reference() {
     let readme =
@@ -638,6 +638,11 @@ fn every_config_key_is_in_the_readme_reference() {
                 })
         })
     };
+    // config/example.toml says it lists every section and field: it shows each key too.
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"))
+            .unwrap();
+    let mut not_in_example = Vec::new();
     let tables = accepted_keys("zz = 1\n", "zz");
     assert!(tables.len() >= 10, "{tables:?}");
     let mut missing = Vec::new();
@@ -670,12 +675,34 @@ fn every_config_key_is_in_the_readme_reference() {
             if !documented {
                 missing.push(format!("{row_table}.{key}"));
             }
+            if !shown_in_example(&example, &key) {
+                not_in_example.push(format!("{row_table}.{key}"));
+            }
         }
     }
     assert!(
         missing.is_empty(),
         "not in README's configuration reference: {missing:?}"
     );
+    assert!(
+        not_in_example.is_empty(),
+        "not in config/example.toml: {not_in_example:?}"
+    );
+}
+
+/// Whether an annotated example config shows `key`: `key = …` on a line of its own (maybe
+/// commented out), inline (`{ key = …`), or as a table header (`[key]`, `[[key]]`,
+/// `[parent.key]`).
+fn shown_in_example(example: &str, key: &str) -> bool {
+    example.lines().any(|l| {
+        let l = l.trim_start_matches(['#', ' ']);
+        l.starts_with(&format!("{key} ="))
+            || l.starts_with(&format!("[{key}]"))
+            || l.starts_with(&format!("[[{key}]]"))
+            || (l.starts_with('[') && l.contains(&format!(".{key}]")))
+            || l.contains(&format!("{{ {key} ="))
+            || l.contains(&format!(", {key} ="))
+    })
 }
 
 /// The keys one table of the issuer's config accepts, as `issuer --check` lists them for an
@@ -735,17 +762,7 @@ fn every_issuer_config_key_is_in_the_annotated_example() {
     let mut missing = Vec::new();
     for (toml, at) in tables {
         for key in issuer_accepted_keys(toml, at) {
-            // `key = …` on a line of its own (maybe commented out), inline (`{ key = …`) or a
-            // table header (`[key]`, `[[key]]`).
-            let shown = example.lines().any(|l| {
-                let l = l.trim_start_matches(['#', ' ']);
-                l.starts_with(&format!("{key} ="))
-                    || l.starts_with(&format!("[{key}]"))
-                    || l.starts_with(&format!("[[{key}]]"))
-                    || l.contains(&format!("{{ {key} ="))
-                    || l.contains(&format!(", {key} ="))
-            });
-            if !shown {
+            if !shown_in_example(&example, &key) {
                 missing.push(format!("{}{key}", at.trim_end_matches("zz")));
             }
         }
