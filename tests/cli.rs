@@ -772,3 +772,37 @@ fn every_issuer_config_key_is_in_the_annotated_example() {
         "not in config/issuer.example.toml: {missing:?}"
     );
 }
+
+/// Every metric the edge registers has a row in the README's metrics table, and every row names
+/// a metric that exists (metric names are the string literals `src/metrics.rs` registers).
+#[test]
+fn every_metric_is_in_the_readme_table() {
+    let source =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/metrics.rs")).unwrap();
+    let registered: std::collections::BTreeSet<&str> = source
+        .split('"')
+        .filter(|s| {
+            s.starts_with("ssh_edge_") && s.bytes().all(|b| b == b'_' || b.is_ascii_lowercase())
+        })
+        .collect();
+    assert!(registered.len() >= 20, "{registered:?}");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("\n## Metrics").unwrap();
+    let end = start + 1 + readme[start + 1..].find("\n## ").unwrap();
+    let rows: std::collections::BTreeSet<&str> = readme[start..end]
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
+        .filter(|name| name.starts_with("ssh_edge_"))
+        .collect();
+    let undocumented: Vec<_> = registered.difference(&rows).collect();
+    let unknown: Vec<_> = rows.difference(&registered).collect();
+    assert!(
+        undocumented.is_empty(),
+        "metrics missing from README's table: {undocumented:?}"
+    );
+    assert!(
+        unknown.is_empty(),
+        "README's table names metrics the edge has not: {unknown:?}"
+    );
+}
