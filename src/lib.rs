@@ -69,6 +69,8 @@ pub mod lab;
 pub mod memory;
 pub mod metrics;
 pub(crate) mod read_ahead;
+#[cfg(test)]
+mod readme_labels_tests;
 pub(crate) mod reject;
 pub mod route;
 pub mod server;
