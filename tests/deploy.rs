@@ -2,7 +2,8 @@
 //! is checked by the tool that consumes it (promtool, kubernetes-validate, hadolint,
 //! systemd-analyze), against each other, and against the real edge (the metrics the alerts
 //! and the dashboard query, the config the pod mounts, the image's health check).
-//! A missing tool fails its test: `bash .ci/run` installs them all.
+//! A missing tool fails its test: `bash .ci/run` installs them all. The operator's docs too:
+//! every config key and metric the code has is in the README and the example configs.
 
 #[path = "common/process.rs"]
 mod process;
@@ -27,6 +28,9 @@ mod image;
 
 #[path = "deploy/systemd.rs"]
 mod systemd;
+
+#[path = "deploy/docs.rs"]
+mod docs;
 
 #[test]
 fn the_readme_deploying_section_follows_running_on_the_internet_and_covers_the_steps() {
